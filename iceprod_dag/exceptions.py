@@ -1,0 +1,79 @@
+"""The one exception tree of iceprod-dag: everything raised on purpose derives from IceprodDagError."""
+
+from __future__ import annotations
+
+
+class IceprodDagError(Exception):
+    """Root of every error iceprod-dag raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(IceprodDagError):
+    """A dataset or site configuration is invalid; carries every problem found."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str, path: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.path = path
+        super().__init__("\n".join(self.problems))
+
+
+class ExpressionError(IceprodDagError):
+    """An expression like $eval(...) or $steering(...) cannot be resolved."""
+
+    exit_code = 2
+
+
+class DagSyntaxError(IceprodDagError):
+    """A DAG file has a line we cannot parse or a keyword we do not support."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
+        super().__init__(f"{where}{message}")
+
+
+class SiteError(IceprodDagError):
+    """A site cannot accept, follow or control a run."""
+
+
+class UnknownSiteError(SiteError):
+    """No installed site plugin has the requested name."""
+
+    exit_code = 2
+
+
+class CommandError(SiteError):
+    """An external command (sbatch, qsub, condor tool) failed; carries command, exit code and output."""
+
+    def __init__(self, command: list[str], returncode: int | None, stdout: str, stderr: str) -> None:
+        self.command = command
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        super().__init__(
+            f"command {' '.join(command)!r} failed with exit code {returncode}: {stderr.strip() or stdout.strip()}"
+        )
+
+
+class RunNotFoundError(IceprodDagError):
+    """A run folder does not exist or holds no DAG."""
+
+    exit_code = 2
+
+
+class StatsError(IceprodDagError):
+    """The stats database refused a record."""
+
+
+class StaleUpdateError(StatsError):
+    """An update for an attempt older than the one already recorded."""
+
+
+class AuthError(IceprodDagError):
+    """A user or token is not allowed to do what it asked."""

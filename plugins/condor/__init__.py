@@ -1,0 +1,1 @@
+"""condor site plugin."""

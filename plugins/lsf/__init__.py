@@ -1,0 +1,1 @@
+"""lsf site plugin."""

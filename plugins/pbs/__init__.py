@@ -1,0 +1,1 @@
+"""pbs site plugin."""

@@ -1,0 +1,1 @@
+"""sge site plugin."""

@@ -1,0 +1,1 @@
+"""Configuration schema, examples and site configs, installed as iceprod_dag.config."""

@@ -1,0 +1,62 @@
+"""The in-memory form of a DAGMan DAG file: what the parser builds and every site's engine walks."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class Script:
+    """A PRE or POST script of a node (SCRIPT [DEFER status time] PRE|POST node executable args...)."""
+
+    kind: str  # "PRE" | "POST" | "HOLD"
+    command: str  # executable and arguments, macros ($JOB, $RETRY, $RETURN...) not yet expanded
+    defer_status: int | None = None
+    defer_time: int | None = None
+
+
+@dataclasses.dataclass
+class Node:
+    """One node: a job (submit file) plus everything the DAG file says about it."""
+
+    name: str
+    submit_file: str
+    directory: str | None = None
+    noop: bool = False
+    done: bool = False
+    final: bool = False
+    vars: dict[str, str] = dataclasses.field(default_factory=dict)
+    retry: int = 0
+    unless_exit: int | None = None
+    priority: int = 0
+    category: str | None = None
+    pre: Script | None = None
+    post: Script | None = None
+    pre_skip: int | None = None
+    abort_dag_on: tuple[int, int | None] | None = None  # (exit value, RETURN value or None)
+    parents: list[str] = dataclasses.field(default_factory=list)
+    children: list[str] = dataclasses.field(default_factory=list)
+    line: int = 0  # line of the JOB/FINAL command, for error messages
+
+
+@dataclasses.dataclass
+class Dag:
+    """A parsed DAG file."""
+
+    path: Path
+    nodes: dict[str, Node] = dataclasses.field(default_factory=dict)
+    max_jobs: dict[str, int] = dataclasses.field(default_factory=dict)  # CATEGORY name -> MAXJOBS limit
+    node_status_file: str | None = None
+    node_status_interval: int | None = None
+    jobstate_log: str | None = None
+    dot_file: str | None = None
+    config_file: str | None = None
+    final: str | None = None  # name of the FINAL node
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def roots(self) -> list[Node]:
+        return [n for n in self.nodes.values() if not n.parents and not n.final]

@@ -61,6 +61,24 @@ class CommandError(SiteError):
         )
 
 
+class CommandTimeoutError(CommandError):
+    """An external command did not finish within its timeout and was killed."""
+
+    def __init__(self, command: list[str], timeout: float, stdout: str, stderr: str) -> None:
+        self.timeout = timeout
+        super().__init__(command, None, stdout, stderr)
+        self.args = (f"command {' '.join(command)!r} timed out after {timeout:g} s: {stderr.strip()[-500:]}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidSiteError(SiteError):
+    """A site plugin was found but does not honour the site contract (missing members, wrong name)."""
+
+    exit_code = 2
+
+
 class RunNotFoundError(IceprodDagError):
     """A run folder does not exist or holds no DAG."""
 
@@ -77,3 +95,11 @@ class StaleUpdateError(StatsError):
 
 class AuthError(IceprodDagError):
     """A user or token is not allowed to do what it asked."""
+
+
+class TransferError(IceprodDagError):
+    """A pilot file transfer failed after every retry or arrived corrupt; names the URL."""
+
+
+class ClassAdError(StatsError):
+    """A ClassAd text cannot be parsed; the message names the file and line."""

@@ -37,6 +37,13 @@ STATS_DIR = "stats"
 LOGS_DIR = "logs"
 HISTORY_DIR = "history"
 RUN_INFO = "run.json"
+#: batch sites (slurm, sge, pbs, lsf): the submit-side watcher's folder, rescue state, exit markers
+BATCH_DIR = "batch"
+BATCH_STATE = "batch/state.json"
+BATCH_EXIT_DIR = "batch/exit"
+BATCH_OUT_DIR = "batch/out"
+BATCH_SCRIPTS_DIR = "batch/scripts"
+BATCH_WATCHER_LOG = "batch/watcher.log"
 DONE_MARKER = "dataset.done"
 
 NODES_LOG_SUFFIX = ".nodes.log"

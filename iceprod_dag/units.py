@@ -49,3 +49,10 @@ def parse_duration_s(value: Union[str, int, float]) -> int:
     if not re.fullmatch(r"(\s*\d+(\.\d+)?\s*[dhmsDHMS])+\s*", text):
         raise ValueError(f'expected a duration like "2h" or "90m", got "{value}"')
     return int(round(sum(float(n) * _DURATION_FACTORS[u.lower()] for n, u in _DURATION_RE.findall(text))))
+
+
+def parse_duration_s_float(value: Union[str, int, float]) -> float:
+    """Like parse_duration_s but keeps fractions of a second for bare numbers (sampling intervals)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return float(parse_duration_s(value))

@@ -50,7 +50,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 def main() -> None:
     """Run the CLI; our own errors print one clear message and exit with their exit code."""
     try:
-        cli.main(standalone_mode=False)
+        result = cli.main(standalone_mode=False)
+        # without standalone mode click returns ctx.exit()'s code instead of exiting
+        sys.exit(result if isinstance(result, int) else 0)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

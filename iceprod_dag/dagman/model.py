@@ -14,6 +14,8 @@ class Script:
     command: str  # executable and arguments, macros ($JOB, $RETRY, $RETURN...) not yet expanded
     defer_status: int | None = None
     defer_time: int | None = None
+    debug_file: str | None = None  # SCRIPT ... DEBUG file STDOUT|STDERR|ALL
+    debug_type: str | None = None
 
 
 @dataclasses.dataclass
@@ -38,6 +40,7 @@ class Node:
     parents: list[str] = dataclasses.field(default_factory=list)
     children: list[str] = dataclasses.field(default_factory=list)
     line: int = 0  # line of the JOB/FINAL command, for error messages
+    vars_append: set[str] = dataclasses.field(default_factory=set)  # VARS ... APPEND names (default: prepend)
 
 
 @dataclasses.dataclass
@@ -49,10 +52,15 @@ class Dag:
     max_jobs: dict[str, int] = dataclasses.field(default_factory=dict)  # CATEGORY name -> MAXJOBS limit
     node_status_file: str | None = None
     node_status_interval: int | None = None
+    node_status_always_update: bool = False
     jobstate_log: str | None = None
     dot_file: str | None = None
+    dot_update: bool = False
+    dot_overwrite: bool = True
+    dot_include: str | None = None
     config_file: str | None = None
     final: str | None = None  # name of the FINAL node
+    rescue_file: Path | None = None  # the rescue DAG applied by load_rescue, if any
 
     @property
     def directory(self) -> Path:

@@ -1,0 +1,432 @@
+"""Parse a DAGMan DAG file into a Dag, following condor_dagman's own parser (parse.cpp) rule by rule.
+
+Like DAGMan it reads in two passes, so PARENT/VARS/... may name nodes defined further down: pass one takes the
+JOB and FINAL lines, pass two everything else in file order (so with ALL_NODES, the last line in the file wins).
+ALL_NODES never touches the FINAL node (DAGMan skips it). Missing submit files are not checked here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from ..exceptions import DagSyntaxError
+from .model import Dag, Node, Script
+
+log = logging.getLogger(__name__)
+
+ALL_NODES = "ALL_NODES"
+_RESERVED = {"PARENT", "CHILD", ALL_NODES}
+# DAGMan keywords we deliberately do not run; each is refused with its own message.
+UNSUPPORTED = {
+    "SPLICE", "SUBDAG", "INCLUDE", "SUBMIT-DESCRIPTION", "SET_JOB_ATTR", "ENV", "SAVE_POINT_FILE",
+    "PROVISIONER", "SERVICE", "REJECT", "CONNECT", "PIN_IN", "PIN_OUT", "DATA",
+}  # fmt: skip
+_PASS2 = {
+    "SCRIPT", "PARENT", "RETRY", "ABORT-DAG-ON", "DOT", "VARS", "PRIORITY", "CATEGORY", "MAXJOBS", "CONFIG",
+    "NODE_STATUS_FILE", "JOBSTATE_LOG", "PRE_SKIP", "DONE",
+}  # fmt: skip
+# name="value": names are alphanumerics, '_' and '.', with an optional leading '+'; \\ and \" are the escapes
+_VAR_RE = re.compile(r'\s*(\+?[A-Za-z0-9_.]+)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_INT_RE = re.compile(r"[+-]?\d+")
+
+
+def _int(token: str, what: str, path: str, line: int) -> int:
+    # strtol semantics: a leading integer is enough ("3x" is 3), nothing numeric is an error
+    m = _INT_RE.match(token)
+    if not m:
+        raise DagSyntaxError(f"invalid {what} {token!r}", path, line)
+    return int(m.group())
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, stripped text) of each logical line; a trailing backslash continues a line."""
+    raw = text.split("\n")
+    if "\\\n" not in text and not text.endswith("\\"):
+        return [(i, s.strip()) for i, s in enumerate(raw, 1)]
+    out: list[tuple[int, str]] = []
+    i = 0
+    while i < len(raw):
+        start, s = i + 1, raw[i].strip()
+        while s.endswith("\\") and not s.startswith("#") and i + 1 < len(raw):
+            i += 1
+            s = s[:-1] + raw[i].strip()
+        out.append((start, s))
+        i += 1
+    return out
+
+
+class _Parser:
+    def __init__(self, dag: Dag, path: str) -> None:
+        self.dag = dag
+        self.path = path
+        self.edges: dict[tuple[str, str], int] = {}
+
+    def err(self, msg: str, line: int) -> DagSyntaxError:
+        return DagSyntaxError(msg, self.path, line)
+
+    # ---- pass 1 -------------------------------------------------------------------------------------------
+    def node_line(self, kw: str, line: str, lineno: int) -> None:
+        parts = line.split(None, 2)
+        if len(parts) < 3:
+            raise self.err(f"{kw} needs a node name and a submit file: {kw} name file [DIR d] [NOOP] [DONE]", lineno)
+        name, rest = parts[1], parts[2]
+        if rest.startswith('"'):
+            end = rest.find('"', 1)
+            if end < 0:
+                raise self.err("missing closing quote around the submit file name", lineno)
+            submit, opts = rest[1:end], rest[end + 1 :].split()
+        else:
+            submit, *opts = rest.split()
+        if submit.startswith("{"):
+            raise self.err(f"inline submit descriptions ({kw} {name} {{...}}) are not supported", lineno)
+        if name.upper() in _RESERVED:
+            raise self.err(f"node name {name!r} is a reserved word", lineno)
+        if "+" in name:
+            raise self.err(f"node name {name!r} contains the illegal character '+'", lineno)
+        if name in self.dag.nodes:
+            raise self.err(f"duplicate node name {name!r} (first defined at line {self.dag.nodes[name].line})", lineno)
+        node = Node(name, submit, line=lineno)
+        i = 0
+        if i < len(opts) and opts[i].upper() == "DIR":
+            if i + 1 >= len(opts):
+                raise self.err("no directory after DIR", lineno)
+            node.directory = opts[i + 1].strip('"')
+            i += 2
+        if i < len(opts) and opts[i].upper() == "NOOP":
+            node.noop, i = True, i + 1
+        if i < len(opts) and opts[i].upper() == "DONE":
+            node.done, i = True, i + 1
+        if i < len(opts):
+            raise self.err(f"invalid parameter {opts[i]!r} on {kw} line (order is [DIR d] [NOOP] [DONE])", lineno)
+        if kw == "FINAL":
+            if self.dag.final is not None:
+                raise self.err(f"a second FINAL node {name!r} (the DAG already has {self.dag.final!r})", lineno)
+            node.final = True
+            node.done = False  # DAGMan never marks the FINAL node done
+            self.dag.final = name
+        self.dag.nodes[name] = node
+
+    # ---- pass 2 helpers ---------------------------------------------------------------------------------------
+    def targets(self, name: str, lineno: int, kw: str) -> list[Node]:
+        if name.upper() == ALL_NODES:
+            return [n for n in self.dag.nodes.values() if not n.final]
+        node = self.dag.nodes.get(name)
+        if node is None:
+            raise self.err(f"{kw}: unknown node {name!r}", lineno)
+        if node.final and kw in ("RETRY", "PRIORITY", "CATEGORY", "ABORT-DAG-ON"):
+            raise self.err(f"the FINAL node {name!r} cannot have a {kw} specification", lineno)
+        return [node]
+
+    def expect(self, tokens: list[str], n_min: int, n_max: int, usage: str, lineno: int) -> None:
+        if len(tokens) < n_min:
+            raise self.err(f"missing value; usage: {usage}", lineno)
+        if len(tokens) > n_max:
+            raise self.err(f"extra token {tokens[n_max]!r}; usage: {usage}", lineno)
+
+    # ---- pass 2 -----------------------------------------------------------------------------------------------
+    def command(self, kw: str, line: str, lineno: int) -> None:
+        if kw == "VARS":
+            return self.vars(line, lineno)
+        if kw == "PARENT":
+            return self.parent(line, lineno)
+        if kw == "SCRIPT":
+            return self.script(line, lineno)
+        t = line.split()
+        if kw == "RETRY":
+            usage = "RETRY node|ALL_NODES n [UNLESS-EXIT v]"
+            self.expect(t, 3, 5, usage, lineno)
+            n = _int(t[2], "RETRY value", self.path, lineno)
+            if n < 0:
+                raise self.err(f"RETRY value {n} cannot be negative", lineno)
+            unless = None
+            if len(t) > 3:
+                if t[3].upper() != "UNLESS-EXIT" or len(t) != 5 or not _INT_RE.fullmatch(t[4]):
+                    raise self.err(f"bad RETRY option {' '.join(t[3:])!r}; usage: {usage}", lineno)
+                unless = int(t[4]) or None  # DAGMan treats UNLESS-EXIT 0 as no UNLESS-EXIT
+            for node in self.targets(t[1], lineno, kw):
+                node.retry, node.unless_exit = n, unless
+        elif kw == "PRIORITY":
+            self.expect(t, 3, 3, "PRIORITY node|ALL_NODES value", lineno)
+            p = _int(t[2], "PRIORITY value", self.path, lineno)
+            for node in self.targets(t[1], lineno, kw):
+                node.priority = p
+        elif kw == "CATEGORY":
+            self.expect(t, 3, 3, "CATEGORY node|ALL_NODES category", lineno)
+            for node in self.targets(t[1], lineno, kw):
+                node.category = t[2]
+        elif kw == "MAXJOBS":
+            self.expect(t, 3, 3, "MAXJOBS category value", lineno)
+            v = _int(t[2], "MAXJOBS value", self.path, lineno)
+            if v < 0:
+                raise self.err("MAXJOBS value must be non-negative", lineno)
+            self.dag.max_jobs[t[1]] = v
+        elif kw == "PRE_SKIP":
+            self.expect(t, 3, 3, "PRE_SKIP node|ALL_NODES exit-code", lineno)
+            code = _int(t[2], "PRE_SKIP exit code", self.path, lineno)
+            for node in self.targets(t[1], lineno, kw):
+                node.pre_skip = code
+        elif kw == "ABORT-DAG-ON":
+            usage = "ABORT-DAG-ON node|ALL_NODES value [RETURN v]"
+            self.expect(t, 3, 5, usage, lineno)
+            value = _int(t[2], "ABORT-DAG-ON node value", self.path, lineno)
+            ret = None
+            if len(t) > 3:
+                if t[3].upper() != "RETURN" or len(t) != 5:
+                    raise self.err(f"bad ABORT-DAG-ON option {' '.join(t[3:])!r}; usage: {usage}", lineno)
+                ret = _int(t[4], "ABORT-DAG-ON RETURN value", self.path, lineno)
+                if not 0 <= ret <= 255:
+                    raise self.err(f"ABORT-DAG-ON RETURN value {ret} must be between 0 and 255", lineno)
+            for node in self.targets(t[1], lineno, kw):
+                node.abort_dag_on = (value, ret)
+        elif kw == "DONE":
+            self.expect(t, 2, 2, "DONE node", lineno)
+            node = self.dag.nodes.get(t[1])
+            if node is None:
+                raise self.err(f"DONE: unknown node {t[1]!r}", lineno)
+            if node.final:
+                raise self.err(f"the FINAL node {t[1]!r} cannot be set to DONE", lineno)
+            node.done = True
+        elif kw == "NODE_STATUS_FILE":
+            self.expect(t, 2, 4, "NODE_STATUS_FILE file [min-update-seconds] [ALWAYS-UPDATE]", lineno)
+            self.dag.node_status_file = t[1]
+            self.dag.node_status_interval = _int(t[2], "update time", self.path, lineno) if len(t) > 2 else 60
+            if len(t) > 3:
+                if t[3].upper() != "ALWAYS-UPDATE":
+                    raise self.err(f"invalid parameter {t[3]!r} on NODE_STATUS_FILE line", lineno)
+                self.dag.node_status_always_update = True
+        elif kw == "JOBSTATE_LOG":
+            self.expect(t, 2, 2, "JOBSTATE_LOG file", lineno)
+            self.dag.jobstate_log = t[1]
+        elif kw == "CONFIG":
+            self.expect(t, 2, 2, "CONFIG file", lineno)
+            self.dag.config_file = t[1]
+        elif kw == "DOT":
+            self.dot(t, lineno)
+
+    def dot(self, t: list[str], lineno: int) -> None:
+        if len(t) < 2:
+            raise self.err("missing DOT file name", lineno)
+        i = 2
+        while i < len(t):
+            opt = t[i].upper()
+            if opt in ("UPDATE", "DONT-UPDATE"):
+                self.dag.dot_update = opt == "UPDATE"
+            elif opt in ("OVERWRITE", "DONT-OVERWRITE"):
+                self.dag.dot_overwrite = opt == "OVERWRITE"
+            elif opt == "INCLUDE":
+                if i + 1 >= len(t):
+                    raise self.err("missing DOT INCLUDE file name", lineno)
+                i += 1
+                self.dag.dot_include = t[i]
+            # DAGMan ignores any other token on a DOT line
+            i += 1
+        self.dag.dot_file = t[1]
+
+    def vars(self, line: str, lineno: int) -> None:
+        parts = line.split(None, 2)
+        if len(parts) < 3:
+            raise self.err("VARS needs a node name and name=\"value\" pairs", lineno)
+        rest = parts[2]
+        append = False
+        if rest.startswith("PREPEND"):  # case-sensitive prefix test, as DAGMan does
+            rest = rest[7:]
+        elif rest.startswith("APPEND"):
+            append, rest = True, rest[6:]
+        pairs: list[tuple[str, str]] = []
+        pos, end = 0, len(rest)
+        while True:
+            m = _VAR_RE.match(rest, pos)
+            if m is None:
+                tail = rest[pos:].strip()
+                if tail:
+                    raise self.err(f"bad VARS pair near {tail[:40]!r}: expected name=\"value\"", lineno)
+                break
+            name, value = m.group(1), m.group(2)
+            if "\\" in value:
+                value = self.unescape(value, lineno)
+            if name == "+":
+                raise self.err("a VARS macro name needs at least one alphanumeric character", lineno)
+            if name.lower().startswith("queue"):
+                raise self.err(f"illegal VARS macro name {name!r}: names cannot begin with 'queue'", lineno)
+            if name.startswith("+"):
+                name = "My." + name[1:]
+            pairs.append((name, value))
+            pos = m.end()
+            if pos >= end:
+                break
+        if not pairs:
+            raise self.err("VARS line has no name=\"value\" pairs", lineno)
+        for node in self.targets(parts[1], lineno, "VARS"):
+            node_vars = node.vars
+            for name, value in pairs:
+                node_vars[name] = value
+                if append:
+                    node.vars_append.add(name)
+
+    def unescape(self, value: str, lineno: int) -> str:
+        out, i = [], 0
+        while i < len(value):
+            c = value[i]
+            if c == "\\":
+                nxt = value[i + 1]
+                if nxt not in '\\"':
+                    raise self.err(f"unknown escape sequence '\\{nxt}' in VARS value (only \\\\ and \\\")", lineno)
+                out.append(nxt)
+                i += 2
+            else:
+                out.append(c)
+                i += 1
+        return "".join(out)
+
+    def parent(self, line: str, lineno: int) -> None:
+        t = line.split()
+        upper = [x.upper() for x in t]
+        if "CHILD" not in upper:
+            raise self.err("expected CHILD token; usage: PARENT p1 [p2 ...] CHILD c1 [c2 ...]", lineno)
+        k = upper.index("CHILD")
+        parents, children = dict.fromkeys(t[1:k]), dict.fromkeys(t[k + 1 :])  # ordered, de-duplicated
+        if not parents:
+            raise self.err("missing parent node names", lineno)
+        if not children:
+            raise self.err("missing child node names", lineno)
+        nodes = self.dag.nodes
+        for name in (*parents, *children):
+            node = nodes.get(name)
+            if node is None:
+                raise self.err(f"PARENT/CHILD: unknown node {name!r}", lineno)
+            if node.final:
+                raise self.err(f"the FINAL node {name!r} cannot have parents or children", lineno)
+        edges = self.edges
+        for p in parents:
+            pnode = nodes[p]
+            for c in children:
+                if (p, c) in edges:
+                    continue
+                if p == c:
+                    raise self.err(f"node {p!r} cannot be its own parent (cycle: {p} -> {p})", lineno)
+                edges[(p, c)] = lineno
+                pnode.children.append(c)
+                nodes[c].parents.append(p)
+
+    def script(self, line: str, lineno: int) -> None:
+        usage = "SCRIPT [DEFER status time] [DEBUG file STDOUT|STDERR|ALL] PRE|POST|HOLD node|ALL_NODES exe args"
+        toks = list(re.finditer(r"\S+", line))
+        i, defer_status, defer_time, debug_file, debug_type = 1, None, None, None, None
+
+        def tok(k: int) -> str:
+            if k >= len(toks):
+                raise self.err(f"incomplete SCRIPT line; usage: {usage}", lineno)
+            return toks[k].group()
+
+        if tok(i).upper() == "DEFER":
+            defer_status = _int(tok(i + 1), "DEFER status", self.path, lineno)
+            defer_time = _int(tok(i + 2), "DEFER time", self.path, lineno)
+            if defer_status <= 0 or defer_time < 0:
+                raise self.err("DEFER status must be > 0 and time >= 0", lineno)
+            i += 3
+        if tok(i).upper() == "DEBUG":
+            debug_file, debug_type = tok(i + 1), tok(i + 2).upper()
+            if debug_type not in ("STDOUT", "STDERR", "ALL"):
+                raise self.err(f"unknown SCRIPT DEBUG stream {debug_type!r} (STDOUT, STDERR or ALL)", lineno)
+            i += 3
+        kind = tok(i).upper()
+        if kind not in ("PRE", "POST", "HOLD"):
+            raise self.err(f"SCRIPT type must be PRE, POST or HOLD, not {tok(i)!r}; usage: {usage}", lineno)
+        name = tok(i + 1)
+        if i + 2 >= len(toks):
+            raise self.err(f"SCRIPT {kind} for node {name!r} has no script file name", lineno)
+        command = line[toks[i + 2].start() :]
+        for node in self.targets(name, lineno, "SCRIPT"):
+            script = Script(kind, command, defer_status, defer_time, debug_file, debug_type)
+            if kind == "PRE":
+                node.pre = script
+            elif kind == "POST":
+                node.post = script
+            else:
+                log.warning("%s:%d: SCRIPT HOLD for node %s is parsed but never run", self.path, lineno, node.name)
+
+    # ---- checks -----------------------------------------------------------------------------------------------
+    def check_cycles(self) -> None:
+        nodes = self.dag.nodes
+        indeg = {name: len(n.parents) for name, n in nodes.items()}
+        ready = [name for name, d in indeg.items() if d == 0]
+        seen = 0
+        while ready:
+            name = ready.pop()
+            seen += 1
+            for c in nodes[name].children:
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    ready.append(c)
+        if seen == len(nodes):
+            return
+        # every node left has a parent that is also left: walking up parents must close a loop
+        left = {name for name, d in indeg.items() if d > 0}
+        path: list[str] = []
+        index: dict[str, int] = {}
+        cur = next(iter(left))
+        while cur not in index:
+            index[cur] = len(path)
+            path.append(cur)
+            cur = next(p for p in nodes[cur].parents if p in left)
+        cycle = list(reversed(path[index[cur] :]))  # parent -> child order
+        line = self.edges.get((cycle[-1], cycle[0]), 0)
+        raise self.err("the DAG has a cycle: " + " -> ".join([*cycle, cycle[0]]), line)
+
+
+def _parse_into(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise DagSyntaxError(f"cannot read DAG file: {e.strerror}", str(path)) from e
+    p = _Parser(dag, str(path))
+    later: list[tuple[int, str, str]] = []
+    for lineno, line in _logical_lines(text):
+        if not line or line[0] == "#":
+            continue
+        kw = line.split(None, 1)[0].upper()
+        if kw == "JOB" or kw == "FINAL":
+            if not allow_nodes:
+                raise p.err(f"{kw} lines in a rescue DAG are not supported (only partial rescue DAGs)", lineno)
+            p.node_line(kw, line, lineno)
+        elif kw in _PASS2:
+            later.append((lineno, kw, line))
+        elif kw in UNSUPPORTED:
+            raise p.err(f"the {kw} keyword is not supported by iceprod-dag", lineno)
+        else:
+            raise p.err(f"unknown keyword {line.split(None, 1)[0]!r}", lineno)
+    for lineno, kw, line in later:
+        p.command(kw, line, lineno)
+    return p
+
+
+def parse_dag(path: Path | str) -> Dag:
+    """Parse a DAG file; raises DagSyntaxError naming file and line for anything DAGMan would refuse."""
+    path = Path(path)
+    dag = Dag(path=path)
+    p = _parse_into(dag, path, allow_nodes=True)
+    p.check_cycles()
+    log.debug("parsed %s: %d nodes, %d edges", path, len(dag.nodes), len(p.edges))
+    return dag
+
+
+def apply_rescue(dag: Dag, rescue: Path | str) -> Dag:
+    """Apply a partial rescue DAG (DONE and RETRY lines...) on top of its parsed DAG, as DAGMan does."""
+    rescue = Path(rescue)
+    _parse_into(dag, rescue, allow_nodes=False)
+    dag.rescue_file = rescue
+    return dag
+
+
+def load_rescue(dag_path: Path | str) -> Dag:
+    """Parse a DAG and apply its newest rescue DAG (<dag>.rescueNNN), if any: what a resubmit runs."""
+    from .rescue import find_rescue  # rescue.py imports this module
+
+    dag = parse_dag(dag_path)
+    found = find_rescue(dag_path)
+    if found is not None:
+        log.info("applying rescue DAG %s", found)
+        apply_rescue(dag, found)
+    return dag

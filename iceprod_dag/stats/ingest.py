@@ -1,0 +1,470 @@
+"""Write what runs produce into the stats database: datasets, attempt starts, stats records, job ClassAds.
+
+Every call is one transaction, committed before it returns (durable per call), and idempotent by
+``(dataset, node, attempt)``: the same stats record reported twice is recorded once. Rows are written with
+Core ``insert()``/``update()`` executemany, never the ORM unit of work, so a batch of 10,000 records takes a
+fraction of a second on SQLite.
+
+A stale update is rejected with :class:`StaleUpdateError` and not applied: a report for an attempt lower than
+one already started for that node, or a second final report for the same attempt with different content.
+
+A dataset is identified by ``(site, run_dir)``; ``run_dir`` is made absolute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+
+from iceprod_dag.exceptions import StaleUpdateError, StatsError
+from iceprod_dag.names import split_node_name
+from iceprod_dag.states import FailureCategory, JobState
+from iceprod_dag.stats.db import writer
+from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500  # rows per IN (...) lookup: far below every backend's bound-parameter limit
+_FAILURES = {f.value for f in FailureCategory}
+
+
+@dataclasses.dataclass
+class IngestResult:
+    """What one ingest call did."""
+
+    inserted: int = 0  #: new attempt (or ad) rows
+    updated: int = 0  #: started attempts completed by their record
+    unchanged: int = 0  #: repeats of something already recorded
+    rejected: list[tuple[str, int, str]] = dataclasses.field(default_factory=list)  #: (node, attempt, why)
+
+    def __iadd__(self, other: IngestResult) -> IngestResult:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rejected.extend(other.rejected)
+        return self
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of a record: equal content, equal hash."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def validate_record(record: Any, where: str = "stats record") -> dict[str, Any]:
+    """Check the fields ingest relies on; the error names the source and the field."""
+    if not isinstance(record, dict):
+        raise StatsError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for field, types in (("node", str), ("attempt", int), ("dataset", str)):
+        value = record.get(field)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise StatsError(f"{where}: field {field!r} must be a {types.__name__}, got {value!r}")
+    if record["attempt"] < 0:
+        raise StatsError(f"{where}: field 'attempt' must be >= 0, got {record['attempt']}")
+    failure = record.get("failure")
+    if failure is not None and failure not in _FAILURES:
+        raise StatsError(
+            f"{where}: field 'failure' must be null or one of {sorted(_FAILURES)}, got {failure!r}"
+        )
+    return record
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    """Read and validate one stats record file."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StatsError(f"{path}: cannot read stats record: {exc}") from exc
+    return validate_record(record, str(path))
+
+
+def attempt_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The attempts-table columns of one stats record (without keys)."""
+    req = record.get("request") or {}
+    logs = record.get("logs") or {}
+    failed = record.get("failure") is not None or record.get("pilot_exit_code") not in (0, None)
+    tail = record.get("stderr_tail")
+    return {
+        "state": JobState.FAILED.value if failed else JobState.DONE.value,
+        "started_at": record.get("start"),
+        "ended_at": record.get("end"),
+        "wall_s": record.get("wall_s"),
+        "cpu_user_s": record.get("cpu_user_s"),
+        "cpu_sys_s": record.get("cpu_sys_s"),
+        "cpu_efficiency": record.get("cpu_efficiency"),
+        "peak_rss_mb": record.get("peak_rss_mb"),
+        "peak_pss_mb": record.get("peak_pss_mb"),
+        "avg_rss_mb": record.get("avg_rss_mb"),
+        "peak_disk_mb": record.get("peak_disk_mb"),
+        "peak_gpu_mem_mb": record.get("peak_gpu_mem_mb"),
+        "avg_gpu_util": record.get("avg_gpu_util"),
+        "request_cpus": req.get("cpus"),
+        "request_memory_mb": req.get("memory_mb"),
+        "request_disk_mb": req.get("disk_mb"),
+        "request_gpus": req.get("gpus"),
+        "request_walltime_s": req.get("walltime_s"),
+        "memory_limit_mb": record.get("memory_limit_mb"),
+        "exit_code": record.get("exit_code"),
+        "signal": record.get("signal"),
+        "pilot_exit_code": record.get("pilot_exit_code"),
+        "failure": record.get("failure"),
+        "host": record.get("host"),
+        "site": record.get("site"),
+        "os": record.get("os"),
+        "python": record.get("python"),
+        "stderr_tail": "\n".join(tail) if isinstance(tail, list) else tail,
+        "log_stdout": logs.get("stdout"),
+        "log_stderr": logs.get("stderr"),
+        "log_pilot": logs.get("pilot"),
+        "transfers": record.get("transfers"),
+        "next_memory_mb": record.get("next_memory_mb"),
+        "record_hash": record_hash(record),
+    }
+
+
+# ---------------------------------------------------------------- datasets and jobs
+
+
+def _dataset_pk(conn: Connection, site: str, run_dir: str, create: Mapping[str, Any] | None = None) -> int:
+    pk = conn.scalar(select(Dataset.id).where(Dataset.site == site, Dataset.run_dir == run_dir))
+    if pk is not None:
+        return pk
+    if create is None:
+        raise StatsError(f"no dataset recorded for site {site!r}, run folder {run_dir}")
+    now = time.time()
+    values = {"name": Path(run_dir).name, "state": "running", "submitted_at": now, **create}
+    values.update(site=site, run_dir=run_dir, updated_at=now)
+    return conn.execute(insert(Dataset).values(**values).returning(Dataset.id)).scalar_one()
+
+
+def _job_values(
+    dataset_pk: int, node: str, task: str | None = None, job: int | None = None
+) -> dict[str, Any]:
+    if task is None:
+        split = split_node_name(node)
+        if split:
+            task, job = split
+    return {
+        "dataset_pk": dataset_pk,
+        "node": node,
+        "task": task,
+        "job_index": job,
+        "state": JobState.PENDING.value,
+        "attempts": 0,
+        "last_attempt": -1,
+        "updated_at": time.time(),
+    }
+
+
+def _jobs(
+    conn: Connection, dataset_pk: int, nodes: Mapping[str, tuple[str | None, int | None]]
+) -> dict[str, dict[str, Any]]:
+    """node -> job row (as a dict) for these nodes, inserting the missing ones as pending."""
+    cols = (Job.id, Job.node, Job.task, Job.state, Job.attempts, Job.last_attempt)
+    names = list(nodes)
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(names):
+        rows = conn.execute(select(*cols).where(Job.dataset_pk == dataset_pk, Job.node.in_(chunk)))
+        found.update({r.node: dict(r._mapping) for r in rows})
+    missing = [n for n in names if n not in found]
+    if missing:
+        conn.execute(insert(Job), [_job_values(dataset_pk, n, *nodes[n]) for n in missing])
+        for chunk in _chunks(missing):
+            rows = conn.execute(select(*cols).where(Job.dataset_pk == dataset_pk, Job.node.in_(chunk)))
+            found.update({r.node: dict(r._mapping) for r in rows})
+    return found
+
+
+def _abs(run_dir: str | Path) -> str:
+    return os.path.abspath(os.fspath(run_dir))
+
+
+def register_dataset(
+    engine: Engine,
+    *,
+    run_dir: str | Path,
+    site: str,
+    name: str,
+    dataset_id: int | None = None,
+    owner: str | None = None,
+    description: str = "",
+    jobs: int | None = None,
+    config: Mapping[str, Any] | None = None,
+    state: str = "submitted",
+    submitted_at: float | None = None,
+    nodes: Iterable[str | tuple[str, str | None, int | None]] = (),
+) -> int:
+    """Record a dataset run (or refresh its description) and its nodes as pending jobs; returns its id."""
+    meta = {
+        "name": name,
+        "dataset_id": dataset_id,
+        "owner": owner,
+        "description": description,
+        "jobs": jobs,
+        "config": dict(config) if config is not None else None,
+        "state": state,
+        "submitted_at": submitted_at or time.time(),
+    }
+    run = _abs(run_dir)
+    with writer(engine).begin() as conn:
+        pk = _dataset_pk(conn, site, run, meta)
+        meta.pop("submitted_at")
+        conn.execute(update(Dataset).where(Dataset.id == pk).values(**meta, updated_at=time.time()))
+        wanted: dict[str, tuple[str | None, int | None]] = {}
+        for item in nodes:
+            node, task, job = (item, None, None) if isinstance(item, str) else item
+            wanted[node] = (task, job)
+        _jobs(conn, pk, wanted)
+    return pk
+
+
+def set_dataset_state(engine: Engine, *, run_dir: str | Path, site: str, state: str) -> None:
+    """Change a dataset run's state (submitted, running, done, failed, suspended, cancelled)."""
+    with writer(engine).begin() as conn:
+        pk = _dataset_pk(conn, site, _abs(run_dir))
+        conn.execute(update(Dataset).where(Dataset.id == pk).values(state=state, updated_at=time.time()))
+
+
+def set_node_states(
+    engine: Engine, *, run_dir: str | Path, site: str, states: Mapping[str, str], at: float | None = None
+) -> None:
+    """Set the state of nodes as the engine sees them (idle, held, or a POST script's verdict)."""
+    now = at or time.time()
+    with writer(engine).begin() as conn:
+        pk = _dataset_pk(conn, site, _abs(run_dir), {})
+        jobs = _jobs(conn, pk, {n: (None, None) for n in states})
+        params = [{"b_id": jobs[n]["id"], "state": s, "updated_at": now} for n, s in states.items()]
+        if params:
+            conn.execute(update(Job).where(Job.id == bindparam("b_id")), params)
+
+
+# ---------------------------------------------------------------- attempts
+
+
+def record_attempt_started(
+    engine: Engine,
+    *,
+    run_dir: str | Path,
+    site: str,
+    node: str,
+    attempt: int,
+    host: str | None = None,
+    started_at: float | None = None,
+    dataset: str | None = None,
+) -> None:
+    """Record that an attempt of a node started (a running row). Raises StaleUpdateError if stale."""
+    now = started_at or time.time()
+    create = {"name": dataset} if dataset else {}
+    with writer(engine).begin() as conn:
+        pk = _dataset_pk(conn, site, _abs(run_dir), create)
+        job = _jobs(conn, pk, {node: (None, None)})[node]
+        if job["last_attempt"] > attempt:
+            raise StaleUpdateError(f"{node}: attempt {attempt} started after attempt {job['last_attempt']}")
+        existing = conn.execute(
+            select(Attempt.id, Attempt.record_hash).where(
+                Attempt.job_pk == job["id"], Attempt.attempt == attempt
+            )
+        ).first()
+        if existing is not None:
+            if existing.record_hash is not None:
+                raise StaleUpdateError(f"{node}: attempt {attempt} already finished; it cannot start again")
+            return
+        conn.execute(
+            insert(Attempt).values(
+                job_pk=job["id"],
+                dataset_pk=pk,
+                task=job["task"],
+                attempt=attempt,
+                state=JobState.RUNNING.value,
+                started_at=now,
+                host=host,
+                site=site,
+                updated_at=time.time(),
+            )
+        )
+        conn.execute(
+            update(Job)
+            .where(Job.id == job["id"])
+            .values(
+                state=JobState.RUNNING.value,
+                attempts=job["attempts"] + 1,
+                last_attempt=attempt,
+                updated_at=now,
+                host=host,
+                site=site,
+            )
+        )
+
+
+def ingest_records(
+    engine: Engine,
+    records: Iterable[Mapping[str, Any]],
+    *,
+    run_dir: str | Path,
+    site: str | None = None,
+    on_stale: str = "raise",
+) -> IngestResult:
+    """Record pilot stats records (docs/contracts.md) of one run folder, in one transaction.
+
+    ``site`` defaults to each record's ``site``. ``on_stale="raise"`` rejects the whole call with
+    StaleUpdateError (nothing applied) if any record is stale; ``"skip"`` applies the others and lists the
+    stale ones in ``IngestResult.rejected``.
+    """
+    if on_stale not in ("raise", "skip"):
+        raise ValueError(f"on_stale must be 'raise' or 'skip', not {on_stale!r}")
+    run = _abs(run_dir)
+    by_site: dict[str, list[Mapping[str, Any]]] = {}
+    for rec in records:
+        validate_record(rec)
+        by_site.setdefault(site or str(rec.get("site") or "local"), []).append(rec)
+    result = IngestResult()
+    with writer(engine).begin() as conn:
+        for rec_site, recs in by_site.items():
+            result += _ingest_site(conn, rec_site, run, recs)
+        if result.rejected and on_stale == "raise":
+            # leaving the block by an exception rolls the whole transaction back
+            raise StaleUpdateError("; ".join(f"{n} attempt {a}: {why}" for n, a, why in result.rejected))
+    return result
+
+
+def _ingest_site(conn: Connection, site: str, run: str, recs: list[Mapping[str, Any]]) -> IngestResult:
+    first = recs[0]
+    pk = _dataset_pk(conn, site, run, {"name": first["dataset"], "dataset_id": first.get("dataset_id")})
+    recs = sorted(recs, key=lambda r: (r["node"], r["attempt"]))
+    jobs = _jobs(conn, pk, {r["node"]: (r.get("task"), r.get("job")) for r in recs})
+    by_id = {job["id"]: job for job in jobs.values()}
+    existing: dict[tuple[int, int], tuple[int, str | None]] = {}
+    for chunk in _chunks(list(by_id)):
+        q = select(Attempt.job_pk, Attempt.attempt, Attempt.id, Attempt.record_hash).where(
+            Attempt.job_pk.in_(chunk)
+        )
+        existing.update({(r.job_pk, r.attempt): (r.id, r.record_hash) for r in conn.execute(q)})
+
+    result = IngestResult()
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    touched: dict[int, dict[str, Any]] = {}
+    now = time.time()
+    for rec in recs:
+        job = jobs[rec["node"]]
+        key = (job["id"], rec["attempt"])
+        row = attempt_row(rec)
+        known = existing.get(key)
+        if known is not None and known[1] == row["record_hash"]:
+            result.unchanged += 1
+            continue
+        if job["last_attempt"] > rec["attempt"]:
+            why = f"attempt {job['last_attempt']} already started"
+            result.rejected.append((rec["node"], rec["attempt"], why))
+            continue
+        if known is not None and known[1] is not None:
+            result.rejected.append(
+                (rec["node"], rec["attempt"], "a different final report was already recorded")
+            )
+            continue
+        row.update(updated_at=now, dataset_pk=pk, task=rec.get("task") or job.get("task"))
+        if known is None:
+            inserts.append({**row, "job_pk": job["id"], "attempt": rec["attempt"]})
+            job["attempts"] += 1
+            existing[key] = (0, row["record_hash"])
+        else:
+            updates.append({**row, "b_id": known[0]})
+            result.updated += 1
+            existing[key] = (known[0], row["record_hash"])
+        job["last_attempt"] = rec["attempt"]
+        touched[job["id"]] = {
+            "b_id": job["id"],
+            "state": row["state"],
+            "attempts": job["attempts"],
+            "last_attempt": rec["attempt"],
+            "last_failure": row["failure"],
+            "exit_code": row["exit_code"],
+            "updated_at": row["ended_at"] or now,
+            "site": row["site"],
+            "host": row["host"],
+        }
+    if inserts:
+        conn.execute(insert(Attempt), inserts)
+        result.inserted += len(inserts)
+    if updates:
+        conn.execute(update(Attempt).where(Attempt.id == bindparam("b_id")), updates)
+    if touched:
+        conn.execute(update(Job).where(Job.id == bindparam("b_id")), list(touched.values()))
+        conn.execute(update(Dataset).where(Dataset.id == pk).values(updated_at=now))
+    return result
+
+
+# ---------------------------------------------------------------- job ClassAds
+
+
+def ingest_job_ads(
+    engine: Engine,
+    ads: Iterable[tuple[str, int, Any]],
+    *,
+    run_dir: str | Path,
+    site: str,
+    dataset: str | None = None,
+    on_stale: str = "raise",
+) -> IngestResult:
+    """Record job ClassAds given as (node, attempt, ad); an ad is a classad2.ClassAd, a dict or its text.
+
+    The same ad twice is recorded once; a different ad for an attempt that already has one is stale.
+    """
+    from iceprod_dag.stats.classads import ad_to_dict, format_ad, parse_ad
+
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for node, attempt, ad in ads:
+        if isinstance(ad, str):
+            text, parsed = ad, parse_ad(ad, f"ad of {node} attempt {attempt}")
+        else:
+            text = format_ad(ad)
+            parsed = parse_ad(text, f"ad of {node} attempt {attempt}")
+        attrs = ad_to_dict(parsed)
+        rows[(node, attempt)] = {
+            "ad_text": text,
+            "attributes": attrs,
+            "cluster_id": attrs.get("ClusterId") if isinstance(attrs.get("ClusterId"), int) else None,
+            "proc_id": attrs.get("ProcId") if isinstance(attrs.get("ProcId"), int) else None,
+        }
+    result = IngestResult()
+    if not rows:
+        return result
+    now = time.time()
+    with writer(engine).begin() as conn:
+        pk = _dataset_pk(conn, site, _abs(run_dir), {"name": dataset} if dataset else {})
+        jobs = _jobs(conn, pk, {node: (None, None) for node, _ in rows})
+        ids = [job["id"] for job in jobs.values()]
+        known: dict[tuple[int, int], str] = {}
+        for chunk in _chunks(ids):
+            q = select(JobAd.job_pk, JobAd.attempt, JobAd.ad_text).where(JobAd.job_pk.in_(chunk))
+            known.update({(r.job_pk, r.attempt): r.ad_text for r in conn.execute(q)})
+        inserts = []
+        for (node, attempt), row in rows.items():
+            key = (jobs[node]["id"], attempt)
+            if key in known:
+                if known[key] == row["ad_text"]:
+                    result.unchanged += 1
+                else:
+                    result.rejected.append((node, attempt, "a different ClassAd was already recorded"))
+                continue
+            inserts.append({**row, "job_pk": key[0], "attempt": attempt, "updated_at": now})
+        if result.rejected and on_stale == "raise":
+            raise StaleUpdateError("; ".join(f"{n} attempt {a}: {why}" for n, a, why in result.rejected))
+        if inserts:
+            conn.execute(insert(JobAd), inserts)
+            result.inserted = len(inserts)
+    return result

@@ -1,0 +1,1 @@
+"""Machinery shared by the batch-system sites: job descriptions, translation helpers, rescue state, the watcher."""

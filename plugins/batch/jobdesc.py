@@ -1,0 +1,148 @@
+"""What a batch system needs from one DAG node's attempt: the command line and the resources it asks for.
+
+Reads the few keys of an HTCondor submit description that a batch job needs (executable, arguments,
+request_*, walltime, environment), with the node's VARS and DAGMan's $(JOB)/$(RETRY) applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+from pathlib import Path
+
+from iceprod_dag.exceptions import ConfigError
+from iceprod_dag.units import parse_duration_s, parse_size_mb
+
+_MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)")
+_DEFAULT_WALLTIME_S = 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class JobRequest:
+    """One attempt of one node as a batch job: the command and its resource requests."""
+
+    node: str
+    attempt: int
+    argv: tuple[str, ...]
+    cpus: int = 1
+    memory_mb: int = 1024
+    disk_mb: int = 1024
+    gpus: int = 0
+    walltime_s: int = _DEFAULT_WALLTIME_S
+    environment: tuple[tuple[str, str], ...] = ()
+
+    def shape(self) -> tuple[object, ...]:
+        """What must be equal for two requests to share one array job."""
+        return (self.argv[:1], self.cpus, self.memory_mb, self.disk_mb, self.gpus, self.walltime_s,
+                self.environment)
+
+
+def read_submit(path: Path) -> dict[str, str]:
+    """The key = value pairs of a submit description (keys lower-cased, `+attr` kept with its plus)."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read submit file: {exc}", path=str(path)) from None
+    pending = ""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = pending + raw.strip()
+        pending = ""
+        if line.endswith("\\"):  # continuation line
+            pending = line[:-1] + " "
+            continue
+        if not line or line.startswith("#"):
+            continue
+        if line.lower().startswith("queue"):
+            break
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{path}:{number}: expected 'key = value', got {line!r}", path=str(path))
+        values[key.strip().lower()] = value.strip()
+    return values
+
+
+def expand(value: str, macros: dict[str, str], depth: int = 0) -> str:
+    """Replace $(name) macros (case-insensitive, like HTCondor); unknown macros are left as they are."""
+    lowered = {k.lower(): v for k, v in macros.items()}
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1).lower()
+        return lowered[name] if name in lowered else match.group(0)
+
+    out = _MACRO.sub(sub, value)
+    # a VARS value may itself hold a macro ($(RETRY) inside retry="$(RETRY)")
+    return expand(out, macros, depth + 1) if out != value and depth < 5 else out
+
+
+def split_arguments(value: str) -> list[str]:
+    """HTCondor arguments: the new syntax is double-quoted with single quotes grouping words."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return shlex.split(value[1:-1].replace('""', '"'))
+    return value.split()
+
+
+def _environment(value: str) -> tuple[tuple[str, str], ...]:
+    value = value.strip()
+    if value.startswith('"') and value.endswith('"'):
+        words = shlex.split(value[1:-1])
+    else:
+        words = value.split(";")
+    pairs = []
+    for word in words:
+        key, sep, val = word.strip().partition("=")
+        if sep and key:
+            pairs.append((key, val))
+    return tuple(pairs)
+
+
+def job_request(
+    node: str,
+    attempt: int,
+    submit: dict[str, str],
+    node_vars: dict[str, str],
+    memory_mb: int | None = None,
+    where: str = "",
+) -> JobRequest:
+    """The batch job of one attempt: submit keys with VARS, $(JOB) and $(RETRY) expanded.
+
+    memory_mb overrides request_memory (the retry of an over-memory attempt asks for more).
+    """
+    macros = {**node_vars, "JOB": node, "RETRY": str(attempt)}
+
+    def get(key: str, default: str | None = None) -> str | None:
+        raw = submit.get(key)
+        return default if raw is None else expand(raw, macros)
+
+    executable = get("executable")
+    if not executable:
+        raise ConfigError(f"{where or node}: submit description has no executable")
+    argv = [executable, *split_arguments(get("arguments", "") or "")]
+    try:
+        walltime = get("+walltime") or get("walltime") or get("+maxwalltime")
+        req = JobRequest(
+            node=node,
+            attempt=attempt,
+            argv=tuple(argv),
+            cpus=int(float(get("request_cpus", "1") or 1)),
+            memory_mb=memory_mb or parse_size_mb(get("request_memory", "1024") or "1024"),
+            disk_mb=parse_size_mb(_kib_to_mb(get("request_disk"))),
+            gpus=int(float(get("request_gpus", "0") or 0)),
+            walltime_s=parse_duration_s(walltime.strip('"')) if walltime else _DEFAULT_WALLTIME_S,
+            environment=_environment(get("environment", "") or ""),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where or node}: {exc}") from None
+    if memory_mb:
+        req = dataclasses.replace(req, argv=(*req.argv, "--memory-mb", str(memory_mb)))
+    return req
+
+
+def _kib_to_mb(value: str | None) -> str:
+    # HTCondor's request_disk without a unit is KiB, unlike request_memory
+    if not value:
+        return "1024"
+    value = value.strip()
+    return f"{value}K" if re.fullmatch(r"\d+(\.\d+)?", value) else value

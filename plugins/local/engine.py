@@ -1,0 +1,488 @@
+"""The local DAGMan: walk a parsed DAG with DAGMan's semantics, one event at a time.
+
+Cost per event is O(log n) whatever the DAG's size: every node keeps a counter of unfinished parents, ready
+jobs wait in a heap ordered by PRIORITY, and a CATEGORY at its MAXJOBS parks its jobs in a heap of its own
+until one of its jobs ends. Processes are started and reaped by the executor; everything worth keeping is
+written through the recorder (state.py) as it happens, and committed once per scheduling round.
+
+Semantics follow condor_dagman where its manual leaves a doubt:
+
+- a PRE script that fails fails the node without running the job or the POST script (DAGMAN_ALWAYS_RUN_POST
+  is False by default), unless its exit code is the node's PRE_SKIP value, which makes the node succeed;
+- a script exiting with its DEFER status is run again after the DEFER time, without using a retry;
+- the POST script decides success; $RETURN is the job's exit code, or minus the signal that killed it;
+- RETRY n UNLESS-EXIT v retries the whole node (PRE, job, POST) unless the node's return value is v;
+- ABORT-DAG-ON is checked before RETRY; the DAG's exit status is its RETURN value, or the node's value;
+- the FINAL node runs last, even after a failure or an abort, with $DAG_STATUS, and its outcome is the DAG's.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import logging
+import re
+import shlex
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from iceprod_dag.dagman.model import Dag, Node, Script
+
+from .executor import Exit, Launch
+
+logger = logging.getLogger(__name__)
+
+
+class DagStatus(enum.IntEnum):
+    """$DAG_STATUS values, as condor_dagman defines them."""
+
+    OK = 0
+    ERROR = 1
+    NODE_FAILED = 2
+    ABORT = 3
+    RM = 4
+    CYCLE = 5
+    HALTED = 6
+
+
+class NodeState(enum.Enum):
+    """Where one node is in its life (the node status file's states)."""
+
+    NOT_READY = "not_ready"
+    READY = "ready"
+    PRERUN = "prerun"
+    SUBMITTED = "submitted"
+    POSTRUN = "postrun"
+    DONE = "done"
+    ERROR = "error"
+    FUTILE = "futile"
+
+
+class Executor(Protocol):
+    """Starts and reaps processes (see executor.ProcessExecutor)."""
+
+    def fits(self, cpus: int, memory_mb: int) -> bool: ...
+    def start(self, launch: Launch) -> None: ...
+    def wait(self, timeout: float | None) -> list[Exit]: ...
+    def active(self) -> int: ...
+    def kill_all(self) -> None: ...
+
+
+class Recorder(Protocol):
+    """Writes what happens to disk as it happens (see state.RunRecorder)."""
+
+    def pre_started(self, node: Node, retry: int) -> None: ...
+    def pre_finished(self, node: Node, exit: Exit) -> None: ...
+    def job_started(self, node: Node, attempt: int, cluster: int, launch: Launch) -> None: ...
+    def job_finished(self, node: Node, attempt: int, cluster: int, launch: Launch, exit: Exit) -> None: ...
+    def post_started(self, node: Node, cluster: int) -> None: ...
+    def post_finished(self, node: Node, cluster: int, exit: Exit) -> None: ...
+    def node_finished(self, node: Node, ok: bool) -> None: ...
+    def flush(self, engine: DagEngine) -> None: ...
+
+
+#: builds the process of one attempt of a node's job (jobs.JobFactory)
+JobBuilder = Callable[[Node, int], Launch]
+
+_MACRO = re.compile(r"\$(JOBID|JOB|RETRY|MAX_RETRIES|RETURN|PRE_SCRIPT_RETURN|DAG_STATUS|FAILED_COUNT|NODE_NAME)")
+
+
+class NodeRun:
+    """Mutable run state of one node."""
+
+    __slots__ = (
+        "node",
+        "state",
+        "waiting",
+        "retries",
+        "attempt_base",
+        "cluster",
+        "pre_rc",
+        "job_rc",
+        "launch",
+        "seq",
+    )
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.state = NodeState.NOT_READY
+        self.waiting = len(node.parents)  # parents not yet done
+        self.retries = 0  # retries used in this run
+        self.attempt_base = 0  # attempts made by earlier runs of this DAG (resume)
+        self.cluster = 0
+        self.pre_rc = -1
+        self.job_rc = 0
+        self.launch: Launch | None = None
+        self.seq = 0
+
+    @property
+    def attempt(self) -> int:
+        return self.attempt_base + self.retries
+
+
+class DagEngine:
+    """Runs one DAG to its end and returns DAGMan's exit status."""
+
+    def __init__(
+        self,
+        dag: Dag,
+        executor: Executor,
+        recorder: Recorder,
+        build_job: JobBuilder,
+        *,
+        done: Iterable[str] = (),
+        attempts: dict[str, int] | None = None,
+        first_cluster: int = 1,
+        dag_cluster: int = 0,
+        tick: float = 1.0,
+    ) -> None:
+        self.dag = dag
+        self.executor = executor
+        self.recorder = recorder
+        self.build_job = build_job
+        self.dag_cluster = dag_cluster
+        self.tick = tick
+        self.runs: dict[str, NodeRun] = {name: NodeRun(node) for name, node in dag.nodes.items()}
+        self._next_cluster = first_cluster
+        self._seq = 0
+        self._ready: list[tuple[int, int, str]] = []  # (-priority, seq, node) jobs waiting for a slot
+        self._blocked: dict[str, list[tuple[int, int, str]]] = {}  # category at MAXJOBS -> its waiting jobs
+        self._cat_running: dict[str, int] = {}
+        self._timers: list[tuple[float, int, str, str]] = []  # (due, seq, node, PRE|POST) deferred scripts
+        self._by_key: dict[str, NodeRun] = {}  # executor key -> node run
+        self.done_count = 0
+        self.failed: list[str] = []
+        self.running_jobs = 0
+        self.status = DagStatus.OK
+        self.exit_code: int | None = None
+        self.aborting = False
+        self.stopping = False  # SIGINT/SIGTERM: leave quietly, resumable
+        self.started = time.time()
+        self.finished_jobs = 0
+        final = dag.final
+        self._final = self.runs[final] if final else None
+        for name in done:
+            run = self.runs.get(name)
+            if run is not None:
+                run.state = NodeState.DONE
+        for name, node in dag.nodes.items():
+            if node.done:
+                self.runs[name].state = NodeState.DONE
+        for name, n in (attempts or {}).items():
+            if name in self.runs:
+                self.runs[name].attempt_base = n
+
+    # ---- public -------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until every node is done or can never run, then the FINAL node; return the exit status."""
+        self._start_roots()
+        while True:
+            self._dispatch()
+            if self.stopping:
+                break
+            if not self._busy():
+                if self._final is not None and self._final.state is NodeState.NOT_READY and self._may_finish():
+                    self._start_final()
+                    continue
+                break
+            timeout = self.tick
+            if self._timers:
+                timeout = max(0.0, min(timeout, self._timers[0][0] - time.time()))
+            for ex in self.executor.wait(timeout):
+                self._on_exit(ex)
+            self._fire_timers()
+            self.recorder.flush(self)
+        self.recorder.flush(self)
+        return self._exit_status()
+
+    def stop(self) -> None:
+        """Stop at the next round (signal handler): kill what runs, leave the rest for a resubmit."""
+        self.stopping = True
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for run in self.runs.values():
+            counts[run.state.value] = counts.get(run.state.value, 0) + 1
+        return counts
+
+    def failed_count(self) -> int:
+        return len(self.failed)
+
+    # ---- scheduling -----------------------------------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        return bool(self._by_key or self._ready or self._timers) and not self.stopping
+
+    def _may_finish(self) -> bool:
+        return not self._by_key and not self._timers
+
+    def _start_roots(self) -> None:
+        # DONE nodes count as finished parents for their children
+        for run in self.runs.values():
+            if run.state is NodeState.DONE:
+                self.done_count += 1
+                for child in run.node.children:
+                    self.runs[child].waiting -= 1
+        for run in self.runs.values():
+            if run.state is NodeState.NOT_READY and run.waiting == 0 and not run.node.final:
+                self._make_ready(run)
+
+    def _make_ready(self, run: NodeRun) -> None:
+        if self.aborting or self.stopping:
+            return
+        run.state = NodeState.READY
+        if run.node.pre is not None:
+            self._start_script(run, run.node.pre)
+        else:
+            self._queue_job(run)
+
+    def _queue_job(self, run: NodeRun) -> None:
+        run.state = NodeState.READY
+        self._seq += 1
+        heapq.heappush(self._ready, (-run.node.priority, self._seq, run.node.name))
+
+    def _dispatch(self) -> None:
+        """Start queued jobs in priority order while their category and the machine have room."""
+        if self.aborting or self.stopping:
+            self._ready.clear()
+            self._blocked.clear()
+            return
+        max_jobs = self.dag.max_jobs
+        while self._ready:
+            prio, seq, name = self._ready[0]
+            run = self.runs[name]
+            cat = run.node.category
+            if cat is not None and cat in max_jobs and self._cat_running.get(cat, 0) >= max_jobs[cat]:
+                heapq.heappop(self._ready)
+                heapq.heappush(self._blocked.setdefault(cat, []), (prio, seq, name))
+                continue
+            launch = run.launch or self.build_job(run.node, run.attempt)
+            if not self.executor.fits(launch.cpus, launch.memory_mb):
+                run.launch = launch
+                break
+            heapq.heappop(self._ready)
+            run.launch = None
+            self._start_job(run, launch)
+
+    def _start_job(self, run: NodeRun, launch: Launch) -> None:
+        run.state = NodeState.SUBMITTED
+        run.cluster = self._next_cluster
+        self._next_cluster += 1
+        cat = run.node.category
+        if cat is not None:
+            self._cat_running[cat] = self._cat_running.get(cat, 0) + 1
+        self.running_jobs += 1
+        launch.key = f"J{run.cluster}"
+        launch.cluster = run.cluster
+        self._by_key[launch.key] = run
+        run.launch = launch
+        self.recorder.job_started(run.node, run.attempt, run.cluster, launch)
+        self.executor.start(launch)
+
+    def _release_category(self, run: NodeRun) -> None:
+        cat = run.node.category
+        if cat is None:
+            return
+        self._cat_running[cat] -= 1
+        blocked = self._blocked.get(cat)
+        if blocked:
+            heapq.heappush(self._ready, heapq.heappop(blocked))
+
+    # ---- scripts --------------------------------------------------------------------------------------------
+
+    def _macros(self, run: NodeRun, kind: str) -> dict[str, str]:
+        return {
+            "JOB": run.node.name,
+            "NODE_NAME": run.node.name,
+            "RETRY": str(run.retries),
+            "MAX_RETRIES": str(run.node.retry),
+            "RETURN": str(run.job_rc),
+            "PRE_SCRIPT_RETURN": str(run.pre_rc),
+            "JOBID": f"{run.cluster}.0" if kind == "POST" else "",
+            "DAG_STATUS": str(int(self.status)),
+            "FAILED_COUNT": str(len(self.failed)),
+        }
+
+    def _start_script(self, run: NodeRun, script: Script) -> None:
+        macros = self._macros(run, script.kind)
+        argv = [_MACRO.sub(lambda m: macros[m.group(1)], arg) for arg in shlex.split(script.command)]
+        cwd = str(self.dag.directory / run.node.directory) if run.node.directory else str(self.dag.directory)
+        launch = Launch(argv=argv, cwd=cwd, key=f"{script.kind}:{run.node.name}", script=True)
+        self._by_key[launch.key] = run
+        if script.kind == "PRE":
+            run.state = NodeState.PRERUN
+            self.recorder.pre_started(run.node, run.retries)
+        else:
+            run.state = NodeState.POSTRUN
+            self.recorder.post_started(run.node, run.cluster)
+        self.executor.start(launch)
+
+    def _fire_timers(self) -> None:
+        now = time.time()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, name, kind = heapq.heappop(self._timers)
+            run = self.runs[name]
+            if self.aborting or self.stopping:
+                continue
+            self._start_script(run, run.node.pre if kind == "PRE" else run.node.post)  # type: ignore[arg-type]
+
+    def _deferred(self, run: NodeRun, script: Script, rc: int) -> bool:
+        if script.defer_status is None or rc != script.defer_status:
+            return False
+        self._seq += 1
+        heapq.heappush(self._timers, (time.time() + (script.defer_time or 0), self._seq, run.node.name, script.kind))
+        logger.info("%s script of %s deferred %ss", script.kind, run.node.name, script.defer_time)
+        return True
+
+    # ---- events ---------------------------------------------------------------------------------------------
+
+    def _on_exit(self, ex: Exit) -> None:
+        run = self._by_key.pop(ex.key)
+        kind = ex.key.partition(":")[0]
+        if kind == "PRE":
+            self._on_pre(run, ex)
+        elif kind == "POST":
+            self._on_post(run, ex)
+        else:
+            self._on_job(run, ex)
+
+    def _on_pre(self, run: NodeRun, ex: Exit) -> None:
+        self.recorder.pre_finished(run.node, ex)
+        if self.stopping or self.aborting:
+            return
+        rc = ex.value
+        pre = run.node.pre
+        assert pre is not None
+        if self._deferred(run, pre, rc):
+            return
+        run.pre_rc = rc
+        if rc == 0:
+            self._queue_job(run)
+        elif run.node.pre_skip is not None and rc == run.node.pre_skip:
+            self._node_succeeded(run)
+        else:
+            self._node_failed(run, rc)
+
+    def _on_job(self, run: NodeRun, ex: Exit) -> None:
+        self.running_jobs -= 1
+        self.finished_jobs += 1
+        self._release_category(run)
+        launch = run.launch
+        assert launch is not None
+        run.launch = None
+        self.recorder.job_finished(run.node, run.attempt, run.cluster, launch, ex)
+        run.job_rc = ex.value
+        if self.stopping or self.aborting:
+            return  # removed by an abort or an interrupt: the node stays undone
+        if run.node.post is not None:
+            self._start_script(run, run.node.post)
+        elif ex.value == 0:
+            self._node_succeeded(run)
+        else:
+            self._node_failed(run, ex.value)
+
+    def _on_post(self, run: NodeRun, ex: Exit) -> None:
+        self.recorder.post_finished(run.node, run.cluster, ex)
+        if self.stopping or self.aborting:
+            return
+        post = run.node.post
+        assert post is not None
+        if self._deferred(run, post, ex.value):
+            return
+        if ex.value == 0:
+            self._node_succeeded(run)
+        else:
+            self._node_failed(run, ex.value)
+
+    def _node_succeeded(self, run: NodeRun) -> None:
+        node = run.node
+        if self._check_abort(run, 0):
+            return
+        run.state = NodeState.DONE
+        self.done_count += 1
+        self.recorder.node_finished(node, True)
+        for child in node.children:
+            crun = self.runs[child]
+            crun.waiting -= 1
+            if crun.waiting == 0 and crun.state is NodeState.NOT_READY and not crun.node.final:
+                self._make_ready(crun)
+
+    def _node_failed(self, run: NodeRun, value: int) -> None:
+        node = run.node
+        if self._check_abort(run, value):
+            return
+        if (
+            run.retries < node.retry
+            and not (node.unless_exit is not None and value == node.unless_exit)
+            and not self.aborting
+            and not self.stopping
+            and not node.final
+        ):
+            run.retries += 1
+            logger.info("retrying %s (%d of %d) after exit %d", node.name, run.retries, node.retry, value)
+            run.job_rc = 0
+            run.pre_rc = -1
+            self._make_ready(run)
+            return
+        self._mark_failed(run)
+
+    def _mark_failed(self, run: NodeRun) -> None:
+        run.state = NodeState.ERROR
+        self.failed.append(run.node.name)
+        if self.status is DagStatus.OK:
+            self.status = DagStatus.NODE_FAILED
+        self.recorder.node_finished(run.node, False)
+
+    def _check_abort(self, run: NodeRun, value: int) -> bool:
+        abort = run.node.abort_dag_on
+        if abort is None or value != abort[0] or run.node.final:
+            return False
+        logger.warning("node %s exited %d: ABORT-DAG-ON aborts the DAG", run.node.name, value)
+        if value != 0:
+            self._mark_failed(run)
+        else:
+            run.state = NodeState.DONE
+            self.done_count += 1
+            self.recorder.node_finished(run.node, True)
+        self.status = DagStatus.ABORT
+        self.exit_code = abort[1] if abort[1] is not None else value
+        self.aborting = True
+        self._ready.clear()
+        self._blocked.clear()
+        self._timers.clear()
+        self.executor.kill_all()
+        return True
+
+    def _start_final(self) -> None:
+        run = self._final
+        assert run is not None
+        logger.info("running FINAL node %s with DAG_STATUS %d", run.node.name, int(self.status))
+        self.aborting = False  # the FINAL node runs even after an abort
+        self._make_ready(run)
+
+    def _exit_status(self) -> int:
+        if self.stopping:
+            return 1
+        final = self._final
+        if final is not None and final.state in (NodeState.DONE, NodeState.ERROR):
+            # DAGMan: the FINAL node's outcome overrides every earlier status, ABORT-DAG-ON's included
+            return 0 if final.state is NodeState.DONE else 1
+        if self.status is DagStatus.ABORT:
+            return self.exit_code if self.exit_code is not None else 1
+        if self.failed or self.status is not DagStatus.OK:
+            return 1
+        undone = sum(1 for r in self.runs.values() if r.state is not NodeState.DONE)
+        return 0 if undone == 0 else 1
+
+    # ---- for the recorder -----------------------------------------------------------------------------------
+
+    def done_nodes(self) -> list[str]:
+        return [name for name, run in self.runs.items() if run.state is NodeState.DONE]
+
+    def node_state(self, name: str) -> NodeState:
+        run = self.runs[name]
+        if run.state is NodeState.NOT_READY and run.waiting == 0:
+            return NodeState.NOT_READY
+        return run.state

@@ -29,6 +29,7 @@ class JobGroup:
     depends_on: tuple[str, ...] = ()  # batch job ids this group waits for (afterok / hold_jid / done())
     parents: tuple[str, ...] = ()  # DAG parents of every element: the script checks their done markers
     python: str = "python3"
+    cwd: str = ""  # where the command runs (a node's DIR); the run folder if empty
 
     @property
     def is_array(self) -> bool:
@@ -44,6 +45,7 @@ def group_requests(
     run_dir: str,
     max_array: int = 1000,
     python: str = "python3",
+    cwd: dict[str, str] | None = None,
 ) -> list[JobGroup]:
     """Group (request, batch dependencies, DAG parents) into as few submissions as possible.
 
@@ -52,7 +54,8 @@ def group_requests(
     """
     buckets: dict[tuple[object, ...], list[tuple[JobRequest, tuple[str, ...], tuple[str, ...]]]] = {}
     for req, deps, parents in items:
-        key = (_task_of(req.node), req.shape(), tuple(sorted(deps)), tuple(sorted(parents)))
+        where = (cwd or {}).get(req.node, "")
+        key = (_task_of(req.node), req.shape(), tuple(sorted(deps)), tuple(sorted(parents)), where)
         buckets.setdefault(key, []).append((req, deps, parents))
     groups = []
     for members in buckets.values():
@@ -68,6 +71,7 @@ def group_requests(
                     depends_on=tuple(sorted(chunk[0][1])),
                     parents=tuple(sorted(chunk[0][2])),
                     python=python,
+                    cwd=(cwd or {}).get(reqs[0].node, ""),
                 )
             )
     return groups
@@ -93,12 +97,13 @@ def job_body(group: JobGroup, index_expr: str, fail_exit: int | None = None) -> 
     fail_exit, if set, replaces a failed attempt's exit code (Grid Engine holds dependents of exit 100).
     """
     q = shlex.quote
-    lines = [f"cd {q(group.run_dir)} || exit {DEPENDENCY_NOT_MET}"]
+    marks = q(f"{group.run_dir}/{names.BATCH_EXIT_DIR}")
+    lines = [f"cd {q(group.cwd or group.run_dir)} || exit {DEPENDENCY_NOT_MET}"]
     if group.is_array:
         lines.append(f'case "{index_expr}" in')
         for i, req in enumerate(group.requests, 1):
             lines.append(f"  {i}) NODE={q(req.node)}; ATTEMPT={req.attempt}; CMD={q(command_line(req, group.python))};;")
-        lines.append(f'  *) echo "no element $({index_expr})" >&2; exit {DEPENDENCY_NOT_MET};;'.replace("$(", "$("))
+        lines.append(f'  *) echo "no array element {index_expr}" >&2; exit {DEPENDENCY_NOT_MET};;')
         lines.append("esac")
     else:
         req = group.first
@@ -108,17 +113,18 @@ def job_body(group: JobGroup, index_expr: str, fail_exit: int | None = None) -> 
         lines.append("export " + " ".join(f"{k}={q(v)}" for k, v in env))
     if group.parents:
         lines.append(f"for p in {' '.join(q(p) for p in group.parents)}; do")
-        lines.append(f'  [ -e {names.BATCH_EXIT_DIR}/"$p".done ] || {{ echo "parent $p not done" >&2; '
+        lines.append(f'  [ -e {marks}/"$p".done ] || {{ echo "parent $p not done" >&2; '
                      f"exit {DEPENDENCY_NOT_MET}; }}")
         lines.append("done")
     lines += [
-        f'rm -f {names.BATCH_EXIT_DIR}/"$NODE".done',
-        "eval \"$CMD\"",
+        f'rm -f {marks}/"$NODE".done',
+        'eval "$CMD"',
         "rc=$?",
-        f'mkdir -p {names.BATCH_EXIT_DIR}',
-        f'echo "$rc" > {names.BATCH_EXIT_DIR}/."$NODE.$ATTEMPT.$$"',
-        f'[ "$rc" -ne 0 ] || touch {names.BATCH_EXIT_DIR}/"$NODE".done',
-        f'mv -f {names.BATCH_EXIT_DIR}/."$NODE.$ATTEMPT.$$" {names.BATCH_EXIT_DIR}/"$NODE.$ATTEMPT"',
+        f"mkdir -p {marks}",
+        # written then renamed: the watcher never reads half a marker
+        f'echo "$rc" > {marks}/."$NODE.$ATTEMPT.$$"',
+        f'[ "$rc" -ne 0 ] || touch {marks}/"$NODE".done',
+        f'mv -f {marks}/."$NODE.$ATTEMPT.$$" {marks}/"$NODE.$ATTEMPT"',
     ]
     if fail_exit is None:
         lines.append('exit "$rc"')

@@ -1,0 +1,280 @@
+"""One attempt of one job: work dir in scratch, stage in, run the modules, stage out, write the stats record.
+
+``JobRun.run`` never raises: whatever happens ends as a stats record with a failure category and the pilot
+exit code DAGMan acts on. Modules start in their own session so their whole tree can be signalled; the
+pilot waits for each with wait4, whose rusage covers the module and every descendant it reaped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from iceprod_dag import names
+from iceprod_dag.pilot import limits, record, staging
+from iceprod_dag.pilot.spec import JobSpec, ModuleSpec
+from iceprod_dag.pilot.supervisor import Supervisor, Watched
+
+log = logging.getLogger(__name__)
+
+SCRATCH_VARIABLES = ("_CONDOR_SCRATCH_DIR", "TMPDIR", "SLURM_TMPDIR")
+#: ru_maxrss is KiB on Linux, bytes on macOS
+MAXRSS_MB = 1.0 / (1024 * 1024) if sys.platform == "darwin" else 1.0 / 1024
+
+
+def scratch_dir() -> str:
+    """The batch system's scratch dir (first of _CONDOR_SCRATCH_DIR, TMPDIR, SLURM_TMPDIR), else the cwd."""
+    for variable in SCRATCH_VARIABLES:
+        value = os.environ.get(variable)
+        if value and os.path.isdir(value):
+            return value
+    return os.getcwd()
+
+
+class _JobLogHandler(logging.FileHandler):
+    """pilot.log of one job: records logged by its thread, or by the supervisor about it (extra node=)."""
+
+    def __init__(self, path: str, key: str) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.key = key
+        self.thread = threading.get_ident()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def filter(self, rec: logging.LogRecord) -> bool:
+        return rec.thread == self.thread or getattr(rec, "node", None) == self.key
+
+
+def _wait(pid: int) -> Tuple[int, Any]:
+    """Wait for ``pid`` without reaping it first (so its pid cannot be reused while we still signal it)."""
+    if hasattr(os, "waitid"):
+        while True:
+            try:
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+                break
+            except InterruptedError:
+                continue
+    _, status, usage = os.wait4(pid, 0)
+    return status, usage
+
+
+class JobRun:
+    """Runs one JobSpec under a supervisor; ``run()`` returns the stats record it wrote."""
+
+    def __init__(
+        self,
+        job: JobSpec,
+        supervisor: Supervisor,
+        site: Optional[str] = None,
+        stats_path: Optional[str] = None,
+        logdir: Optional[str] = None,
+        base_dir: Optional[str] = None,
+        walltime_s: Optional[float] = None,
+        scratch: Optional[str] = None,
+    ) -> None:
+        self.job = job
+        self.supervisor = supervisor
+        self.base_dir = base_dir or os.getcwd()
+        self.stats_path = stats_path or os.path.join(self.base_dir, names.stats_record(job.node, job.attempt))
+        self.logdir = logdir or os.path.join(self.base_dir, names.attempt_log_dir(job.node, job.attempt))
+        self.walltime_s = walltime_s
+        self.scratch = scratch or scratch_dir()
+        self.key = f"{job.node}.{job.attempt}"
+        self.rec = record.new_record(job.dataset, job.dataset_id, job.task, job.job, job.attempt, site)
+        self.cpu = [0.0, 0.0]
+        self.maxrss_mb = 0.0
+
+    def run(self) -> Dict[str, Any]:
+        job, rec = self.job, self.rec
+        start, t0 = time.time(), time.monotonic()
+        rec["start"] = start
+        rec["request"] = job.request.to_dict()
+        os.makedirs(self.logdir, exist_ok=True)
+        paths = {kind: os.path.join(self.logdir, kind) for kind in (names.STDOUT, names.STDERR, names.PILOT_LOG)}
+        rec["logs"] = {"stdout": paths[names.STDOUT], "stderr": paths[names.STDERR], "pilot": paths[names.PILOT_LOG]}
+        handler = _JobLogHandler(paths[names.PILOT_LOG], self.key)
+        package_log = logging.getLogger("iceprod_dag")
+        package_log.addHandler(handler)
+        if package_log.getEffectiveLevel() > logging.INFO:
+            package_log.setLevel(logging.INFO)
+        watched: Optional[Watched] = None
+        failure: Optional[str] = None
+        error: Optional[str] = None
+        workdir = None
+        try:
+            workdir = tempfile.mkdtemp(prefix=f"{self.key}.", dir=self.scratch)
+            log.info("%s: attempt %d on %s in %s", job.node, job.attempt, rec["host"], workdir)
+            own = limits.own_limit_mb(job.request.memory_mb, job.settings.memory_allowance)
+            watched = Watched(self.key, job.request, own, workdir, job.settings.kill_grace_s, self.walltime_s)
+            rec["memory_limit_mb"] = own
+            self.supervisor.add(watched)
+            failure, error = self._stages(watched, workdir, paths)
+        except Exception as exc:  # a pilot bug: still record the attempt
+            log.exception("%s: pilot error", job.node)
+            failure, error = "pilot_error", f"{type(exc).__name__}: {exc}"
+        finally:
+            if watched is not None:
+                self.supervisor.remove(watched)
+                self._usage(watched)
+            rec["end"] = time.time()
+            rec["wall_s"] = time.monotonic() - t0
+            rec["stderr_tail"] = record.tail_lines(paths[names.STDERR], job.settings.stderr_tail_lines)
+            record.finish(rec, failure, error)
+            log.info("%s: done: %s (exit %s)", job.node, failure or "success", rec["pilot_exit_code"])
+            package_log.removeHandler(handler)
+            handler.close()
+            if workdir and not job.settings.keep_workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
+            try:
+                record.write(self.stats_path, rec)
+            except OSError as exc:
+                log.error("%s: cannot write the stats record %s: %s", job.node, self.stats_path, exc)
+        return rec
+
+    def _stages(self, watched: Watched, workdir: str, paths: Dict[str, str]) -> Tuple[Optional[str], Optional[str]]:
+        job, rec = self.job, self.rec
+        transfers, error = staging.stage(job.data, "input", workdir, job.settings, self.base_dir)
+        rec["transfers"].extend(transfers)
+        if error:
+            return "stage_in", error
+        with open(paths[names.STDOUT], "ab") as out, open(paths[names.STDERR], "ab") as err:
+            for module in job.modules:
+                if watched.failure is not None:
+                    break
+                code, sig = self._module(module, watched, workdir, out, err)
+                if watched.failure is not None:
+                    return watched.failure, watched.reason
+                if code != 0:
+                    what = f"signal {sig}" if sig else f"exit code {code}"
+                    return "task_failed", f"module {module.name} (iteration {module.iteration}) failed with {what}"
+        if watched.failure is not None:
+            return watched.failure, watched.reason
+        transfers, error = staging.stage(job.data, "output", workdir, job.settings, self.base_dir)
+        rec["transfers"].extend(transfers)
+        return ("stage_out", error) if error else (None, None)
+
+    def _env(self, module: ModuleSpec, workdir: str) -> Dict[str, str]:
+        job = self.job
+        env = dict(os.environ)
+        env.update(
+            ICEPROD_DATASET=job.dataset,
+            ICEPROD_DATASET_ID=str(job.dataset_id if job.dataset_id is not None else ""),
+            ICEPROD_TASK=job.task,
+            ICEPROD_JOB=str(job.job),
+            ICEPROD_ITER=str(module.iteration),
+            ICEPROD_ATTEMPT=str(job.attempt),
+            ICEPROD_WORKDIR=workdir,
+            TMPDIR=workdir,  # scratch is the only disk we may assume; it is also what the disk limit measures
+        )
+        env.update(module.env)
+        return env
+
+    def _module(self, module: ModuleSpec, watched: Watched, workdir: str, out: Any, err: Any) -> Tuple[Any, Any]:
+        """Run one module to its end; returns (exit code, signal)."""
+        exe = module.executable
+        if os.sep in exe and not os.path.isabs(exe):
+            exe = os.path.join(self.base_dir, exe)  # relative to where the pilot was started, not the work dir
+        entry: Dict[str, Any] = {"name": module.name, "iteration": module.iteration, "exit_code": None}
+        self.rec["modules"].append(entry)
+        started = time.monotonic()
+        log.info("module %s (iteration %d): %s %s", module.name, module.iteration, exe, " ".join(module.args))
+        try:
+            proc = subprocess.Popen(
+                [exe] + module.args, cwd=workdir, env=self._env(module, workdir), stdin=subprocess.DEVNULL,
+                stdout=out, stderr=err, start_new_session=True, close_fds=True,
+            )  # fmt: skip
+        except OSError as exc:
+            message = f"cannot start module {module.name}: {exe}: {exc.strerror or exc}\n"
+            err.write(message.encode())
+            err.flush()
+            entry.update(exit_code=127, error=message.strip())
+            self.rec["exit_code"] = 127
+            return 127, None
+        self.supervisor.set_pid(watched, proc.pid)
+        try:
+            status, usage = _wait(proc.pid)
+        finally:
+            last = self.supervisor.clear_pid(watched)
+            limits.sweep(proc.pid)
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        code = None if sig else os.WEXITSTATUS(status)
+        proc.returncode = -sig if sig else code  # we reaped it: keep Popen from waiting again
+        user = max(usage.ru_utime, last.cpu_user_s)
+        system = max(usage.ru_stime, last.cpu_sys_s)
+        self.cpu[0] += user
+        self.cpu[1] += system
+        # the largest single process: a lower bound on the tree's peak, and all we have for jobs shorter
+        # than the sample interval
+        self.maxrss_mb = max(self.maxrss_mb, usage.ru_maxrss * MAXRSS_MB)
+        entry.update(exit_code=code, signal=sig, wall_s=round(time.monotonic() - started, 4),
+                     cpu_s=round(user + system, 4))  # fmt: skip
+        self.rec["exit_code"], self.rec["signal"] = code, sig
+        log.info("module %s: %s", module.name, f"killed by signal {sig}" if sig else f"exit code {code}")
+        return code, sig
+
+    def _usage(self, watched: Watched) -> None:
+        usage, rec = watched.usage, self.rec
+        rec.update(
+            cpu_user_s=self.cpu[0],
+            cpu_sys_s=self.cpu[1],
+            peak_rss_mb=max(usage.peak_rss_mb, self.maxrss_mb),
+            peak_pss_mb=usage.peak_pss_mb,
+            peak_memory_mb=max(usage.peak_memory_mb, self.maxrss_mb),
+            avg_rss_mb=usage.avg_rss_mb,
+            peak_disk_mb=usage.peak_disk_mb,
+            peak_gpu_mem_mb=usage.peak_gpu_mem_mb,
+            avg_gpu_util=usage.avg_gpu_util,
+            memory_limit_mb=watched.memory_limit_mb,
+            samples=usage.samples,
+        )
+
+
+def spec_task_name(spec_path: str) -> str:
+    """The task a spec file is for, from its name (specs/<task>.json), for records of unreadable specs."""
+    return os.path.splitext(os.path.basename(spec_path))[0]
+
+
+def config_failure(
+    spec_path: str, job: int, attempt: int, error: str, site: Optional[str], stats_path: Optional[str]
+) -> Dict[str, Any]:
+    """Write the record of an attempt whose spec cannot be used (failure 'config': exit PERMANENT)."""
+    task = spec_task_name(spec_path)
+    rec = record.new_record("", None, task, job, attempt, site)
+    now = time.time()
+    rec.update(start=now, end=now, wall_s=0.0)
+    record.finish(rec, "config", error)
+    path = stats_path or names.stats_record(rec["node"], attempt)
+    try:
+        record.write(path, rec)
+    except OSError as exc:
+        log.error("cannot write the stats record %s: %s", path, exc)
+    return rec
+
+
+def run_attempt(
+    spec_path: str,
+    job: int,
+    attempt: int = 0,
+    memory_mb: Optional[float] = None,
+    site: Optional[str] = None,
+    stats_path: Optional[str] = None,
+    logdir: Optional[str] = None,
+    use_psutil: Optional[bool] = None,
+) -> Dict[str, Any]:
+    """One-shot mode (`pilot run`): run one attempt of one job and return its stats record."""
+    from iceprod_dag.exceptions import ConfigError
+    from iceprod_dag.pilot.spec import load_job
+
+    try:
+        spec = load_job(spec_path, job, attempt, memory_mb)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return config_failure(spec_path, job, attempt, str(exc), site, stats_path)
+    with Supervisor(spec.settings.sample_interval_s, use_psutil=use_psutil) as supervisor:
+        return JobRun(spec, supervisor, site, stats_path, logdir).run()

@@ -1,0 +1,164 @@
+"""The supervisor thread: samples every running job at an interval, applies the limits, kills what must die.
+
+Job threads register a Watched entry and the pid of the module they run; they block waiting for it while the
+supervisor samples. Both one-shot `run` and multi-job mode use it (one-shot has no envelope).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Dict, List, Optional
+
+from iceprod_dag.pilot import limits
+from iceprod_dag.pilot.monitor import GpuProbe, Sampler, TreeUsage, UsageStats, dir_size_mb
+from iceprod_dag.pilot.spec import Resources
+
+log = logging.getLogger(__name__)
+
+
+class Watched:
+    """One running job as the supervisor sees it; the job thread reads ``failure`` after each module."""
+
+    def __init__(
+        self,
+        key: str,
+        request: Resources,
+        own_limit_mb: Optional[float],
+        workdir: str,
+        grace_s: float,
+        walltime_s: Optional[float] = None,
+    ) -> None:
+        self.key = key
+        self.request = request
+        self.own_limit_mb = own_limit_mb
+        self.memory_limit_mb = own_limit_mb
+        self.workdir = workdir
+        self.grace_s = grace_s
+        self.walltime_s = walltime_s if walltime_s is not None else request.walltime_s
+        self.started = time.monotonic()
+        self.pid: Optional[int] = None
+        self.killer: Optional[limits.TreeKiller] = None
+        self.usage = UsageStats()
+        self.current = TreeUsage()
+        self.failure: Optional[str] = None
+        self.reason: Optional[str] = None
+
+    @property
+    def memory_mb(self) -> float:
+        return self.current.memory_mb if self.pid is not None else 0.0
+
+
+class Supervisor:
+    """Samples registered jobs every ``interval_s`` in a daemon thread; ``envelope_mb`` enables lending."""
+
+    def __init__(
+        self, interval_s: float = 1.0, envelope_mb: Optional[float] = None, use_psutil: Optional[bool] = None
+    ) -> None:
+        self.interval_s = max(0.01, interval_s)
+        self.envelope_mb = envelope_mb
+        self.sampler = Sampler(use_psutil)
+        self.gpu = GpuProbe()
+        self.lock = threading.Lock()
+        self.jobs: Dict[str, Watched] = {}
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> "Supervisor":
+        self._thread = threading.Thread(target=self._loop, name="pilot-supervisor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> "Supervisor":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add(self, watched: Watched) -> None:
+        with self.lock:
+            self.jobs[watched.key] = watched
+
+    def remove(self, watched: Watched) -> None:
+        with self.lock:
+            self.jobs.pop(watched.key, None)
+
+    def set_pid(self, watched: Watched, pid: int) -> None:
+        with self.lock:
+            watched.pid = pid
+            watched.current = TreeUsage(pids=[pid])
+            if watched.failure is not None:  # killed while it was starting: do not let it run
+                watched.killer = limits.TreeKiller(pid, watched.grace_s)
+                watched.killer.start([pid])
+
+    def clear_pid(self, watched: Watched) -> TreeUsage:
+        """The module's root exited: stop signalling its pid (it may be reused); returns the last sample."""
+        with self.lock:
+            watched.pid = None
+            watched.killer = None
+            last, watched.current = watched.current, TreeUsage()
+            return last
+
+    def held_memory_mb(self) -> float:
+        """Memory the running jobs hold: their usage, or their request while they use less."""
+        with self.lock:
+            return sum(max(w.memory_mb, w.request.memory_mb or 0.0) for w in self.jobs.values())
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.tick()
+            except Exception:  # a sampling bug must not leave jobs unsupervised silently
+                log.exception("supervisor tick failed")
+
+    def tick(self) -> None:
+        """Sample every job once, then kill those over a limit (and escalate kills past their grace)."""
+        with self.lock:
+            jobs = list(self.jobs.values())
+            roots = [w.pid for w in jobs if w.pid is not None]
+        samples = self.sampler.sample(roots)
+        views: List[limits.JobView] = []
+        now = time.monotonic()
+        with self.lock:
+            for w in jobs:
+                if w.pid is not None and w.pid in samples:
+                    w.current = samples[w.pid]
+                disk = dir_size_mb(w.workdir) if w.request.disk_mb else None
+                gpu = self.gpu.sample(w.current.pids) if w.request.gpus else (None, None)
+                if w.pid is not None:
+                    w.usage.add(w.current, disk, gpu)
+                elif disk is not None:
+                    w.usage.peak_disk_mb = max(w.usage.peak_disk_mb, disk)
+                if w.failure is not None:
+                    if w.killer is not None:
+                        w.killer.tick(w.current.pids)
+                    continue
+                views.append(
+                    limits.JobView(
+                        key=w.key,
+                        memory_mb=w.memory_mb,
+                        request_mb=w.request.memory_mb,
+                        own_limit_mb=w.own_limit_mb,
+                        elapsed_s=now - w.started,
+                        walltime_s=w.walltime_s,
+                        disk_mb=disk or 0.0,
+                        disk_limit_mb=w.request.disk_mb,
+                    )
+                )
+            dying = sum(w.memory_mb for w in jobs if w.failure is not None)
+            envelope = None if self.envelope_mb is None else self.envelope_mb - dying
+            for key, (category, limit, reason) in limits.decide(views, envelope).items():
+                w = self.jobs.get(key)
+                if w is None:
+                    continue
+                w.failure, w.reason, w.memory_limit_mb = category, reason, limit
+                log.warning("%s: %s: %s", key, category, reason, extra={"node": key})
+                if w.pid is not None:
+                    w.killer = limits.TreeKiller(w.pid, w.grace_s)
+                    w.killer.start(w.current.pids)

@@ -1,0 +1,152 @@
+"""Turn a node's submit file (with its VARS) into the process the executor runs.
+
+Follows condor_submit where it matters locally: a relative executable is found from the submit directory
+(the node's DIR), output/error/log paths from ``initialdir``; ``arguments`` in the old (space separated) or
+new (double-quoted, single quotes group) syntax; ``request_memory`` in MB unless it carries a unit.
+Submit files are parsed once per (file, VARS) pair, so a 100,000-node DAG of one task parses a template
+once and only substitutes the per-node VARS.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+from iceprod_dag import names
+from iceprod_dag.dagman.model import Dag, Node
+from iceprod_dag.dagman.submitdesc import parse_submit
+from iceprod_dag.exceptions import DagSyntaxError
+
+from .executor import Launch
+
+_CLUSTER = re.compile(r"\$\((Cluster|ClusterId|Process|ProcId|Node|JOB)\)", re.IGNORECASE)
+_UNITS = {"k": 1 / 1024, "kb": 1 / 1024, "m": 1, "mb": 1, "g": 1024, "gb": 1024, "t": 1024**2, "tb": 1024**2}
+
+
+def split_arguments(text: str) -> list[str]:
+    """condor_submit's ``arguments``: new syntax if double-quoted, else split on whitespace."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        inner = text[1:-1].replace('""', '"')
+        lexer = shlex.shlex(inner, posix=True)
+        lexer.whitespace_split = True
+        lexer.quotes = "'"
+        lexer.escape = ""
+        return list(lexer)
+    return text.split()
+
+
+def memory_mb(value: str | None) -> int:
+    """request_memory in MB: a bare number is MB, or with a K/M/G/T unit."""
+    if not value:
+        return 0
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", str(value))
+    if not m:
+        return 0  # an expression we cannot evaluate locally: no reservation
+    return int(float(m.group(1)) * _UNITS.get(m.group(2).lower() or "m", 1))
+
+
+def is_pilot(argv: list[str]) -> bool:
+    """Whether a job runs our pilot zipapp (directly, or through a Python interpreter)."""
+    head = argv[:2]
+    return any(os.path.basename(a) == names.PILOT_ZIPAPP for a in head)
+
+
+class JobFactory:
+    """Builds the Launch of one attempt of a node, caching parsed submit files."""
+
+    def __init__(self, dag: Dag, run_dir: Path) -> None:
+        self.dag = dag
+        self.run_dir = run_dir
+        self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, str]] = {}
+        self._env = dict(os.environ)
+
+    def submit_dir(self, node: Node) -> Path:
+        base = self.dag.directory
+        return base / node.directory if node.directory else base
+
+    def description(self, node: Node, attempt: int) -> dict[str, str]:
+        sub = self.submit_dir(node) / node.submit_file
+        vars_ = {k: v.replace("$(RETRY)", str(attempt)) for k, v in node.vars.items()}
+        key = (str(sub), tuple(sorted(vars_.items())))
+        desc = self._cache.get(key)
+        if desc is None:
+            try:
+                desc = {k.lower(): v for k, v in parse_submit(sub, vars_).items()}
+            except OSError as exc:
+                raise DagSyntaxError(f"node {node.name}: cannot read submit file {sub}: {exc}") from exc
+            if len(self._cache) < 4096:
+                self._cache[key] = desc
+        return desc
+
+    def __call__(self, node: Node, attempt: int) -> Launch:
+        desc = self.description(node, attempt)
+        subdir = self.submit_dir(node)
+        initialdir = subdir / desc["initialdir"] if desc.get("initialdir") else subdir
+        executable = desc.get("executable")
+        if not executable:
+            raise DagSyntaxError(f"node {node.name}: submit file {node.submit_file} has no executable")
+        exe = executable if os.path.isabs(executable) else str(subdir / executable)
+        if not os.path.exists(exe) and "/" not in executable:
+            exe = executable  # a bare name: found on PATH, like transfer_executable = false
+        argv = [exe, *split_arguments(desc.get("arguments", desc.get("args", "")))]
+        cpus = int(float(desc.get("request_cpus", "1") or 1))
+        env = self._environment(desc)
+        info: dict[str, Any] = {
+            "submit_file": node.submit_file,
+            "Cmd": exe,
+            "Args": " ".join(argv[1:]),
+            "Iwd": str(initialdir),
+            "pilot": is_pilot(argv),
+            "UserLog": desc.get("log"),
+        }
+        if info["pilot"] and exe.endswith(names.PILOT_ZIPAPP) and not os.access(exe, os.X_OK):
+            argv.insert(0, "python3")
+        return Launch(
+            argv=argv,
+            cwd=str(initialdir),
+            env=env,
+            stdout=self._path(initialdir, desc.get("output")),
+            stderr=self._path(initialdir, desc.get("error")),
+            cpus=max(1, cpus),
+            memory_mb=memory_mb(desc.get("request_memory")),
+            info=info,
+        )
+
+    @staticmethod
+    def _path(initialdir: Path, value: str | None) -> str | None:
+        if not value or value == "/dev/null":
+            return None
+        return value if os.path.isabs(value) else str(initialdir / value)
+
+    def _environment(self, desc: dict[str, str]) -> dict[str, str] | None:
+        text = desc.get("environment")
+        if not text:
+            return None  # inherit
+        env = dict(self._env)
+        text = text.strip()
+        if text.startswith('"') and text.endswith('"'):
+            pairs = split_arguments(text)
+        else:
+            pairs = text.split(";")
+        for pair in pairs:
+            k, sep, v = pair.strip().partition("=")
+            if sep:
+                env[k] = v
+        return env
+
+
+def expand_cluster(launch: Launch, cluster: int) -> None:
+    """Substitute $(Cluster)/$(Process) in output paths and arguments once the attempt has its id."""
+
+    def sub(text: str) -> str:
+        return _CLUSTER.sub(lambda m: "0" if m.group(1).lower().startswith("proc") else str(cluster), text)
+
+    if launch.stdout and "$(" in launch.stdout:
+        launch.stdout = sub(launch.stdout)
+    if launch.stderr and "$(" in launch.stderr:
+        launch.stderr = sub(launch.stderr)
+    launch.argv = [sub(a) if "$(" in a else a for a in launch.argv]

@@ -275,7 +275,7 @@ class DagEngine:
             self._cat_running[cat] = self._cat_running.get(cat, 0) + 1
         self.running_jobs += 1
         launch.key = f"J{run.cluster}"
-        launch.cluster = run.cluster
+        launch.set_cluster(run.cluster)
         self._by_key[launch.key] = run
         run.launch = launch
         self.recorder.job_started(run.node, run.attempt, run.cluster, launch)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import select
 import signal
 import subprocess
 import time
 
 logger = logging.getLogger(__name__)
+
+_CLUSTER = re.compile(r"\$\((Cluster|ClusterId|Process|ProcId)\)", re.IGNORECASE)
 
 
 @dataclasses.dataclass
@@ -34,6 +37,19 @@ class Launch:
     cluster: int = 0
     #: what the job ClassAd and the stats database want to know (Cmd, Args, submit file, pilot record...)
     info: dict[str, object] = dataclasses.field(default_factory=dict)
+
+    def set_cluster(self, cluster: int) -> None:
+        """Give the attempt its id and substitute $(Cluster)/$(Process) in its output paths and arguments."""
+        self.cluster = cluster
+
+        def sub(text: str) -> str:
+            return _CLUSTER.sub(lambda m: "0" if m.group(1).lower().startswith("proc") else str(cluster), text)
+
+        if self.stdout and "$(" in self.stdout:
+            self.stdout = sub(self.stdout)
+        if self.stderr and "$(" in self.stderr:
+            self.stderr = sub(self.stderr)
+        self.argv = [sub(a) if "$(" in a else a for a in self.argv]
 
 
 @dataclasses.dataclass

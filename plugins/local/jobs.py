@@ -22,7 +22,6 @@ from iceprod_dag.exceptions import DagSyntaxError
 
 from .executor import Launch
 
-_CLUSTER = re.compile(r"\$\((Cluster|ClusterId|Process|ProcId|Node|JOB)\)", re.IGNORECASE)
 _UNITS = {"k": 1 / 1024, "kb": 1 / 1024, "m": 1, "mb": 1, "g": 1024, "gb": 1024, "t": 1024**2, "tb": 1024**2}
 
 
@@ -137,16 +136,3 @@ class JobFactory:
             if sep:
                 env[k] = v
         return env
-
-
-def expand_cluster(launch: Launch, cluster: int) -> None:
-    """Substitute $(Cluster)/$(Process) in output paths and arguments once the attempt has its id."""
-
-    def sub(text: str) -> str:
-        return _CLUSTER.sub(lambda m: "0" if m.group(1).lower().startswith("proc") else str(cluster), text)
-
-    if launch.stdout and "$(" in launch.stdout:
-        launch.stdout = sub(launch.stdout)
-    if launch.stderr and "$(" in launch.stderr:
-        launch.stderr = sub(launch.stderr)
-    launch.argv = [sub(a) if "$(" in a else a for a in launch.argv]

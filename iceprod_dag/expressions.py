@@ -43,7 +43,6 @@ BUILTIN_NAMES = frozenset({"job", "dataset", "dataset_id", "dataset_name", "task
 PARAMETER_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_:.-]*$"
 
 _LOOKUP_FUNCTIONS = {"system", "args", "options", "metadata", "environ"}
-_SPLIT_FUNCTIONS = {"sprintf", "choice"}
 FUNCTIONS = frozenset(
     {"steering", "eval", "sprintf", "choice", "sum", "min", "max", "len"} | _LOOKUP_FUNCTIONS
 )
@@ -78,16 +77,8 @@ class Context:
 
     def replace(self, **changes: Any) -> Context:
         """A copy with some fields changed (e.g. ``ctx.replace(iteration=2)``), with a fresh cache."""
-        fields = {
-            "job": self.job,
-            "dataset_id": self.dataset_id,
-            "parameters": self.parameters,
-            "task": self.task,
-            "iteration": self.iteration,
-            "jobs": self.jobs,
-            "dataset_name": self.dataset_name,
-            "extra": self.extra,
-        }
+        names = ("job", "dataset_id", "parameters", "task", "iteration", "jobs", "dataset_name", "extra")
+        fields = {name: getattr(self, name) for name in names}
         fields.update(changes)
         return Context(**fields)
 
@@ -359,17 +350,20 @@ _BINOPS: Dict[type, Callable[[Any, Any], Any]] = {
 _UNARYOPS: Dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 
 
-def _arith(node: ast.AST) -> Union[int, float]:
-    """Evaluate a whitelisted arithmetic tree; anything else (names, calls, strings...) is refused."""
+def _arith(node: ast.AST, compute: bool = True) -> Union[int, float]:
+    """Evaluate a whitelisted arithmetic tree; anything else (names, calls, strings...) is refused.
+    With compute=False only check it: a syntax check must not hang on 9**9**9."""
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        left, right = _arith(node.left), _arith(node.right)
+        left, right = _arith(node.left, compute), _arith(node.right, compute)
+        if not compute:
+            return 0
         if isinstance(node.op, ast.Pow) and _pow_too_big(left, right):
             raise ExpressionError(f"{left}**{right} is too large")
         return _BINOPS[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARYOPS:
-        return _UNARYOPS[type(node.op)](_arith(node.operand))
+        return _UNARYOPS[type(node.op)](_arith(node.operand, compute))
     raise ExpressionError(f"only numbers and + - * / // % ** are allowed, not {type(node).__name__}")
 
 
@@ -500,21 +494,7 @@ def _check(nodes: List[_Node], text: str) -> None:
             body = "".join(n.text if isinstance(n, _Text) else "1" for n in node.body())
             try:
                 tree = ast.parse(body.strip(), mode="eval")
-                _check_arith(tree.body)
+                _arith(tree.body, compute=False)
             except (SyntaxError, ExpressionError) as exc:
                 detail = exc.msg if isinstance(exc, SyntaxError) else str(exc)
                 raise ExpressionError(f"{node.source!r} is not arithmetic ({detail}) in {text!r}") from None
-
-
-def _check_arith(node: ast.AST) -> None:
-    """Like _arith but without computing: a syntax check must not hang on 9**9**9."""
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        _check_arith(node.left)
-        _check_arith(node.right)
-        return
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARYOPS:
-        _check_arith(node.operand)
-        return
-    raise ExpressionError(f"only numbers and + - * / // % ** are allowed, not {type(node).__name__}")

@@ -1,4 +1,4 @@
-"""The DAG parser: every supported keyword, DAGMan's quoting rules, errors naming file and line, speed, rescue."""
+"""The DAG parser: every supported keyword, DAGMan's quoting, errors naming file and line, speed, rescue."""
 
 from __future__ import annotations
 
@@ -52,26 +52,36 @@ def test_diamond_every_keyword() -> None:
 
 
 def test_forward_references_and_many_to_many(tmp_path: Path) -> None:
-    dag = parse_dag(write(tmp_path, "PARENT a b CHILD c d\nVARS c x=\"1\"\nJOB a s\nJOB b s\nJOB c s\nJOB d s\n"))
+    dag = parse_dag(
+        write(tmp_path, 'PARENT a b CHILD c d\nVARS c x="1"\nJOB a s\nJOB b s\nJOB c s\nJOB d s\n')
+    )
     assert dag.nodes["a"].children == ["c", "d"] and dag.nodes["d"].parents == ["a", "b"]
     assert dag.nodes["c"].vars == {"x": "1"}
 
 
 def test_last_line_wins_between_all_nodes_and_node(tmp_path: Path) -> None:
-    text = "JOB a s\nJOB b s\nPRIORITY a 3\nPRIORITY ALL_NODES 1\nVARS a k=\"x\"\nVARS ALL_NODES k=\"y\"\nVARS b k=\"z\"\n"
+    text = 'JOB a s\nJOB b s\nPRIORITY a 3\nPRIORITY ALL_NODES 1\nVARS a k="x"\n'
+    text += 'VARS ALL_NODES k="y"\nVARS b k="z"\n'
     dag = parse_dag(write(tmp_path, text))
-    assert dag.nodes["a"].priority == 1 and dag.nodes["a"].vars["k"] == "y" and dag.nodes["b"].vars["k"] == "z"
+    assert (
+        dag.nodes["a"].priority == 1 and dag.nodes["a"].vars["k"] == "y" and dag.nodes["b"].vars["k"] == "z"
+    )
 
 
 def test_comments_blank_case_continuation(tmp_path: Path) -> None:
-    text = "  # comment\n\n\tjob a s\nvars a \\\n  x=\"1\"   y=\"2\"\nRetry a 1 unless-exit 0\n"
+    text = '  # comment\n\n\tjob a s\nvars a \\\n  x="1"   y="2"\nRetry a 1 unless-exit 0\n'
     dag = parse_dag(write(tmp_path, text))
     assert dag.nodes["a"].vars == {"x": "1", "y": "2"}
-    assert dag.nodes["a"].retry == 1 and dag.nodes["a"].unless_exit is None  # UNLESS-EXIT 0 means none in DAGMan
+    assert (
+        dag.nodes["a"].retry == 1 and dag.nodes["a"].unless_exit is None
+    )  # UNLESS-EXIT 0 means none in DAGMan
 
 
 def test_missing_submit_file_is_not_an_error(tmp_path: Path) -> None:
-    assert parse_dag(write(tmp_path, "JOB a does/not/exist.sub\n")).nodes["a"].submit_file == "does/not/exist.sub"
+    assert (
+        parse_dag(write(tmp_path, "JOB a does/not/exist.sub\n")).nodes["a"].submit_file
+        == "does/not/exist.sub"
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,14 +97,14 @@ def test_missing_submit_file_is_not_an_error(tmp_path: Path) -> None:
         ("JOB a s\nFROB a\n", 2, "unknown keyword 'FROB'"),
         ("JOB a s\n\nJOB a t\n", 3, "duplicate node name 'a' (first defined at line 1)"),
         ("JOB a s\nPARENT a CHILD b\n", 2, "unknown node 'b'"),
-        ("JOB a s\nVARS b x=\"1\"\n", 2, "unknown node 'b'"),
+        ('JOB a s\nVARS b x="1"\n', 2, "unknown node 'b'"),
         ("JOB a s\nRETRY zz 2\n", 2, "unknown node 'zz'"),
         ("JOB a s\nSCRIPT POST q p.sh\n", 2, "unknown node 'q'"),
         ("JOB a s\nDONE q\n", 2, "unknown node 'q'"),
         ("JOB a s\nVARS a x=1\n", 2, "bad VARS pair"),
-        ("JOB a s\nVARS a x=\"1\n", 2, "bad VARS pair"),
-        ("JOB a s\nVARS a x=\"a\\nb\"\n", 2, "unknown escape sequence"),
-        ("JOB a s\nVARS a queue_x=\"1\"\n", 2, "cannot begin with 'queue'"),
+        ('JOB a s\nVARS a x="1\n', 2, "bad VARS pair"),
+        ('JOB a s\nVARS a x="a\\nb"\n', 2, "unknown escape sequence"),
+        ('JOB a s\nVARS a queue_x="1"\n', 2, "cannot begin with 'queue'"),
         ("JOB a s\nRETRY a -1\n", 2, "cannot be negative"),
         ("JOB a s\nRETRY a 1 UNLESS 2\n", 2, "bad RETRY option"),
         ("JOB a s\nPARENT a\n", 2, "expected CHILD"),
@@ -117,7 +127,8 @@ def test_errors_name_file_and_line(tmp_path: Path, text: str, line: int, words: 
 
 
 def test_cycle_names_its_nodes(tmp_path: Path) -> None:
-    text = "JOB r s\nJOB a s\nJOB b s\nJOB c s\nPARENT r CHILD a\nPARENT a CHILD b\nPARENT b CHILD c\nPARENT c CHILD a\n"
+    text = "JOB r s\nJOB a s\nJOB b s\nJOB c s\n"
+    text += "PARENT r CHILD a\nPARENT a CHILD b\nPARENT b CHILD c\nPARENT c CHILD a\n"
     with pytest.raises(DagSyntaxError) as e:
         parse_dag(write(tmp_path, text))
     msg = str(e.value)

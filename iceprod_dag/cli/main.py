@@ -17,6 +17,8 @@ from iceprod_dag.exceptions import IceprodDagError
 COMMAND_MODULES: dict[str, list[str]] = {
     "dataset_cmds": ["validate", "compile", "config"],
     "submit_cmd": ["submit"],
+    "offline_cmd": ["run-offline"],
+    "iceprod_cmd": ["import-iceprod"],
 }
 
 

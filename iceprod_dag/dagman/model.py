@@ -40,7 +40,7 @@ class Node:
     parents: list[str] = dataclasses.field(default_factory=list)
     children: list[str] = dataclasses.field(default_factory=list)
     line: int = 0  # line of the JOB/FINAL command, for error messages
-    vars_append: set[str] = dataclasses.field(default_factory=set)  # VARS ... APPEND names (default: prepend)
+    vars_append: frozenset[str] = frozenset()  # names set by VARS ... APPEND (DAGMan's default is PREPEND)
 
 
 @dataclasses.dataclass

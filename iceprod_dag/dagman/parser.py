@@ -1,12 +1,13 @@
 """Parse a DAGMan DAG file into a Dag, following condor_dagman's own parser (parse.cpp) rule by rule.
 
 Like DAGMan it reads in two passes, so PARENT/VARS/... may name nodes defined further down: pass one takes the
-JOB and FINAL lines, pass two everything else in file order (so with ALL_NODES, the last line in the file wins).
+JOB and FINAL lines, pass two everything else in file order (with ALL_NODES, the last line in the file wins).
 ALL_NODES never touches the FINAL node (DAGMan skips it). Missing submit files are not checked here.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 from pathlib import Path
@@ -29,6 +30,7 @@ _PASS2 = {
 }  # fmt: skip
 # name="value": names are alphanumerics, '_' and '.', with an optional leading '+'; \\ and \" are the escapes
 _VAR_RE = re.compile(r'\s*(\+?[A-Za-z0-9_.]+)\s*=\s*"((?:[^"\\]|\\.)*)"')
+_VARS_LINE_RE = re.compile(r'(?:\s*\+?[A-Za-z0-9_.]+\s*=\s*"(?:[^"\\]|\\.)*")+\s*')
 _INT_RE = re.compile(r"[+-]?\d+")
 
 
@@ -66,11 +68,13 @@ class _Parser:
     def err(self, msg: str, line: int) -> DagSyntaxError:
         return DagSyntaxError(msg, self.path, line)
 
-    # ---- pass 1 -------------------------------------------------------------------------------------------
+    # ---- pass 1 ----------------------------------------------------------------------------------------------
     def node_line(self, kw: str, line: str, lineno: int) -> None:
         parts = line.split(None, 2)
         if len(parts) < 3:
-            raise self.err(f"{kw} needs a node name and a submit file: {kw} name file [DIR d] [NOOP] [DONE]", lineno)
+            raise self.err(
+                f"{kw} needs a node name and a submit file: {kw} name file [DIR d] [NOOP] [DONE]", lineno
+            )
         name, rest = parts[1], parts[2]
         if rest.startswith('"'):
             end = rest.find('"', 1)
@@ -86,7 +90,9 @@ class _Parser:
         if "+" in name:
             raise self.err(f"node name {name!r} contains the illegal character '+'", lineno)
         if name in self.dag.nodes:
-            raise self.err(f"duplicate node name {name!r} (first defined at line {self.dag.nodes[name].line})", lineno)
+            raise self.err(
+                f"duplicate node name {name!r} (first defined at line {self.dag.nodes[name].line})", lineno
+            )
         node = Node(name, submit, line=lineno)
         i = 0
         if i < len(opts) and opts[i].upper() == "DIR":
@@ -99,16 +105,20 @@ class _Parser:
         if i < len(opts) and opts[i].upper() == "DONE":
             node.done, i = True, i + 1
         if i < len(opts):
-            raise self.err(f"invalid parameter {opts[i]!r} on {kw} line (order is [DIR d] [NOOP] [DONE])", lineno)
+            raise self.err(
+                f"invalid parameter {opts[i]!r} on {kw} line (order is [DIR d] [NOOP] [DONE])", lineno
+            )
         if kw == "FINAL":
             if self.dag.final is not None:
-                raise self.err(f"a second FINAL node {name!r} (the DAG already has {self.dag.final!r})", lineno)
+                raise self.err(
+                    f"a second FINAL node {name!r} (the DAG already has {self.dag.final!r})", lineno
+                )
             node.final = True
             node.done = False  # DAGMan never marks the FINAL node done
             self.dag.final = name
         self.dag.nodes[name] = node
 
-    # ---- pass 2 helpers ---------------------------------------------------------------------------------------
+    # ---- pass 2 helpers --------------------------------------------------------------------------------------
     def targets(self, name: str, lineno: int, kw: str) -> list[Node]:
         if name.upper() == ALL_NODES:
             return [n for n in self.dag.nodes.values() if not n.final]
@@ -125,7 +135,7 @@ class _Parser:
         if len(tokens) > n_max:
             raise self.err(f"extra token {tokens[n_max]!r}; usage: {usage}", lineno)
 
-    # ---- pass 2 -----------------------------------------------------------------------------------------------
+    # ---- pass 2 ----------------------------------------------------------------------------------------------
     def command(self, kw: str, line: str, lineno: int) -> None:
         if kw == "VARS":
             return self.vars(line, lineno)
@@ -227,43 +237,35 @@ class _Parser:
     def vars(self, line: str, lineno: int) -> None:
         parts = line.split(None, 2)
         if len(parts) < 3:
-            raise self.err("VARS needs a node name and name=\"value\" pairs", lineno)
+            raise self.err('VARS needs a node name and name="value" pairs', lineno)
         rest = parts[2]
         append = False
         if rest.startswith("PREPEND"):  # case-sensitive prefix test, as DAGMan does
             rest = rest[7:]
         elif rest.startswith("APPEND"):
             append, rest = True, rest[6:]
-        pairs: list[tuple[str, str]] = []
-        pos, end = 0, len(rest)
-        while True:
-            m = _VAR_RE.match(rest, pos)
-            if m is None:
-                tail = rest[pos:].strip()
-                if tail:
-                    raise self.err(f"bad VARS pair near {tail[:40]!r}: expected name=\"value\"", lineno)
-                break
-            name, value = m.group(1), m.group(2)
+        if _VARS_LINE_RE.fullmatch(rest) is None:
+            raise self.err(f'bad VARS pairs {rest.strip()[:60]!r}: expected name="value" ...', lineno)
+        pairs = _VAR_RE.findall(rest)
+        for k, (name, value) in enumerate(pairs):
             if "\\" in value:
                 value = self.unescape(value, lineno)
-            if name == "+":
-                raise self.err("a VARS macro name needs at least one alphanumeric character", lineno)
-            if name.lower().startswith("queue"):
-                raise self.err(f"illegal VARS macro name {name!r}: names cannot begin with 'queue'", lineno)
-            if name.startswith("+"):
-                name = "My." + name[1:]
-            pairs.append((name, value))
-            pos = m.end()
-            if pos >= end:
-                break
+            if name[0] in "+qQ":
+                if name.lower().startswith("queue"):
+                    raise self.err(
+                        f"illegal VARS macro name {name!r}: names cannot begin with 'queue'", lineno
+                    )
+                if name.startswith("+"):
+                    name = "My." + name[1:]
+            pairs[k] = (name, value)
         if not pairs:
-            raise self.err("VARS line has no name=\"value\" pairs", lineno)
+            raise self.err('VARS line has no name="value" pairs', lineno)
         for node in self.targets(parts[1], lineno, "VARS"):
             node_vars = node.vars
             for name, value in pairs:
                 node_vars[name] = value
-                if append:
-                    node.vars_append.add(name)
+            if append:
+                node.vars_append = node.vars_append.union(n for n, _ in pairs)
 
     def unescape(self, value: str, lineno: int) -> str:
         out, i = [], 0
@@ -272,7 +274,9 @@ class _Parser:
             if c == "\\":
                 nxt = value[i + 1]
                 if nxt not in '\\"':
-                    raise self.err(f"unknown escape sequence '\\{nxt}' in VARS value (only \\\\ and \\\")", lineno)
+                    raise self.err(
+                        f"unknown escape sequence '\\{nxt}' in VARS value (only \\\\ and \\\")", lineno
+                    )
                 out.append(nxt)
                 i += 2
             else:
@@ -282,6 +286,16 @@ class _Parser:
 
     def parent(self, line: str, lineno: int) -> None:
         t = line.split()
+        if len(t) == 4 and t[2].upper() == "CHILD":  # the common one-to-one line
+            p, c = t[1], t[3]
+            nodes = self.dag.nodes
+            pnode, cnode = nodes.get(p), nodes.get(c)
+            if pnode is not None and cnode is not None and not pnode.final and not cnode.final and p != c:
+                if (p, c) not in self.edges:
+                    self.edges[(p, c)] = lineno
+                    pnode.children.append(c)
+                    cnode.parents.append(p)
+                return
         upper = [x.upper() for x in t]
         if "CHILD" not in upper:
             raise self.err("expected CHILD token; usage: PARENT p1 [p2 ...] CHILD c1 [c2 ...]", lineno)
@@ -311,7 +325,9 @@ class _Parser:
                 nodes[c].parents.append(p)
 
     def script(self, line: str, lineno: int) -> None:
-        usage = "SCRIPT [DEFER status time] [DEBUG file STDOUT|STDERR|ALL] PRE|POST|HOLD node|ALL_NODES exe args"
+        usage = (
+            "SCRIPT [DEFER status time] [DEBUG file STDOUT|STDERR|ALL] PRE|POST|HOLD node|ALL_NODES exe args"
+        )
         toks = list(re.finditer(r"\S+", line))
         i, defer_status, defer_time, debug_file, debug_type = 1, None, None, None, None
 
@@ -345,9 +361,11 @@ class _Parser:
             elif kind == "POST":
                 node.post = script
             else:
-                log.warning("%s:%d: SCRIPT HOLD for node %s is parsed but never run", self.path, lineno, node.name)
+                log.warning(
+                    "%s:%d: SCRIPT HOLD for node %s is parsed but never run", self.path, lineno, node.name
+                )
 
-    # ---- checks -----------------------------------------------------------------------------------------------
+    # ---- checks ----------------------------------------------------------------------------------------------
     def check_cycles(self) -> None:
         nodes = self.dag.nodes
         indeg = {name: len(n.parents) for name, n in nodes.items()}
@@ -377,6 +395,18 @@ class _Parser:
 
 
 def _parse_into(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
+    # The parse allocates millions of small objects and no cycles: the cyclic GC would rescan the growing heap
+    # again and again (more than half the time at 300,000 nodes), so it is paused meanwhile.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_text(dag, path, allow_nodes)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _parse_text(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
     try:
         text = path.read_text()
     except OSError as e:
@@ -389,7 +419,9 @@ def _parse_into(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
         kw = line.split(None, 1)[0].upper()
         if kw == "JOB" or kw == "FINAL":
             if not allow_nodes:
-                raise p.err(f"{kw} lines in a rescue DAG are not supported (only partial rescue DAGs)", lineno)
+                raise p.err(
+                    f"{kw} lines in a rescue DAG are not supported (only partial rescue DAGs)", lineno
+                )
             p.node_line(kw, line, lineno)
         elif kw in _PASS2:
             later.append((lineno, kw, line))
@@ -397,8 +429,14 @@ def _parse_into(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
             raise p.err(f"the {kw} keyword is not supported by iceprod-dag", lineno)
         else:
             raise p.err(f"unknown keyword {line.split(None, 1)[0]!r}", lineno)
+    vars_, parent, command = p.vars, p.parent, p.command
     for lineno, kw, line in later:
-        p.command(kw, line, lineno)
+        if kw == "VARS":
+            vars_(line, lineno)
+        elif kw == "PARENT":
+            parent(line, lineno)
+        else:
+            command(kw, line, lineno)
     return p
 
 
@@ -407,7 +445,13 @@ def parse_dag(path: Path | str) -> Dag:
     path = Path(path)
     dag = Dag(path=path)
     p = _parse_into(dag, path, allow_nodes=True)
-    p.check_cycles()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        p.check_cycles()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     log.debug("parsed %s: %d nodes, %d edges", path, len(dag.nodes), len(p.edges))
     return dag
 

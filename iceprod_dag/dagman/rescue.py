@@ -50,7 +50,7 @@ def find_rescue(dag_path: Path | str) -> Path | None:
 
 
 def next_rescue_path(dag_path: Path | str) -> Path:
-    """Where the next rescue DAG goes: one past the newest, capped at MAX_RESCUE_NUM (overwritten, as DAGMan)."""
+    """Where the next rescue DAG goes: one past the newest, capped at MAX_RESCUE_NUM (then overwritten)."""
     nums = rescue_numbers(dag_path)
     n = min((nums[-1] if nums else 0) + 1, MAX_RESCUE_NUM)
     return Path(names.rescue_file(str(dag_path), n))
@@ -76,7 +76,7 @@ def write_rescue(
     done_set = set(done)
     failed_list = [n for n in failed if n in dag.nodes]
     premarked = sum(1 for n in dag.nodes.values() if n.done)
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     lines = [
         "# Rescue DAG file, created after running",
         f"#   the {dag.path.name} DAG file",

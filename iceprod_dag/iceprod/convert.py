@@ -35,6 +35,8 @@ import re
 from typing import Any
 
 from iceprod_dag import expressions
+from iceprod_dag.iceprod import parts
+from iceprod_dag.iceprod.parts import RUN_CLASS_CODE, RUN_CLASS_PARAMETER
 
 logger = logging.getLogger(__name__)
 
@@ -46,33 +48,6 @@ _RUNTIME_FUNCS_RE = re.compile(r"\$(system|args|options|metadata|environ)\(")
 _TRANSFER = {"yes": "yes", "y": "yes", "1": "yes", "true": "yes", "maybe": "maybe"}
 _TRANSFER.update({"no": "no", "n": "no", "0": "no", "false": "no"})
 _TEMP_TYPES = {"job_temp": "$(dataset)/$(job)/", "dataset_temp": "$(dataset)/", "site_temp": ""}
-
-#: the parameter holding RUN_CLASS_CODE, so the code appears once in a converted dataset
-RUN_CLASS_PARAMETER = "ICEPROD::run_class"
-#: Runs an IceProd v1 class like IceProd's exe_helper; Python 2.7 and 3 (IceProd's env_shells are py2 too).
-RUN_CLASS_CODE = (
-    "import sys,json,inspect,importlib\n"
-    "def t(v):\n"
-    " try: return json.loads(v.replace(\"'\",'\"'))\n"
-    " except Exception: return {'true':True,'false':False}.get(v.lower(),v)\n"
-    "name,src=sys.argv[1],sys.argv[2]\n"
-    "kw=dict((a.lstrip('-').split('=',1)[0],t(a.split('=',1)[1]) if '=' in a else None)\n"
-    "        for a in sys.argv[3:])\n"
-    "mod,_,cl=name.rpartition('.')\n"
-    "if src:\n"
-    " try:\n"
-    "  import importlib.util as u; s=u.spec_from_file_location(mod or 'module',src)\n"
-    "  m=u.module_from_spec(s); s.loader.exec_module(m)\n"
-    " except ImportError:\n"
-    "  import imp; m=imp.load_source(mod or 'module',src)\n"
-    "else: m=importlib.import_module(mod)\n"
-    "c=getattr(m,cl)\n"
-    "if inspect.isclass(c) and any(b.__name__=='IPBaseClass' for b in inspect.getmro(c)):\n"
-    " o=c()\n"
-    " for k in kw: o.SetParameter(k,kw[k])\n"
-    " sys.exit(1 if o.Execute({}) else 0)\n"
-    "c(**kw)\n"
-)
 
 
 def _uses_class(task: Any) -> bool:
@@ -276,19 +251,19 @@ class _Converter:
             if value in (None, "", []):
                 continue
             if key in ("cpu", "gpu"):
-                number = _as_number(value)
+                number = parts.as_number(value)
                 if isinstance(number, (int, float)) and number >= 0 and int(number) == number:
                     out[key + "s"] = int(number)
                     continue
             elif key in ("memory", "disk"):
-                number = _as_number(value)
+                number = parts.as_number(value)
                 if isinstance(number, (int, float)) and number >= 0:
-                    out[key] = f"{_fmt(number)} GB"
+                    out[key] = f"{parts.fmt(number)} GB"
                     continue
             elif key == "time":
-                number = _as_number(value)
+                number = parts.as_number(value)
                 if isinstance(number, (int, float)) and number > 0:
-                    out["walltime"] = f"{_fmt(number)}h"
+                    out["walltime"] = f"{parts.fmt(number)}h"
                     continue
             elif key == "os" and isinstance(value, list):
                 out["os"] = [str(v) for v in value]
@@ -318,14 +293,14 @@ class _Converter:
             ]
             if count == 1 or keep_iterations:
                 modules += converted
-                data += _per_iteration(tray_data, count)
+                data += parts.per_iteration(tray_data, count)
             else:
                 self.note(
                     f"{tpath}.iterations", f"{count} iterations unrolled with $(iter) replaced by its number"
                 )
                 for i in range(count):
-                    modules += [_set_iter(m, i) for m in converted]
-                data += _per_iteration(tray_data, count)
+                    modules += [parts.set_iter(m, i) for m in converted]
+                data += parts.per_iteration(tray_data, count)
                 self.check_iter_params(params, tpath)
         return modules, counts[0] if keep_iterations else 1
 
@@ -393,14 +368,14 @@ class _Converter:
         if isinstance(args, str):
             return args.split()
         if isinstance(args, list):
-            return [_arg_text(a) for a in args]
+            return [parts.arg_text(a) for a in args]
         if isinstance(args, dict):
             if set(args) == {"args", "kwargs"}:
                 return self.args(args["args"], path) + self.args(args["kwargs"], path)
             out = []
             for key, value in args.items():
                 flag = ("-%s" if len(str(key)) <= 1 else "--%s") % key
-                out.append(flag if value is None else f"{flag}={_arg_text(value)}")
+                out.append(flag if value is None else f"{flag}={parts.arg_text(value)}")
             return out
         self.note(path, f"args of type {type(args).__name__} not converted")
         return []
@@ -454,10 +429,10 @@ class _Converter:
         known = set(dataset["parameters"])
         for task in dataset["tasks"]:
             task_known = known | set(task.get("parameters") or {})
-            for path, text in _strings(task, f"tasks[{task['name']}]"):
+            for path, text in parts.strings(task, f"tasks[{task['name']}]"):
                 self.check_text(path, text, task_known)
         for key, value in dataset["parameters"].items():
-            for path, text in _strings(value, f"parameters.{key}"):
+            for path, text in parts.strings(value, f"parameters.{key}"):
                 self.check_text(path, text, known)
 
     def check_text(self, path: str, text: str, known: set[str]) -> None:
@@ -473,59 +448,3 @@ class _Converter:
             self.note(path, f"refers to unknown names {sorted(missing)}")
         if _RUNTIME_FUNCS_RE.search(text):
             self.note(path, "uses $system/$args/$metadata/$environ, which need values given at run time")
-
-
-def _as_number(value: Any) -> Any:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return value
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() else number
-
-
-def _fmt(number: int | float) -> str:
-    return str(int(number)) if float(number).is_integer() else repr(float(number))
-
-
-def _arg_text(value: Any) -> str:
-    """IceProd passes str(value) for scripts; JSON for lists and bools so the class runner can read them."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bool, list, dict)) or value is None:
-        return json.dumps(value)
-    return str(value)
-
-
-def _per_iteration(data: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """Data of a tray with iterations: one entry per iteration when its names use $(iter)."""
-    out: list[dict[str, Any]] = []
-    for entry in data:
-        if count > 1 and "$(iter)" in json.dumps(entry):
-            out += [_set_iter(entry, i) for i in range(count)]
-        else:
-            out.append(entry)
-    return out
-
-
-def _set_iter(value: Any, i: int) -> Any:
-    if isinstance(value, str):
-        return value.replace("$(iter)", str(i))
-    if isinstance(value, list):
-        return [_set_iter(v, i) for v in value]
-    if isinstance(value, dict):
-        return {k: _set_iter(v, i) for k, v in value.items()}
-    return value
-
-
-def _strings(value: Any, path: str) -> list[tuple[str, str]]:
-    if isinstance(value, str):
-        return [(path, value)]
-    if isinstance(value, list):
-        return [s for i, v in enumerate(value) for s in _strings(v, f"{path}[{i}]")]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in _strings(v, f"{path}.{k}")]
-    return []

@@ -78,12 +78,30 @@ def new_record(
     record.update(host_info())
     record.update(
         {
-            "start": None, "end": None, "wall_s": None, "cpu_user_s": None, "cpu_sys_s": None,
-            "cpu_efficiency": None, "request": None, "memory_limit_mb": None,
-            "peak_rss_mb": None, "peak_pss_mb": None, "avg_rss_mb": None, "peak_disk_mb": None,
-            "peak_gpu_mem_mb": None, "avg_gpu_util": None,
-            "exit_code": None, "signal": None, "pilot_exit_code": None, "failure": None, "error": None,
-            "transfers": [], "modules": [], "stderr_tail": [], "logs": {}, "next_memory_mb": None,
+            "start": None,
+            "end": None,
+            "wall_s": None,
+            "cpu_user_s": None,
+            "cpu_sys_s": None,
+            "cpu_efficiency": None,
+            "request": None,
+            "memory_limit_mb": None,
+            "peak_rss_mb": None,
+            "peak_pss_mb": None,
+            "avg_rss_mb": None,
+            "peak_disk_mb": None,
+            "peak_gpu_mem_mb": None,
+            "avg_gpu_util": None,
+            "exit_code": None,
+            "signal": None,
+            "pilot_exit_code": None,
+            "failure": None,
+            "error": None,
+            "transfers": [],
+            "modules": [],
+            "stderr_tail": [],
+            "logs": {},
+            "next_memory_mb": None,
         }  # fmt: skip
     )
     return record

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from iceprod_dag import names
 from iceprod_dag.pilot import limits, record, staging
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 SCRATCH_VARIABLES = ("_CONDOR_SCRATCH_DIR", "TMPDIR", "SLURM_TMPDIR")
 #: ru_maxrss is KiB on Linux, bytes on macOS
 MAXRSS_MB = 1.0 / (1024 * 1024) if sys.platform == "darwin" else 1.0 / 1024
+
+
+LOG_KEYS = (("stdout", names.STDOUT), ("stderr", names.STDERR), ("pilot", names.PILOT_LOG))
 
 
 def scratch_dir() -> str:
@@ -90,14 +94,21 @@ class JobRun:
         self.cpu = [0.0, 0.0]
         self.maxrss_mb = 0.0
 
+    def _shown(self, path: str) -> str:
+        """A log path as the record shows it: relative to where the pilot started (it travels back there)."""
+        relative = os.path.relpath(path, self.base_dir)
+        return path if relative.startswith("..") else relative
+
     def run(self) -> Dict[str, Any]:
         job, rec = self.job, self.rec
         start, t0 = time.time(), time.monotonic()
         rec["start"] = start
         rec["request"] = job.request.to_dict()
         os.makedirs(self.logdir, exist_ok=True)
-        paths = {kind: os.path.join(self.logdir, kind) for kind in (names.STDOUT, names.STDERR, names.PILOT_LOG)}
-        rec["logs"] = {"stdout": paths[names.STDOUT], "stderr": paths[names.STDERR], "pilot": paths[names.PILOT_LOG]}
+        paths = {
+            kind: os.path.join(self.logdir, kind) for kind in (names.STDOUT, names.STDERR, names.PILOT_LOG)
+        }
+        rec["logs"] = {key: self._shown(paths[name]) for key, name in LOG_KEYS}
         handler = _JobLogHandler(paths[names.PILOT_LOG], self.key)
         package_log = logging.getLogger("iceprod_dag")
         package_log.addHandler(handler)
@@ -137,7 +148,9 @@ class JobRun:
                 log.error("%s: cannot write the stats record %s: %s", job.node, self.stats_path, exc)
         return rec
 
-    def _stages(self, watched: Watched, workdir: str, paths: Dict[str, str]) -> Tuple[Optional[str], Optional[str]]:
+    def _stages(
+        self, watched: Watched, workdir: str, paths: Dict[str, str]
+    ) -> Tuple[Optional[str], Optional[str]]:
         job, rec = self.job, self.rec
         transfers, error = staging.stage(job.data, "input", workdir, job.settings, self.base_dir)
         rec["transfers"].extend(transfers)
@@ -152,7 +165,10 @@ class JobRun:
                     return watched.failure, watched.reason
                 if code != 0:
                     what = f"signal {sig}" if sig else f"exit code {code}"
-                    return "task_failed", f"module {module.name} (iteration {module.iteration}) failed with {what}"
+                    return (
+                        "task_failed",
+                        f"module {module.name} (iteration {module.iteration}) failed with {what}",
+                    )
         if watched.failure is not None:
             return watched.failure, watched.reason
         transfers, error = staging.stage(job.data, "output", workdir, job.settings, self.base_dir)
@@ -175,11 +191,15 @@ class JobRun:
         env.update(module.env)
         return env
 
-    def _module(self, module: ModuleSpec, watched: Watched, workdir: str, out: Any, err: Any) -> Tuple[Any, Any]:
+    def _module(
+        self, module: ModuleSpec, watched: Watched, workdir: str, out: Any, err: Any
+    ) -> Tuple[Any, Any]:
         """Run one module to its end; returns (exit code, signal)."""
         exe = module.executable
         if os.sep in exe and not os.path.isabs(exe):
-            exe = os.path.join(self.base_dir, exe)  # relative to where the pilot was started, not the work dir
+            exe = os.path.join(
+                self.base_dir, exe
+            )  # relative to where the pilot was started, not the work dir
         entry: Dict[str, Any] = {"name": module.name, "iteration": module.iteration, "exit_code": None}
         self.rec["modules"].append(entry)
         started = time.monotonic()
@@ -211,7 +231,13 @@ class JobRun:
         self.cpu[1] += system
         # the largest single process: a lower bound on the tree's peak, and all we have for jobs shorter
         # than the sample interval
-        self.maxrss_mb = max(self.maxrss_mb, usage.ru_maxrss * MAXRSS_MB)
+        # (ignored when not above the pilot's own peak: a forked child starts with the parent's pages counted)
+        child_mb, own_mb = (
+            usage.ru_maxrss * MAXRSS_MB,
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MAXRSS_MB,
+        )
+        if child_mb > own_mb:
+            self.maxrss_mb = max(self.maxrss_mb, child_mb)
         entry.update(exit_code=code, signal=sig, wall_s=round(time.monotonic() - started, 4),
                      cpu_s=round(user + system, 4))  # fmt: skip
         self.rec["exit_code"], self.rec["signal"] = code, sig
@@ -241,14 +267,20 @@ def spec_task_name(spec_path: str) -> str:
 
 
 def config_failure(
-    spec_path: str, job: int, attempt: int, error: str, site: Optional[str], stats_path: Optional[str]
+    spec_path: str,
+    job: int,
+    attempt: int,
+    error: str,
+    site: Optional[str],
+    stats_path: Optional[str],
+    category: str = "config",
 ) -> Dict[str, Any]:
-    """Write the record of an attempt whose spec cannot be used (failure 'config': exit PERMANENT)."""
+    """Write the record of an attempt that could not start (by default 'config': bad spec, exit PERMANENT)."""
     task = spec_task_name(spec_path)
     rec = record.new_record("", None, task, job, attempt, site)
     now = time.time()
     rec.update(start=now, end=now, wall_s=0.0)
-    record.finish(rec, "config", error)
+    record.finish(rec, category, error)
     path = stats_path or names.stats_record(rec["node"], attempt)
     try:
         record.write(path, rec)

@@ -175,17 +175,16 @@ def _context(spec: Dict[str, Any], job: int, iteration: int) -> Any:
     dataset, task = spec["dataset"], spec["task"]
     params = dict(dataset.get("parameters") or {})
     params.update(task.get("parameters") or {})
-    base = dict(
+    ctx = Context(
         job=job,
-        dataset_id=dataset.get("dataset_id"),
-        task=task.get("name"),
+        dataset_id=dataset.get("dataset_id") or 0,
+        parameters=params,  # resolved lazily by the engine: parameters may refer to $(job) and each other
+        task=task.get("name") or "",
         iteration=iteration,
-        jobs=dataset.get("jobs"),
-        dataset_name=dataset.get("name"),
+        jobs=dataset.get("jobs") or 1,
+        dataset_name=dataset.get("name") or "",
     )
-    # parameters may themselves hold expressions ("seed": "$(job)"): resolve them once, then the rest
-    resolved = resolve(params, Context(parameters=params, **base))
-    return Context(parameters=resolved, **base), resolve
+    return ctx, resolve
 
 
 def _modules(raw: Any, where: str) -> List[Dict[str, Any]]:

@@ -92,7 +92,11 @@ def _http_error(url: str, exc: Exception) -> TransferError:
         if exc.code == 404:
             return _Missing(f"{url}: HTTP 404 not found")
         message = f"{url}: HTTP {exc.code} {exc.reason}"
-        return _Permanent(message) if 400 <= exc.code < 500 and exc.code not in (408, 429) else TransferError(message)
+        return (
+            _Permanent(message)
+            if 400 <= exc.code < 500 and exc.code not in (408, 429)
+            else TransferError(message)
+        )
     reason = getattr(exc, "reason", None) or exc
     return TransferError(f"{url}: {reason}")
 
@@ -161,7 +165,9 @@ class _HashingReader:
         return data
 
 
-def _with_retries(what: str, action: Callable[[], Tuple[int, str]], settings: PilotSettings) -> Tuple[Any, int]:
+def _with_retries(
+    what: str, action: Callable[[], Tuple[int, str]], settings: PilotSettings
+) -> Tuple[Any, int]:
     """Run ``action`` up to 1 + transfer_retries times with exponential backoff; returns (result, attempts)."""
     attempts = max(1, settings.transfer_retries + 1)
     for attempt in range(1, attempts + 1):
@@ -173,7 +179,9 @@ def _with_retries(what: str, action: Callable[[], Tuple[int, str]], settings: Pi
             if attempt == attempts:
                 raise TransferError(f"{exc} (after {attempts} attempts)") from exc
             delay = min(MAX_BACKOFF_S, settings.transfer_backoff_s * 2 ** (attempt - 1))
-            log.warning("%s failed (attempt %d of %d): %s; retrying in %.2f s", what, attempt, attempts, exc, delay)
+            log.warning(
+                "%s failed (attempt %d of %d): %s; retrying in %.2f s", what, attempt, attempts, exc, delay
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -201,7 +209,9 @@ def _stage_one(item: DataSpec, direction: str, workdir: str, settings: PilotSett
             def action() -> Tuple[int, str]:
                 size, digest = fetch(item.url, part, algo, settings.transfer_timeout_s, base_dir)
                 if expected is not None and digest != expected:
-                    raise TransferError(f"{item.url}: {algo} checksum mismatch: expected {expected}, got {digest}")
+                    raise TransferError(
+                        f"{item.url}: {algo} checksum mismatch: expected {expected}, got {digest}"
+                    )
                 return size, digest
 
             try:
@@ -252,5 +262,3 @@ def stage(
             log.error("stage-%s failed: %s", "in" if direction == "input" else "out", failed.record["error"])
             return records, failed.record["error"]
     return records, None
-
-

@@ -98,7 +98,9 @@ class DirectoryWorkSource(WorkSource):
     def put(self, item: WorkItem, name: Optional[str] = None) -> str:
         """Queue one item (producer side); returns its id."""
         self._ensure()
-        name = name or item.id or f"{os.path.splitext(os.path.basename(item.spec))[0]}_{item.job}.{item.attempt}"
+        name = (
+            name or item.id or f"{os.path.splitext(os.path.basename(item.spec))[0]}_{item.job}.{item.attempt}"
+        )
         item.id = name
         tmp = os.path.join(self.root, f".{name}.tmp")
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -142,7 +144,11 @@ class DirectoryWorkSource(WorkSource):
     def finished(self) -> bool:
         if not os.path.exists(os.path.join(self.root, "closed")):
             return False
-        return not any(e.endswith(".json") for e in os.listdir(self.queue)) if os.path.isdir(self.queue) else True
+        return (
+            not any(e.endswith(".json") for e in os.listdir(self.queue))
+            if os.path.isdir(self.queue)
+            else True
+        )
 
 
 class _SpecRequirements:

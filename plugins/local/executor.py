@@ -15,6 +15,7 @@ import select
 import signal
 import subprocess
 import time
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,14 @@ def machine_resources() -> tuple[int, int]:
 class ProcessExecutor:
     """Starts processes when their requests fit, and reports them as they end."""
 
-    def __init__(self, cpus: int | None = None, memory_mb: int | None = None, kill_grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        cpus: int | None = None,
+        memory_mb: int | None = None,
+        kill_grace_s: float = 5.0,
+        use_pilot: bool = True,
+        base_dir: str = ".",
+    ) -> None:
         mcpus, mmem = machine_resources()
         self.cpus = cpus or mcpus
         self.memory_mb = memory_mb or mmem
@@ -109,6 +117,14 @@ class ProcessExecutor:
         self._poll = select.epoll()
         self._pending: list[Exit] = []  # failed starts, reported at the next wait
         self._kill_deadline: float | None = None
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._poll.register(self._wake_fd, select.EPOLLIN)
+        self._pilot: Any = None
+        self._use_pilot = use_pilot
+        self._base_dir = base_dir
+        self._in_pilot: dict[str, Launch] = {}
+        #: stats records of pilot jobs that ended, by key, for the recorder to pop
+        self.records: dict[str, dict[str, Any]] = {}
 
     # requests larger than the machine run alone rather than never
     def fits(self, cpus: int, memory_mb: int) -> bool:
@@ -117,10 +133,12 @@ class ProcessExecutor:
         return cpus <= self.free_cpus and memory_mb <= self.free_memory_mb
 
     def active(self) -> int:
-        return len(self._children)
+        return len(self._children) + len(self._in_pilot)
 
     def start(self, launch: Launch) -> None:
         start = time.time()
+        if self._use_pilot and launch.info.get("pilot") and self._start_in_pilot(launch):
+            return
         out = err = None
         try:
             out = _open_output(launch.stdout)
@@ -149,6 +167,36 @@ class ProcessExecutor:
             self.free_cpus -= launch.cpus
             self.free_memory_mb -= launch.memory_mb
 
+    def _start_in_pilot(self, launch: Launch) -> bool:
+        from .pilotexec import PilotPool, work_item
+
+        item = work_item(launch)
+        if item is None:
+            return False
+        if self._pilot is None:
+            self._pilot = PilotPool(self._wake_fd, self.cpus, self.memory_mb, base_dir=self._base_dir)
+        self._in_pilot[launch.key] = launch
+        self.free_cpus -= launch.cpus
+        self.free_memory_mb -= launch.memory_mb
+        self._pilot.start(launch, item)
+        return True
+
+    def _drain_pilot(self) -> list[Exit]:
+        try:
+            os.eventfd_read(self._wake_fd)
+        except BlockingIOError:
+            pass
+        if self._pilot is None:
+            return []
+        out = []
+        for ex, rec in self._pilot.drain():
+            launch = self._in_pilot.pop(ex.key)
+            self.free_cpus += launch.cpus
+            self.free_memory_mb += launch.memory_mb
+            self.records[ex.key] = rec
+            out.append(ex)
+        return out
+
     def wait(self, timeout: float | None) -> list[Exit]:
         """Processes that ended, waiting up to timeout seconds for at least one."""
         done, self._pending = self._pending, []
@@ -162,6 +210,9 @@ class ProcessExecutor:
         except InterruptedError:  # pragma: no cover - PEP 475 retries, a raising handler ends up here
             ready = []
         for fd, _ in ready:
+            if fd == self._wake_fd:
+                done.extend(self._drain_pilot())
+                continue
             child = self._children.pop(fd)
             self._poll.unregister(fd)
             os.close(fd)
@@ -174,9 +225,14 @@ class ProcessExecutor:
         self._kill_deadline = time.time() + self.kill_grace_s
 
     def close(self) -> None:
+        if self._pilot is not None:
+            self._pilot.close()
         self._poll.close()
+        os.close(self._wake_fd)
 
     def _signal_all(self, sig: int) -> None:
+        if self._pilot is not None and self._in_pilot:
+            self._pilot.kill(sig)
         for child in self._children.values():
             try:
                 os.killpg(child.proc.pid, sig)

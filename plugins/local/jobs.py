@@ -17,12 +17,43 @@ from typing import Any
 
 from iceprod_dag import names
 from iceprod_dag.dagman.model import Dag, Node
-from iceprod_dag.dagman.submitdesc import parse_submit
 from iceprod_dag.exceptions import DagSyntaxError
 
 from .executor import Launch
 
 _UNITS = {"k": 1 / 1024, "kb": 1 / 1024, "m": 1, "mb": 1, "g": 1024, "gb": 1024, "t": 1024**2, "tb": 1024**2}
+
+
+_MACRO = re.compile(r"\$\(([A-Za-z0-9_.+]+)\)")
+
+
+def parse_submit(path: Path, variables: dict[str, str]) -> dict[str, str]:
+    """``key = value`` commands of a submit file up to ``queue``, with $(var) from itself and the node's VARS.
+
+    Kept minimal on purpose (iceprod_dag.dagman.submitdesc is the full reader): $(Cluster) and $(Process)
+    stay for Launch.set_cluster, unknown macros stay as they are.
+    """
+    desc: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.lower().split(None, 1)[0] == "queue":
+            break
+        key, sep, value = line.partition("=")
+        if sep:
+            desc[key.strip().lower()] = value.strip()
+    lookup = {k.lower(): v for k, v in variables.items()}
+    lookup.update({k: v for k, v in desc.items() if k not in lookup})
+
+    def expand(value: str, depth: int = 0) -> str:
+        def one(m: re.Match[str]) -> str:
+            got = lookup.get(m.group(1).lower())
+            return m.group(0) if got is None or depth > 8 else expand(got, depth + 1)
+
+        return _MACRO.sub(one, value) if "$(" in value else value
+
+    return {k: expand(v) for k, v in desc.items()}
 
 
 def split_arguments(text: str) -> list[str]:

@@ -1,0 +1,124 @@
+"""Command line of the pilot (also the zipapp's entry point): `run` one job, or `multi` for pilot mode.
+
+    python3 pilot.pyz run --spec specs/<task>.json --job N --attempt R [--memory-mb M] [--site NAME]
+                          [--stats PATH] [--logdir DIR]
+    python3 pilot.pyz multi --queue DIR [--cpus N] [--memory MB] [--disk MB] [--gpus N] [--walltime 2h]
+
+The exit code of `run` is the attempt's pilot exit code (iceprod_dag/pilot/exitcodes.py); argument errors
+exit 2 (PERMANENT), a crash of the pilot itself exits 8 (PILOT_ERROR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from iceprod_dag.pilot import exitcodes
+
+log = logging.getLogger("iceprod_dag.pilot")
+
+
+def _size(text: str) -> float:
+    from iceprod_dag.units import parse_size_mb
+
+    try:
+        return float(parse_size_mb(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _duration(text: str) -> float:
+    from iceprod_dag.units import parse_duration_s
+
+    try:
+        return float(parse_duration_s(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="pilot", description="iceprod-dag pilot: run jobs and record them.")
+    top.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    top.add_argument(
+        "--no-psutil", action="store_true", help="sample with /proc even if psutil is importable"
+    )
+    sub = top.add_subparsers(dest="command")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run one attempt of one job")
+    run.add_argument("--spec", required=True, help="task spec file (specs/<task>.json)")
+    run.add_argument("--job", required=True, type=int, help="job index")
+    run.add_argument("--attempt", type=int, default=0, help="attempt number ($(RETRY)), default 0")
+    run.add_argument("--memory-mb", type=_size, help="memory request overriding the spec's (a retry)")
+    run.add_argument("--site", help="site name for the stats record")
+    run.add_argument("--stats", help="stats record path (default stats/<node>.<attempt>.json)")
+    run.add_argument("--logdir", help="log folder (default logs/<node>/<attempt>)")
+
+    multi = sub.add_parser("multi", help="pilot mode: run jobs from a queue folder within an envelope")
+    multi.add_argument("--queue", required=True, help="work folder (queue/, claimed/, done/, closed)")
+    multi.add_argument("--cpus", type=float, help="cpus of the envelope (default: this node's)")
+    multi.add_argument("--memory", type=_size, help="memory of the envelope (default: available memory)")
+    multi.add_argument("--disk", type=_size, help="disk of the envelope (default: free scratch space)")
+    multi.add_argument("--gpus", type=int, default=0, help="gpus of the envelope (default 0)")
+    multi.add_argument("--walltime", type=_duration, help="how long the pilot may run (default: no limit)")
+    multi.add_argument("--site", help="site name for the stats records")
+    multi.add_argument("--sample-interval", type=float, default=1.0, help="seconds between samples")
+    multi.add_argument(
+        "--poll", type=float, default=0.5, help="seconds between claims when the queue is empty"
+    )
+    return top
+
+
+def _logging(verbose: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING - 10 * min(verbose, 2))
+    handler.setFormatter(logging.Formatter("pilot %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("iceprod_dag")
+    package.addHandler(handler)
+    package.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    package.propagate = False
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    _logging(args.verbose)
+    use_psutil = False if args.no_psutil else None
+    try:
+        if args.command == "run":
+            from iceprod_dag.pilot.runjob import run_attempt
+
+            rec = run_attempt(
+                args.spec,
+                args.job,
+                args.attempt,
+                args.memory_mb,
+                args.site,
+                args.stats,
+                args.logdir,
+                use_psutil,
+            )
+            return int(rec["pilot_exit_code"])
+        from iceprod_dag.pilot.multijob import Pilot, detect_envelope
+        from iceprod_dag.pilot.worksource import DirectoryWorkSource
+
+        envelope = detect_envelope()
+        for field, value in (("cpus", args.cpus), ("memory_mb", args.memory), ("disk_mb", args.disk)):
+            if value is not None:
+                setattr(envelope, field, value)
+        envelope.gpus, envelope.walltime_s = args.gpus, args.walltime
+        source = DirectoryWorkSource(os.path.abspath(args.queue))
+        Pilot(source, envelope, args.site, args.sample_interval, args.poll, use_psutil).run()
+        return exitcodes.SUCCESS
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return exitcodes.PILOT_ERROR
+    except Exception:
+        log.exception("pilot error")
+        return exitcodes.PILOT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Build the pilot zipapp: one file that runs with only a Python >= 3.8 interpreter on the worker.
+
+It holds the standard-library-only part of the package (the lazy ``iceprod_dag/__init__.py``, names,
+units, expressions, exceptions and ``pilot/``) and a ``__main__`` calling the pilot's CLI. The archive is
+written with fixed timestamps and a fixed file order, so the same sources always give the same bytes
+(compile's output is deterministic and includes this file).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import zipfile
+from typing import List, Tuple, Union
+
+import iceprod_dag
+
+#: modules of iceprod_dag the pilot imports; all standard library only
+PACKAGE_MODULES = ("__init__.py", "names.py", "units.py", "expressions.py", "exceptions.py")
+INTERPRETER = "/usr/bin/env python3"
+MAIN = (
+    "import sys\n"
+    "if sys.version_info < (3, 8):\n"
+    "    sys.exit('the iceprod-dag pilot needs Python >= 3.8, this is ' + sys.version.split()[0])\n"
+    "from iceprod_dag.pilot.__main__ import main\n"
+    "sys.exit(main())\n"
+)
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def sources() -> List[Tuple[str, str]]:
+    """(archive name, file path) of every file the zipapp holds, in archive order."""
+    package = os.path.dirname(os.path.abspath(iceprod_dag.__file__))
+    files = [(f"iceprod_dag/{name}", os.path.join(package, name)) for name in PACKAGE_MODULES]
+    pilot = os.path.join(package, "pilot")
+    files += [
+        (f"iceprod_dag/pilot/{name}", os.path.join(pilot, name))
+        for name in sorted(os.listdir(pilot))
+        if name.endswith(".py")
+    ]
+    missing = [path for _, path in files if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(f"cannot build the pilot: missing {', '.join(missing)}")
+    return files
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_EPOCH)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = (stat.S_IFREG | 0o644) << 16
+    archive.writestr(info, data)
+
+
+def build_bytes() -> bytes:
+    """The zipapp's bytes: a shebang line followed by the zip archive."""
+    buffer = io.BytesIO()
+    buffer.write(f"#!{INTERPRETER}\n".encode())
+    with zipfile.ZipFile(buffer, "w") as archive:
+        _add(archive, "__main__.py", MAIN.encode())
+        for name, path in sources():
+            with open(path, "rb") as handle:
+                _add(archive, name, handle.read())
+    return buffer.getvalue()
+
+
+def build_zipapp(target: Union[str, "os.PathLike[str]"]) -> str:
+    """Write the pilot zipapp to ``target`` (executable); returns its path."""
+    target = os.fspath(target)
+    folder = os.path.dirname(os.path.abspath(target))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{target}.tmp{os.getpid()}"
+    with open(tmp, "wb") as handle:
+        handle.write(build_bytes())
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,187 @@
+"""Pilot mode: run several jobs at once inside a resource envelope, taking them from a WorkSource.
+
+Jobs are packed by their requests (cpus, gpus, disk) and by the memory the running jobs hold (their usage
+or their request, whichever is larger, so borrowed memory is not handed out twice). Each job runs in its own
+thread through JobRun; one Supervisor samples them all, lends unused envelope memory to jobs past their own
+limit and kills the most-over job first when the envelope is exhausted (see limits.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from iceprod_dag.exceptions import ConfigError
+from iceprod_dag.pilot import runjob
+from iceprod_dag.pilot.spec import JobSpec, Resources, load_spec, resolve_job
+from iceprod_dag.pilot.supervisor import Supervisor
+from iceprod_dag.pilot.worksource import WorkItem, WorkSource
+
+log = logging.getLogger(__name__)
+
+
+def _meminfo_mb(field: str) -> Optional[float]:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def detect_envelope(scratch: Optional[str] = None) -> Resources:
+    """This node's resources when the pilot is not told: all cpus, available memory, free scratch disk."""
+    try:
+        cpus = len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        disk = shutil.disk_usage(scratch or runjob.scratch_dir()).free / (1024.0 * 1024.0)
+    except OSError:
+        disk = None
+    return Resources(cpus=cpus, memory_mb=_meminfo_mb("MemAvailable"), disk_mb=disk, gpus=0, walltime_s=None)
+
+
+class Pilot:
+    """Runs WorkItems from ``source`` concurrently within ``envelope`` until the source is finished."""
+
+    def __init__(
+        self,
+        source: WorkSource,
+        envelope: Resources,
+        site: Optional[str] = None,
+        sample_interval_s: float = 1.0,
+        poll_s: float = 0.5,
+        use_psutil: Optional[bool] = None,
+        base_dir: Optional[str] = None,
+        scratch: Optional[str] = None,
+    ) -> None:
+        self.source = source
+        self.envelope = envelope
+        self.site = site
+        self.sample_interval_s = sample_interval_s
+        self.poll_s = poll_s
+        self.use_psutil = use_psutil
+        self.base_dir = base_dir or os.getcwd()
+        self.scratch = scratch
+        self.records: List[Dict[str, Any]] = []
+        self._specs: Dict[str, Any] = {}
+        self._running: Dict[str, Tuple[WorkItem, JobSpec]] = {}
+        self._done: "queue.Queue[Tuple[str, WorkItem, Dict[str, Any]]]" = queue.Queue()
+        self._started = 0.0
+
+    def _resolve(self, item: WorkItem) -> JobSpec:
+        path = item.spec if os.path.isabs(item.spec) else os.path.join(self.base_dir, item.spec)
+        if path not in self._specs:  # many jobs share one spec: read and parse it once
+            self._specs[path] = load_spec(path)
+        return resolve_job(self._specs[path], item.job, item.attempt, item.memory_mb, source=item.spec)
+
+    def _remaining_s(self) -> Optional[float]:
+        if self.envelope.walltime_s is None:
+            return None
+        return self.envelope.walltime_s - (time.monotonic() - self._started)
+
+    def free(self, supervisor: Supervisor) -> Resources:
+        """What is left of the envelope for the next job."""
+        env, requests = self.envelope, [job.request for _, job in self._running.values()]
+        return Resources(
+            cpus=env.cpus - sum(r.cpus for r in requests),
+            memory_mb=None if env.memory_mb is None else env.memory_mb - supervisor.held_memory_mb(),
+            disk_mb=None if env.disk_mb is None else env.disk_mb - sum(r.disk_mb or 0 for r in requests),
+            gpus=env.gpus - sum(r.gpus for r in requests),
+            walltime_s=self._remaining_s(),
+        )
+
+    def _start(self, item: WorkItem, job: JobSpec, supervisor: Supervisor) -> None:
+        key = f"{job.node}.{job.attempt}"
+        run = runjob.JobRun(
+            job,
+            supervisor,
+            self.site,
+            item.stats,
+            item.logdir,
+            self.base_dir,
+            self._remaining_s(),
+            self.scratch,
+        )
+        self._running[key] = (item, job)
+        log.info("starting %s (%s)", key, job.request)
+
+        def target() -> None:
+            self._done.put((key, item, run.run()))
+
+        threading.Thread(target=target, name=f"job-{key}", daemon=True).start()
+
+    def _fail(self, item: WorkItem, error: str, category: str = "config") -> None:
+        rec = runjob.config_failure(item.spec, item.job, item.attempt, error, self.site, item.stats, category)
+        self._report(item, rec)
+
+    def _report(self, item: WorkItem, rec: Dict[str, Any]) -> None:
+        self.records.append(rec)
+        try:
+            self.source.report(item, rec)
+        except Exception:  # the record is on disk anyway; keep the other jobs going
+            log.exception("work source refused the record of %s", rec.get("node"))
+
+    def _fill(self, supervisor: Supervisor, pending: Optional[Tuple[WorkItem, JobSpec]]) -> Any:
+        """Start the pending job and claim more while they fit; returns the job still waiting, if any."""
+        while True:
+            free = self.free(supervisor)
+            if pending is not None:
+                if not pending[1].request.fits_in(free):
+                    return pending
+                self._start(pending[0], pending[1], supervisor)
+                pending = None
+                continue
+            remaining = self._remaining_s()
+            if remaining is not None and remaining <= 0:
+                return None
+            item = self.source.claim(free)
+            if item is None:
+                return None
+            try:
+                job = self._resolve(item)
+            except ConfigError as exc:
+                self._fail(item, str(exc))
+                continue
+            if not job.request.fits_in(Resources(self.envelope.cpus, self.envelope.memory_mb,
+                                                 self.envelope.disk_mb, self.envelope.gpus, remaining)):  # fmt: skip
+                self._fail(item, f"{job.node} requests {job.request}, more than the pilot's {self.envelope}")
+                continue
+            pending = (item, job)
+
+    def run(self) -> List[Dict[str, Any]]:
+        """Run until the source is finished and every job is done (or the envelope's time is up)."""
+        self._started = time.monotonic()
+        pending = None
+        with Supervisor(self.sample_interval_s, self.envelope.memory_mb, self.use_psutil) as supervisor:
+            while True:
+                pending = self._fill(supervisor, pending)
+                if not self._running:
+                    remaining = self._remaining_s()
+                    if pending is None and self.source.finished():
+                        break
+                    if remaining is not None and remaining <= 0:
+                        break
+                try:
+                    key, item, rec = self._done.get(timeout=self.poll_s)
+                except queue.Empty:
+                    continue
+                while True:  # report every job that finished meanwhile before claiming again
+                    self._running.pop(key, None)
+                    self._report(item, rec)
+                    try:
+                        key, item, rec = self._done.get_nowait()
+                    except queue.Empty:
+                        break
+        if pending is not None:
+            self._fail(pending[0], "the pilot's envelope ended before this job could start", "pilot_error")
+        log.info("pilot done: %d jobs", len(self.records))
+        return self.records

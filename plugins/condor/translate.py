@@ -1,0 +1,210 @@
+"""Pure translation from a site configuration to HTCondor submit commands, DAG lines and DAGMan options.
+
+Nothing here touches the pool or the disk: text and mappings in, text and mappings out, so every rule is
+unit-tested against expected values (tests/test_condor_translate.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from iceprod_dag import units
+from iceprod_dag.plugins.condor.siteconfig import SiteConfig
+
+#: marks the block the site appends to a compiled submit file, so applying it twice is a no-op
+ADDITIONS_MARK = "# iceprod-dag condor site additions"
+DAG_MARK = "# iceprod-dag condor site lines"
+POST_SCRIPT = "iceprod_post.sh"
+MEMORY_DIR = "memory"
+DAGMAN_CONFIG = "dagman.config"
+#: the submit macro the over-memory fragment sets; appended to the pilot's arguments
+MEMORY_ARGS_MACRO = "iceprod_memory_args"
+#: HoldReasonCode 1 is a user's condor_hold: never removed behind the user's back
+SYSTEM_HOLD = "JobStatus == 5 && HoldReasonCode =!= 1"
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cvmfs_attribute(repo: str) -> str:
+    """The slot attribute glideins advertise for a mounted CVMFS repository."""
+    return "HAS_CVMFS_" + re.sub(r"[.-]", "_", repo)
+
+
+def requirements_clause(cfg: SiteConfig) -> str | None:
+    """The site's constraints on execute slots as one ClassAd expression, or None."""
+    req = cfg.requirements
+    parts: list[str] = []
+    if req.get("os"):
+        parts.append("(" + " || ".join(f"OpSysAndVer == {_quote(o)}" for o in req["os"]) + ")")
+    if req.get("arch"):
+        parts.append("(" + " || ".join(f"Arch == {_quote(a)}" for a in req["arch"]) + ")")
+    parts += [f"({cvmfs_attribute(repo)} =?= true)" for repo in req.get("cvmfs", ())]
+    if req.get("expression"):
+        parts.append(f"({req['expression']})")
+    return " && ".join(parts) or None
+
+
+def condor_submit_additions(cfg: SiteConfig) -> dict[str, str]:
+    """Submit commands the site adds to every task's submit file (later lines override the compiler's)."""
+    add: dict[str, str] = {}
+    if cfg.accounting_group:
+        add["accounting_group"] = cfg.accounting_group
+    if cfg.accounting_group_user:
+        add["accounting_group_user"] = cfg.accounting_group_user
+    if cfg.project_name:
+        add["+ProjectName"] = _quote(cfg.project_name)
+    if cfg.desired_sites:
+        add["+DESIRED_Sites"] = _quote(",".join(cfg.desired_sites))
+    gpu = cfg.requirements.get("gpu") or {}
+    if "min_capability" in gpu:
+        add["gpus_minimum_capability"] = str(gpu["min_capability"])
+    if "min_memory" in gpu:
+        add["gpus_minimum_memory"] = str(units.parse_size_mb(gpu["min_memory"]))
+    if cfg.container_image:
+        if cfg.container_attribute == "container_image":
+            add["universe"] = "container"
+            add["container_image"] = cfg.container_image
+        else:
+            add["+SingularityImage"] = _quote(cfg.container_image)
+    creds = cfg.credentials
+    if creds.get("token_file"):
+        add["scitokens_file"] = creds["token_file"]
+    if creds.get("oauth_services"):
+        add["use_oauth_services"] = ",".join(creds["oauth_services"])
+    if creds.get("proxy"):
+        add["x509userproxy"] = creds["proxy"]
+    if cfg.remove_held_after_s:
+        remove = f"({SYSTEM_HOLD} && time() - EnteredCurrentStatus > {cfg.remove_held_after_s})"
+        add["periodic_remove"] = remove
+    for name, value in cfg.extra_attributes.items():
+        bare = name[3:] if name.startswith("My.") else name.lstrip("+")
+        add[f"My.{bare}"] = value
+    for name, value in cfg.submit_commands.items():
+        if name.lower() == "periodic_remove" and "periodic_remove" in add:
+            add["periodic_remove"] = f"({add['periodic_remove']}) || ({value})"
+        else:
+            add[name.lower()] = value
+    return add
+
+
+def memory_fragment_path(node_macro: str) -> str:
+    """Submit-file path of the over-memory fragment of a node's current attempt ($(retry) expanded by DAGMan)."""
+    return f"{MEMORY_DIR}/{node_macro}.$(retry).sub"
+
+
+_LINE = re.compile(r"^\s*([+A-Za-z_][A-Za-z0-9_.+]*)\s*=\s*(.*?)\s*$")
+
+
+def apply_additions(submit_text: str, additions: Mapping[str, str], task: str, memory_retry: bool) -> str:
+    """A compiled submit file with the site's commands added before its `queue` line.
+
+    `requirements` is AND-ed with the compiler's own; with memory_retry the pilot's arguments gain
+    $(iceprod_memory_args), which the over-memory fragment of a retried attempt sets.
+    """
+    if ADDITIONS_MARK in submit_text:
+        return submit_text
+    lines = submit_text.rstrip("\n").split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines or not lines[-1].strip().lower().startswith("queue"):
+        raise ValueError("submit file does not end with a queue statement")
+    queue = lines.pop()
+    existing: dict[str, str] = {}
+    for line in lines:
+        if (m := _LINE.match(line)) and not line.lstrip().startswith("#"):
+            existing[m.group(1).lower()] = m.group(2)
+    out = [*lines, ADDITIONS_MARK]
+    add = dict(additions)
+    site_req = add.pop("requirements", None)
+    if site_req:
+        own = existing.get("requirements")
+        out.append(f"requirements = ({own}) && ({site_req})" if own else f"requirements = {site_req}")
+    out += [f"{key} = {value}" for key, value in add.items()]
+    if memory_retry:
+        args = existing.get("arguments")
+        if args:
+            inner = args[1:-1] if args.startswith('"') and args.endswith('"') else args
+            out.append(f'arguments = "{inner} $({MEMORY_ARGS_MACRO})"')
+        out += [
+            f"{MEMORY_ARGS_MACRO} =",
+            "if $(retry)",
+            f"  include : {memory_fragment_path(task + '_$(job)')}",
+            "endif",
+        ]
+    out.append(queue)
+    return "\n".join(out) + "\n"
+
+
+def site_requirements(cfg: SiteConfig) -> dict[str, str]:
+    """condor_submit_additions plus the requirements clause, the full mapping apply_additions takes."""
+    add = condor_submit_additions(cfg)
+    clause = requirements_clause(cfg)
+    if clause:
+        add["requirements"] = clause
+    return add
+
+
+def dag_lines(cfg: SiteConfig, memory_retry: bool) -> list[str]:
+    """Lines the site appends to a compiled DAG: category limits, DAGMan config, the over-memory POST script."""
+    lines = [DAG_MARK]
+    for category, limit in sorted((cfg.dagman.get("categories") or {}).items()):
+        lines.append(f"MAXJOBS {category} {limit}")
+    if cfg.dagman.get("config"):
+        lines.append(f"CONFIG {DAGMAN_CONFIG}")
+    if memory_retry:
+        lines.append(f"SCRIPT POST ALL_NODES {POST_SCRIPT} $JOB $RETRY $RETURN")
+    return lines
+
+
+def dagman_config_text(cfg: SiteConfig) -> str:
+    """The DAGMan configuration file of a run from the site's dagman.config knobs."""
+    items = (cfg.dagman.get("config") or {}).items()
+    return "".join(f"{key} = {str(v).lower() if isinstance(v, bool) else v}\n" for key, v in sorted(items))
+
+
+def from_dag_options(cfg: SiteConfig, batch_name: str | None = None, resubmit: bool = False) -> dict[str, Any]:
+    """Options for htcondor2.Submit.from_dag (condor_submit_dag's command-line flags)."""
+    dm = cfg.dagman
+    opts: dict[str, Any] = {}
+    for key, flag in (("max_idle", "MaxIdle"), ("max_jobs", "MaxJobs"), ("max_pre", "MaxPre"),
+                      ("max_post", "MaxPost"), ("priority", "Priority")):
+        if key in dm:
+            opts[flag] = int(dm[key])
+    name = dm.get("batch_name") or batch_name
+    if name:
+        opts["BatchName"] = name
+    # a first submit replaces leftovers of an earlier failed submit; a resubmit must keep the rescue DAG
+    opts["Force" if not resubmit else "UpdateSubmit"] = True
+    return opts
+
+
+def post_script_text() -> str:
+    """The POST script: write the next attempt's over-memory fragment, then pass the job's verdict on.
+
+    Runs on the submit host as the DAGMan user with /bin/sh only. Args: node, retry, return value. The
+    fragment of attempt N+1 always exists after attempt N (empty unless a bigger request is needed), so
+    the submit file can include it unconditionally for every retry.
+    """
+    return f"""#!/bin/sh
+# iceprod-dag: POST script of every node (written by the condor site). $1=node $2=retry $3=return value
+cd "$(dirname "$0")" || exit 1
+node=$1; retry=$2; ret=$3
+next="{MEMORY_DIR}/$node.$((retry + 1)).sub"
+mkdir -p {MEMORY_DIR}
+mb=$(sed -n 's/.*"next_memory_mb": *\\([0-9][0-9]*\\).*/\\1/p' "stats/$node.$retry.json" 2>/dev/null | head -n 1)
+if [ -n "$mb" ]; then
+  printf 'request_memory = %s\\n{MEMORY_ARGS_MACRO} = --memory-mb %s\\n' "$mb" "$mb" > "$next.tmp"
+elif [ -f "{MEMORY_DIR}/$node.$retry.sub" ]; then
+  cp "{MEMORY_DIR}/$node.$retry.sub" "$next.tmp"
+else
+  : > "$next.tmp"
+fi
+mv "$next.tmp" "$next"
+# negative values mean the job never ran to an exit code (removed, failed to submit): a plain failure
+case "$ret" in -*) exit 1 ;; esac
+exit "$ret"
+"""

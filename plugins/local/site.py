@@ -1,0 +1,125 @@
+"""The local site: run a DAG on this machine with the local DAGMan (engine.py).
+
+``submit(run_dir, wait=True)`` runs the engine in this process (with a live progress display unless quiet)
+and returns DAGMan's exit status; ``wait=False`` starts it as a detached process
+(``python -m iceprod_dag.plugins.local RUNDIR``) and returns. Submitting a run again resumes it: its newest
+rescue DAG plus its node event log say which nodes are done, and they do not run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from iceprod_dag import names
+from iceprod_dag.exceptions import RunNotFoundError, SiteError
+from iceprod_dag.states import JobState
+
+from ..base import RunStatus, Site
+from .runner import STATE_BY_NODE_STATUS, collect_records, read_run_info, run_dag
+
+logger = logging.getLogger(__name__)
+
+
+class LocalSite(Site):
+    """Runs DAGs on this machine, packing jobs within its cpus and memory (or the configured limits).
+
+    Options: ``cpus``, ``memory_mb`` (limits), ``db`` (stats database URL), ``quiet`` (no progress display).
+    """
+
+    name: ClassVar[str] = "local"
+    poll_interval: ClassVar[float] = 1.0
+
+    def submit(self, run_dir: Path, wait: bool = False) -> int | None:
+        run_dir = Path(run_dir).resolve()
+        if not run_dir.is_dir():
+            raise RunNotFoundError(f"{run_dir}: no such run folder")
+        try:
+            names.find_dag_file(str(run_dir))
+        except FileNotFoundError as exc:
+            raise RunNotFoundError(str(exc)) from exc
+        if wait:
+            return run_dag(run_dir, **self._engine_options())
+        return self._detach(run_dir)
+
+    def _engine_options(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "cpus": o.get("cpus"),
+            "memory_mb": o.get("memory_mb"),
+            "db_url": o.get("db"),
+            "progress": not o.get("quiet", False),
+        }
+
+    def _detach(self, run_dir: Path) -> None:
+        cmd = [sys.executable, "-m", "iceprod_dag.plugins.local", str(run_dir)]
+        opts = self._engine_options()
+        for flag, key in (("--cpus", "cpus"), ("--memory-mb", "memory_mb"), ("--db", "db_url")):
+            if opts[key]:
+                cmd += [flag, str(opts[key])]
+        log = run_dir / "local.out"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, cwd=run_dir
+            )
+        logger.info("started the local engine for %s as pid %d (output in %s)", run_dir, proc.pid, log)
+        return None
+
+    def status(self, run_dir: Path) -> RunStatus:
+        run_dir = Path(run_dir)
+        info = read_run_info(run_dir)
+        dag_file = info.get("dag") or names.find_dag_file(str(run_dir))
+        status_path = Path(names.status_file(str(dag_file)))
+        nodes: dict[str, JobState] = {}
+        finished = False
+        exit_code = info.get("exit_code")
+        if status_path.exists():
+            from iceprod_dag.dagman.nodestatus import read_node_status
+
+            parsed = read_node_status(status_path)
+            for name, state in parsed.nodes.items():
+                nodes[name] = STATE_BY_NODE_STATUS.get(state, JobState.UNKNOWN)
+        if exit_code is not None:
+            finished = True
+        elif not _alive(info.get("pid")):
+            finished = True  # the engine died (kill -9): resubmit to resume
+        return RunStatus(nodes=nodes, finished=finished, exit_code=exit_code)
+
+    def cancel(self, run_dir: Path) -> None:
+        info = read_run_info(Path(run_dir))
+        pid = info.get("pid")
+        if not _alive(pid):
+            return
+        os.kill(int(pid), signal.SIGTERM)  # the engine kills its jobs and writes a rescue DAG
+        deadline = time.time() + 30
+        while time.time() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            raise SiteError(f"the local engine (pid {pid}) of {run_dir} did not stop within 30 s")
+
+    def collect(self, run_dir: Path) -> int:
+        return collect_records(Path(run_dir), self.options.get("db"))
+
+
+def _alive(pid: Any) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as dead
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+

@@ -1,0 +1,232 @@
+"""Write a local run's state to disk as it changes, in HTCondor's formats, and its attempts to the stats DB.
+
+- the nodes' job event log (``dataset.dag.nodes.log``): submit, execute, terminated and POST script events,
+  as condor_dagman's node jobs produce them, read back by ``htcondor2.JobEventLog``;
+- the jobstate log (JOBSTATE_LOG lines) and the node status file (rewritten at most every few seconds);
+- one job ClassAd per finished attempt in ``history/`` (``condor_history -long``), one stats record per
+  attempt in ``stats/`` (the pilot writes its own; hand-written jobs get one made from ``wait4``);
+- the attempts in the stats database, in one transaction per scheduling round: durable once a round ends.
+
+Files are flushed every round (so ``kill -9`` loses nothing written); resume reads them back (resume.py).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from iceprod_dag import names
+from iceprod_dag.dagman.model import Dag, Node
+from iceprod_dag.states import FailureCategory
+from iceprod_dag.stats import classads
+
+from .executor import Exit, Launch
+from .formats import EventLog, JobStateLog, write_node_status
+
+if TYPE_CHECKING:
+    from .engine import DagEngine
+
+logger = logging.getLogger(__name__)
+
+
+class RunRecorder:
+    """The engine's Recorder: event log, jobstate log, node status, history ads, stats records and DB."""
+
+    def __init__(
+        self,
+        dag: Dag,
+        run_dir: Path,
+        db: Any | None,
+        dag_cluster: int,
+        records: dict[str, dict[str, Any]],
+        status_interval: float = 5.0,
+        site: str = "local",
+    ) -> None:
+        self.dag = dag
+        self.run_dir = run_dir
+        self.db = db
+        self.site = site
+        self.dag_cluster = dag_cluster
+        self.records = records  # pilot records by executor key (ProcessExecutor.records)
+        dag_file = str(dag.path)
+        self.events = EventLog(names.nodes_log(dag_file))
+        self.jobstate = JobStateLog(dag.jobstate_log and str(dag.directory / dag.jobstate_log) or names.jobstate_log(dag_file))
+        self.status_path = (
+            str(dag.directory / dag.node_status_file) if dag.node_status_file else names.status_file(dag_file)
+        )
+        self.status_interval = float(dag.node_status_interval or status_interval)
+        self._last_status = 0.0
+        self._pending_records: list[dict[str, Any]] = []
+        self._pending_ads: list[tuple[str, int, dict[str, Any]]] = []
+        self.host = socket.gethostname()
+        self.owner = getpass.getuser()
+        (run_dir / names.HISTORY_DIR).mkdir(exist_ok=True)
+        (run_dir / names.STATS_DIR).mkdir(exist_ok=True)
+        self.recorded = 0
+
+    # ---- Recorder -------------------------------------------------------------------------------------------
+
+    def pre_started(self, node: Node, retry: int) -> None:
+        self.jobstate.line(node.name, "PRE_SCRIPT_STARTED", "-", "local", "-", retry)
+
+    def pre_finished(self, node: Node, ex: Exit) -> None:
+        event = "PRE_SCRIPT_SUCCESS" if ex.value == 0 else "PRE_SCRIPT_FAILURE"
+        self.jobstate.line(node.name, event, ex.value, "local", "-", 0)
+
+    def job_started(self, node: Node, attempt: int, cluster: int, launch: Launch) -> None:
+        now = time.time()
+        self.events.submit(cluster, node.name, now, self.dag_cluster)
+        self.events.execute(cluster, now)
+        jobid = f"{cluster}.0.0"
+        self.jobstate.line(node.name, "SUBMIT", jobid, "local", "-", attempt)
+        self.jobstate.line(node.name, "EXECUTE", jobid, "local", "-", attempt)
+
+    def job_finished(self, node: Node, attempt: int, cluster: int, launch: Launch, ex: Exit) -> None:
+        self.events.terminated(cluster, ex)
+        jobid = f"{cluster}.0.0"
+        self.jobstate.line(node.name, "JOB_TERMINATED", jobid, "local", "-", attempt)
+        ok = ex.exit_code == 0
+        self.jobstate.line(node.name, "JOB_SUCCESS" if ok else "JOB_FAILURE", ex.value, "local", "-", attempt)
+        record = self.records.pop(launch.key, None)
+        if record is None:
+            record = self._make_record(node, attempt, launch, ex)
+        ad = self._job_ad(node, attempt, cluster, launch, ex, record)
+        classads.write_ad(self.run_dir / names.job_ad(node.name, attempt), ad)
+        self._pending_records.append(record)
+        self._pending_ads.append((node.name, attempt, ad))
+
+    def post_started(self, node: Node, cluster: int) -> None:
+        self.jobstate.line(node.name, "POST_SCRIPT_STARTED", f"{cluster}.0.0", "local", "-", 0)
+
+    def post_finished(self, node: Node, cluster: int, ex: Exit) -> None:
+        self.events.post_terminated(cluster, node.name, ex)
+        event = "POST_SCRIPT_SUCCESS" if ex.value == 0 else "POST_SCRIPT_FAILURE"
+        self.jobstate.line(node.name, "POST_SCRIPT_TERMINATED", ex.value, "local", "-", 0)
+        self.jobstate.line(node.name, event, ex.value, "local", "-", 0)
+
+    def node_finished(self, node: Node, ok: bool) -> None:
+        pass  # the events above already say it; the status file is rewritten by flush()
+
+    def flush(self, engine: DagEngine, force: bool = False) -> None:
+        """End of a scheduling round: flush the logs, commit the round's attempts, maybe rewrite the status."""
+        self.events.flush()
+        self.jobstate.flush()
+        self.commit()
+        now = time.time()
+        if force or now - self._last_status >= self.status_interval:
+            write_node_status(self.status_path, engine)
+            self._last_status = now
+
+    def commit(self) -> None:
+        if not self._pending_records:
+            return
+        records, ads = self._pending_records, self._pending_ads
+        self._pending_records, self._pending_ads = [], []
+        self.recorded += len(records)
+        if self.db is None:
+            return
+        from iceprod_dag.stats.ingest import ingest_job_ads, ingest_records
+
+        ingest_records(self.db, records, run_dir=self.run_dir, site=self.site, on_stale="skip")
+        name = records[0].get("dataset")
+        ingest_job_ads(self.db, ads, run_dir=self.run_dir, site=self.site, dataset=name, on_stale="skip")
+
+    def close(self) -> None:
+        self.events.close()
+        self.jobstate.close()
+
+    # ---- records --------------------------------------------------------------------------------------------
+
+    def _make_record(self, node: Node, attempt: int, launch: Launch, ex: Exit) -> dict[str, Any]:
+        """A stats record (docs/contracts.md) for a job that is not our pilot, from what wait4 reported."""
+        split = names.split_node_name(node.name)
+        wall = max(0.0, ex.end - ex.start)
+        cpu = ex.user_cpu + ex.sys_cpu
+        failure = None
+        if ex.error is not None or ex.signal is not None:
+            failure = FailureCategory.KILLED.value if ex.signal is not None else FailureCategory.PILOT_ERROR.value
+        elif ex.exit_code:
+            failure = FailureCategory.TASK_FAILED.value
+        rel = os.path.relpath
+        record = {
+            "format": 1,
+            "dataset": self.dag.path.stem,
+            "task": split[0] if split else node.name,
+            "job": split[1] if split else None,
+            "node": node.name,
+            "attempt": attempt,
+            "site": self.site,
+            "host": self.host,
+            "start": ex.start,
+            "end": ex.end,
+            "wall_s": wall,
+            "cpu_user_s": ex.user_cpu,
+            "cpu_sys_s": ex.sys_cpu,
+            "cpu_efficiency": (cpu / (wall * launch.cpus)) if wall > 0 else None,
+            "request": {"cpus": launch.cpus, "memory_mb": launch.memory_mb or None},
+            "peak_rss_mb": ex.maxrss_kb / 1024.0,
+            "exit_code": ex.exit_code,
+            "signal": ex.signal,
+            "pilot_exit_code": ex.value if ex.exit_code is not None else None,
+            "failure": failure,
+            "logs": {
+                "stdout": rel(launch.stdout, self.run_dir) if launch.stdout else None,
+                "stderr": rel(launch.stderr, self.run_dir) if launch.stderr else None,
+            },
+        }
+        path = self.run_dir / names.stats_record(node.name, attempt)
+        path.write_text(json.dumps(record))
+        return record
+
+    def _job_ad(
+        self, node: Node, attempt: int, cluster: int, launch: Launch, ex: Exit, record: dict[str, Any]
+    ) -> dict[str, Any]:
+        wall = max(0.0, ex.end - ex.start)
+        rss_kb = int((record.get("peak_rss_mb") or ex.maxrss_kb / 1024.0) * 1024)
+        return {
+            "ClusterId": cluster,
+            "ProcId": 0,
+            "GlobalJobId": f"{self.host}#{cluster}.0#{int(ex.start)}",
+            "DAGNodeName": node.name,
+            "DAGManJobId": self.dag_cluster,
+            "DAGParentNodeNames": ",".join(node.parents),
+            "Cmd": launch.info.get("Cmd", launch.argv[0]),
+            "Args": launch.info.get("Args", ""),
+            "Iwd": launch.cwd,
+            "Out": launch.stdout or "/dev/null",
+            "Err": launch.stderr or "/dev/null",
+            "Owner": self.owner,
+            "User": f"{self.owner}@{self.host}",
+            "JobUniverse": 5,
+            "JobStatus": 4,  # Completed: condor_history shows finished jobs, whatever their exit code
+            "ExitBySignal": ex.signal is not None,
+            "ExitCode": ex.exit_code if ex.exit_code is not None else None,
+            "ExitSignal": ex.signal,
+            "QDate": int(ex.start),
+            "JobStartDate": int(ex.start),
+            "JobCurrentStartDate": int(ex.start),
+            "EnteredCurrentStatus": int(ex.end),
+            "CompletionDate": int(ex.end),
+            "RemoteWallClockTime": float(round(wall, 3)),
+            "CumulativeRemoteUserCpu": float(ex.user_cpu),
+            "CumulativeRemoteSysCpu": float(ex.sys_cpu),
+            "RemoteUserCpu": float(ex.user_cpu),
+            "RemoteSysCpu": float(ex.sys_cpu),
+            "MemoryUsage": (rss_kb + 1023) // 1024,
+            "ResidentSetSize": rss_kb,
+            "ResidentSetSize_RAW": rss_kb,
+            "RequestMemory": int(launch.memory_mb or 0),
+            "RequestCpus": int(launch.cpus),
+            "NumJobStarts": 1,
+            "JobRunCount": 1,
+            "LastRemoteHost": f"slot1@{self.host}",
+            "DAGManNodesLog": str(self.events.path),
+            "IceProdAttempt": attempt,
+            "IceProdFailure": record.get("failure"),
+        }

@@ -1,0 +1,69 @@
+"""Account tables of the web UI: users, API tokens and dataset visibility, on the stats database's Base.
+
+They share ``iceprod_dag.stats.models.Base`` so one database (and one Alembic history) holds everything; the
+migration is ``iceprod_dag/stats/migrations/versions/acc1_accounts.py``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from iceprod_dag.stats.models import Base
+
+#: roles, weakest first: a user owns datasets, production submits for the shared production account
+ROLES = ("user", "production", "admin")
+#: the owner name of datasets submitted by production users
+PRODUCTION_OWNER = "production"
+#: token kinds: "api" acts as its user (CLI); "pilot" may only claim, heartbeat and report for one dataset
+TOKEN_KINDS = ("api", "pilot")
+
+
+class User(Base):
+    """A person (or the production account) who logs in to the web UI or uses the API."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    role: Mapped[str] = mapped_column(String(32), default="user")
+    #: werkzeug.security hash (scrypt); None: the user can only use tokens
+    password_hash: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[float] = mapped_column(Float)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiToken(Base):
+    """A bearer token, stored as the sha256 of its random text (it is never stored in clear)."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_user", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    kind: Mapped[str] = mapped_column(String(16), default="api")
+    #: sha256 hex of the token text (tokens are 256 random bits, so a fast hash is enough)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: the first characters of the token, to tell tokens apart in listings
+    prefix: Mapped[str] = mapped_column(String(16))
+    #: pilot tokens: the one dataset they may report for
+    dataset_pk: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+    last_used_at: Mapped[float | None] = mapped_column(Float)
+
+
+class DatasetAccess(Base):
+    """Visibility of a dataset: a private one is seen only by its owner and admins (no row: public)."""
+
+    __tablename__ = "dataset_access"
+
+    dataset_pk: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: extra priority given at submission (production datasets get more)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+
+
+ACCOUNT_TABLES = [User.__table__, ApiToken.__table__, DatasetAccess.__table__]

@@ -50,7 +50,9 @@ def bare_htcondor(jobs: int, out: Path) -> None:
     dag = dags.DAG()
     layer_vars = [{"job": str(i)} for i in range(jobs)]
     gen = dag.layer(name="gen", submit_description=sub, vars=layer_vars, retries=2)
-    proc = gen.child_layer(name="proc", submit_description=sub, vars=layer_vars, retries=2, edge=dags.OneToOne())
+    proc = gen.child_layer(
+        name="proc", submit_description=sub, vars=layer_vars, retries=2, edge=dags.OneToOne()
+    )
     proc.child_layer(name="merge", submit_description=sub, vars=layer_vars, retries=2, edge=dags.OneToOne())
     dags.write_dag(dag, out, dag_file_name="bench.dag")
 
@@ -75,7 +77,9 @@ def timed_in_child(func, jobs: int, out: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()

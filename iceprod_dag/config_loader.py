@@ -52,12 +52,16 @@ def load_dataset_dict(data: Any, source: str = "<dataset>", lines: LineMap | Non
     """Validate plain data (already parsed) and return the normalized Dataset."""
     lines = lines or LineMap()
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}:1: a dataset must be a mapping of fields, got {type(data).__name__}", source)
+        raise ConfigError(
+            f"{source}:1: a dataset must be a mapping of fields, got {type(data).__name__}", source
+        )
     problems: list[Problem] = list(schema.iter_problems(data))
     if _well_formed_tasks(data):
         problems.extend(_cross_field_problems(data))
     if problems:
-        raise ConfigError([_format(source, lines, path, msg) for path, msg in _sorted(problems, lines)], source)
+        raise ConfigError(
+            [_format(source, lines, path, msg) for path, msg in _sorted(problems, lines)], source
+        )
     return _normalize(data, source)
 
 
@@ -74,13 +78,17 @@ def _format(source: str, lines: LineMap, path: tuple[str | int, ...], message: s
 def _well_formed_tasks(data: dict[str, Any]) -> bool:
     """Whether the cross-field rules can run even though other fields may have schema problems."""
     tasks = data.get("tasks")
-    return isinstance(tasks, list) and all(
-        isinstance(t, dict)
-        and isinstance(t.get("name"), str)
-        and isinstance(t.get("depends", []), list)
-        and all(isinstance(d, str) for d in t.get("depends", []))
-        for t in tasks
-    ) and isinstance(data.get("categories", {}), dict)
+    return (
+        isinstance(tasks, list)
+        and all(
+            isinstance(t, dict)
+            and isinstance(t.get("name"), str)
+            and isinstance(t.get("depends", []), list)
+            and all(isinstance(d, str) for d in t.get("depends", []))
+            for t in tasks
+        )
+        and isinstance(data.get("categories", {}), dict)
+    )
 
 
 def _cross_field_problems(data: dict[str, Any]) -> list[Problem]:
@@ -102,11 +110,15 @@ def _cross_field_problems(data: dict[str, Any]) -> list[Problem]:
                 problems.append((("tasks", i, "depends", j), "a task cannot depend on itself"))
         category = task.get("category")
         if category is not None and category not in data.get("categories", {}):
-            problems.append((("tasks", i, "category"), f"unknown category {category!r} (declare it in 'categories')"))
+            problems.append(
+                (("tasks", i, "category"), f"unknown category {category!r} (declare it in 'categories')")
+            )
     cycle = _find_cycle({t["name"]: list(t.get("depends", [])) for t in tasks})
     if cycle:
         index = names.get(cycle[0], 0)
-        problems.append((("tasks", index, "depends"), "task dependencies form a cycle: " + " -> ".join(cycle)))
+        problems.append(
+            (("tasks", index, "depends"), "task dependencies form a cycle: " + " -> ".join(cycle))
+        )
     problems.extend(_expression_problems(data))
     return problems
 

@@ -33,7 +33,7 @@ class OfflineResult:
 
 
 def parse_job_range(text: str | None, jobs: int) -> list[int]:
-    """"0-9,12" -> [0..9, 12]; None means every job. Out-of-range indexes are an error naming them."""
+    """ "0-9,12" -> [0..9, 12]; None means every job. Out-of-range indexes are an error naming them."""
     if not text:
         return list(range(jobs))
     selected: set[int] = set()
@@ -88,8 +88,17 @@ def run_job_task(run_dir: Path, task: Task, job: int, site: str = "offline") -> 
     for _ in range(task.retries + 1):
         attempt = _next_attempt(run_dir, node)
         command = [
-            sys.executable, names.PILOT_ZIPAPP, "run", "--spec", names.spec_file(task.name),
-            "--job", str(job), "--attempt", str(attempt), "--site", site,
+            sys.executable,
+            names.PILOT_ZIPAPP,
+            "run",
+            "--spec",
+            names.spec_file(task.name),
+            "--job",
+            str(job),
+            "--attempt",
+            str(attempt),
+            "--site",
+            site,
         ]
         memory = _previous_memory(run_dir, node, attempt) if attempt else None
         if memory:

@@ -82,10 +82,16 @@ def iter_problems(data: Any, name: str = DATASET_SCHEMA) -> Iterator[tuple[tuple
             for key in error.instance:
                 if key not in allowed:
                     hint = _closest(str(key), allowed)
-                    yield (*path, key), f"unknown field {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+                    yield (
+                        (*path, key),
+                        f"unknown field {key!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
+                    )
             continue
         if error.validator == "propertyNames":
-            yield path, f"invalid name {error.instance!r}: {_message(error.context[0]) if error.context else ''}"
+            yield (
+                path,
+                f"invalid name {error.instance!r}: {_message(error.context[0]) if error.context else ''}",
+            )
             continue
         yield path, _message(error)
 

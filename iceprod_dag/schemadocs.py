@@ -9,7 +9,10 @@ from typing import Any
 from iceprod_dag.schema import DATASET_SCHEMA, load_schema
 
 #: schemas documented, in order: (file in config/, title of its section)
-DOCUMENTED = [(DATASET_SCHEMA, "Dataset (`config/examples/*.yaml`)"), ("site.schema.yaml", "Site (`config/sites/*.yaml`)")]
+DOCUMENTED = [
+    (DATASET_SCHEMA, "Dataset (`config/examples/*.yaml`)"),
+    ("site.schema.yaml", "Site (`config/sites/*.yaml`)"),
+]
 
 
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +52,9 @@ def _rows(schema: dict[str, Any], root: dict[str, Any], prefix: str) -> Iterator
         prop_resolved = _resolve(prop, root)
         path = f"{prefix}{name}"
         default = prop_resolved.get("default")
-        default_text = "required" if name in required else ("" if default is None else f"`{json.dumps(default)}`")
+        default_text = (
+            "required" if name in required else ("" if default is None else f"`{json.dumps(default)}`")
+        )
         description = " ".join(str(prop_resolved.get("description", "")).split())
         yield path, _type_name(prop, root), default_text, description
         if prop_resolved.get("type") == "object" and "properties" in prop_resolved:

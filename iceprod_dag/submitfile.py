@@ -15,7 +15,9 @@ def requirements_expression(task: Task) -> str | None:
     """HTCondor requirements for the task's OS constraints, or None when it has none."""
     if not task.requirements.os:
         return None
-    return "(" + " || ".join(f"OpSysAndVer == {_quote_classad_string(os)}" for os in task.requirements.os) + ")"
+    return (
+        "(" + " || ".join(f"OpSysAndVer == {_quote_classad_string(os)}" for os in task.requirements.os) + ")"
+    )
 
 
 def submit_description(dataset: Dataset, task: Task) -> dict[str, str]:

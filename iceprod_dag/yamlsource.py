@@ -63,6 +63,8 @@ def load_yaml_with_lines(text: str, filename: str = "<string>") -> tuple[Any, Li
         where = f"{filename}:{mark.line + 1}" if mark else filename
         raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc}", path=filename) from exc
     except ConfigError as exc:
-        raise ConfigError([f"{filename}:{p.removeprefix('line ')}" for p in exc.problems], path=filename) from exc
+        raise ConfigError(
+            [f"{filename}:{p.removeprefix('line ')}" for p in exc.problems], path=filename
+        ) from exc
     finally:
         loader.dispose()

@@ -12,7 +12,9 @@ from iceprod_dag.schemadocs import generate_docs
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from iceprod_dag.cli.main import main; main()", *args],
-        capture_output=True, text=True, cwd=cwd,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
     )
 
 
@@ -49,9 +51,7 @@ def test_compile_writes_the_run_folder(data_dir: Path, tmp_path: Path) -> None:
 def test_every_command_has_help() -> None:
     top = run_cli("--help")
     assert top.returncode == 0
-    commands = [
-        line.split()[0] for line in top.stdout.split("Commands:")[1].splitlines() if line.strip()
-    ]
+    commands = [line.split()[0] for line in top.stdout.split("Commands:")[1].splitlines() if line.strip()]
     assert {"validate", "compile", "submit", "config"} <= set(commands)
     for command in commands:
         result = run_cli(command, "--help")
@@ -61,10 +61,16 @@ def test_every_command_has_help() -> None:
 
 def test_committed_config_docs_match_the_schemas(repo_dir: Path) -> None:
     committed = (repo_dir / "docs" / "config.md").read_text(encoding="utf-8")
-    assert committed == generate_docs(), "docs/config.md drifted: run `iceprod-dag config docs -o docs/config.md`"
+    assert committed == generate_docs(), (
+        "docs/config.md drifted: run `iceprod-dag config docs -o docs/config.md`"
+    )
 
 
 def test_docs_cover_every_schema_property(repo_dir: Path) -> None:
     text = generate_docs()
-    for field in ("`tasks[].requirements.memory`", "`options.pilot.memory_allowance`", "`tasks[].data[].checksum`"):
+    for field in (
+        "`tasks[].requirements.memory`",
+        "`options.pilot.memory_allowance`",
+        "`tasks[].data[].checksum`",
+    ):
         assert field in text

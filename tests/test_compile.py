@@ -27,7 +27,12 @@ def dag_lines(run: Path) -> list[str]:
 
 
 def test_one_submit_file_and_one_spec_per_task(chain_run: Path) -> None:
-    assert sorted(p.name for p in chain_run.glob("*.sub")) == ["final.sub", "gen.sub", "merge.sub", "proc.sub"]
+    assert sorted(p.name for p in chain_run.glob("*.sub")) == [
+        "final.sub",
+        "gen.sub",
+        "merge.sub",
+        "proc.sub",
+    ]
     assert sorted(p.name for p in (chain_run / "specs").iterdir()) == ["gen.json", "merge.json", "proc.json"]
 
 
@@ -88,7 +93,11 @@ def test_task_spec_carries_unresolved_expressions_and_units(chain_run: Path) -> 
     assert spec["dataset"]["parameters"]["seed"] == "$eval($(dataset)*100 + $(job))"
     assert spec["dataset"]["dataset_id"] == 7
     assert spec["task"]["requirements"] == {
-        "cpus": 2, "memory_mb": 2048, "disk_mb": 500, "gpus": 1, "walltime_s": 5400,
+        "cpus": 2,
+        "memory_mb": 2048,
+        "disk_mb": 500,
+        "gpus": 1,
+        "walltime_s": 5400,
     }
     assert spec["task"]["modules"] == [
         {"name": "gen", "executable": "/bin/sh", "args": ["-c", "echo $(seed)"], "env": {}}

@@ -20,7 +20,9 @@ def test_every_problem_is_reported_with_file_line_and_field(data_dir: Path) -> N
     path = data_dir / "datasets" / "bad.yaml"
     problems = problems_of(path)
     assert f'{path}:8 tasks[0].requirements.memory: expected a size like "2 GB", got "lots"' in problems
-    assert any(p.startswith(f"{path}:9 tasks[0].requirements.walltime: expected a duration") for p in problems)
+    assert any(
+        p.startswith(f"{path}:9 tasks[0].requirements.walltime: expected a duration") for p in problems
+    )
     assert f"{path}:10 tasks[0].colour: unknown field 'colour'" in problems
     assert f"{path}:11 tasks[1]: give exactly one of 'command' or 'modules'" in problems
     assert any("cycle: a -> c -> a" in p for p in problems)
@@ -31,7 +33,9 @@ def test_every_problem_is_reported_with_file_line_and_field(data_dir: Path) -> N
 def test_unknown_field_suggests_the_close_name(tmp_path: Path) -> None:
     path = tmp_path / "d.yaml"
     path.write_text("name: x\njobs: 1\ntasks:\n  - name: t\n    command: 'true'\n    retires: 2\n")
-    assert problems_of(path) == [f"{path}:6 tasks[0].retires: unknown field 'retires' (did you mean 'retries'?)"]
+    assert problems_of(path) == [
+        f"{path}:6 tasks[0].retires: unknown field 'retires' (did you mean 'retries'?)"
+    ]
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:

@@ -24,13 +24,17 @@ def test_parse_job_range() -> None:
 
 def test_runs_in_order_skips_dependents_of_failures_and_resumes(tmp_path: Path) -> None:
     marker = tmp_path / "count"
-    dataset = load_dataset_dict({
-        "name": "off", "jobs": 2, "options": {"retries": 1, "pilot": {"sample_interval": 0.05}},
-        "tasks": [
-            {"name": "gen", "command": f"echo x >> {marker}; test $(job) -eq 0"},
-            {"name": "use", "command": "echo used $(job)", "depends": ["gen"]},
-        ],
-    })
+    dataset = load_dataset_dict(
+        {
+            "name": "off",
+            "jobs": 2,
+            "options": {"retries": 1, "pilot": {"sample_interval": 0.05}},
+            "tasks": [
+                {"name": "gen", "command": f"echo x >> {marker}; test $(job) -eq 0"},
+                {"name": "use", "command": "echo used $(job)", "depends": ["gen"]},
+            ],
+        }
+    )
     run = tmp_path / "run"
     compile_dataset(dataset, run)
     result = run_offline(dataset, run, [0, 1])

@@ -34,8 +34,14 @@ def validate_command(ctx: click.Context, files: tuple[Path, ...]) -> None:
 
 @click.command("compile")
 @click.argument("dataset_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Run folder to write the DAG, submit files, task specs and pilot into.")
+@click.option(
+    "-o",
+    "--output",
+    "run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Run folder to write the DAG, submit files, task specs and pilot into.",
+)
 @click.pass_context
 def compile_command(ctx: click.Context, dataset_file: Path, run_dir: Path) -> None:
     """Compile DATASET_FILE into an HTCondor DAGMan workflow in a run folder."""
@@ -51,8 +57,13 @@ def config_command() -> None:
 
 
 @config_command.command("docs")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of standard output (docs/config.md in the repository).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of standard output (docs/config.md in the repository).",
+)
 def docs_command(output: Path | None) -> None:
     """Print the reference of every configuration parameter, generated from the schemas."""
     from iceprod_dag.schemadocs import generate_docs

@@ -15,8 +15,14 @@ from iceprod_dag.offline import parse_job_range, run_offline
 @click.argument("dataset_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--jobs", "job_range", default=None, help="Jobs to run, like 0-9 or 0,3,5-7 (default: all).")
 @click.option("--task", "task_name", default=None, help="Run only this task (its inputs must already exist).")
-@click.option("-o", "--output", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the workflow, stats records and logs (default: runs/<dataset name>).")
+@click.option(
+    "-o",
+    "--output",
+    "run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the workflow, stats records and logs (default: runs/<dataset name>).",
+)
 @click.pass_context
 def run_offline_command(
     ctx: click.Context, dataset_file: Path, job_range: str | None, task_name: str | None, run_dir: Path | None

@@ -36,16 +36,33 @@ def prepare_run_dir(dataset_file: Path, run_dir: Path | None, quiet: bool) -> tu
 
 @click.command("submit")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--site", default=None, help="Site to run on (default: the dataset's options.site, else local).")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run folder (default: runs/<dataset name>). Submitting again into it resumes the run.")
-@click.option("--wait/--detach", default=None,
-              help="Follow the run until it ends (default for local) or return at once (default elsewhere).")
-@click.option("--site-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Site configuration file (config/sites/*.yaml).")
+@click.option(
+    "--site", default=None, help="Site to run on (default: the dataset's options.site, else local)."
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run folder (default: runs/<dataset name>). Submitting again into it resumes the run.",
+)
+@click.option(
+    "--wait/--detach",
+    default=None,
+    help="Follow the run until it ends (default for local) or return at once (default elsewhere).",
+)
+@click.option(
+    "--site-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Site configuration file (config/sites/*.yaml).",
+)
 @click.pass_context
 def submit_command(
-    ctx: click.Context, source: Path, site: str | None, run_dir: Path | None, wait: bool | None,
+    ctx: click.Context,
+    source: Path,
+    site: str | None,
+    run_dir: Path | None,
+    wait: bool | None,
     site_config: Path | None,
 ) -> None:
     """Submit SOURCE (a dataset YAML, an IceProd JSON config, or a hand-written DAGMan .dag) to a site.

@@ -68,7 +68,7 @@ class _Parser:
     def err(self, msg: str, line: int) -> DagSyntaxError:
         return DagSyntaxError(msg, self.path, line)
 
-    # ---- pass 1 ----------------------------------------------------------------------------------------------
+    # ---- pass 1
     def node_line(self, kw: str, line: str, lineno: int) -> None:
         parts = line.split(None, 2)
         if len(parts) < 3:
@@ -118,7 +118,7 @@ class _Parser:
             self.dag.final = name
         self.dag.nodes[name] = node
 
-    # ---- pass 2 helpers --------------------------------------------------------------------------------------
+    # ---- pass 2 helpers
     def targets(self, name: str, lineno: int, kw: str) -> list[Node]:
         if name.upper() == ALL_NODES:
             return [n for n in self.dag.nodes.values() if not n.final]
@@ -135,7 +135,7 @@ class _Parser:
         if len(tokens) > n_max:
             raise self.err(f"extra token {tokens[n_max]!r}; usage: {usage}", lineno)
 
-    # ---- pass 2 ----------------------------------------------------------------------------------------------
+    # ---- pass 2
     def command(self, kw: str, line: str, lineno: int) -> None:
         if kw == "VARS":
             return self.vars(line, lineno)
@@ -365,7 +365,7 @@ class _Parser:
                     "%s:%d: SCRIPT HOLD for node %s is parsed but never run", self.path, lineno, node.name
                 )
 
-    # ---- checks ----------------------------------------------------------------------------------------------
+    # ---- checks
     def check_cycles(self) -> None:
         nodes = self.dag.nodes
         indeg = {name: len(n.parents) for name, n in nodes.items()}

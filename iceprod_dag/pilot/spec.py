@@ -128,6 +128,8 @@ def load_spec(path: str) -> Dict[str, Any]:
 def _number(value: Any, where: str, parse: Any = float) -> Optional[float]:
     if value is None:
         return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)  # numbers are already in MiB / seconds; keep fractions (tests use 0.3 s)
     try:
         return float(parse(value))
     except (TypeError, ValueError) as exc:

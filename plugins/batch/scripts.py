@@ -46,6 +46,8 @@ def run_script(
     """Run a PRE (job_return None) or POST script; its exit code (-1 if it could not run or timed out)."""
     argv = script_argv(node, script, ns, run, job_return)
     cwd = Path(dag.directory) / (node.directory or "")
+    if "/" not in argv[0] and (cwd / argv[0]).exists():
+        argv[0] = str(cwd / argv[0])  # DAGMan finds a script next to the DAG, not on PATH
     try:
         run_command(argv, SCRIPT_TIMEOUT_S, cwd=cwd)
         return 0

@@ -157,6 +157,7 @@ class Watcher:
 
     def _failed(self, name: str, ns: st.NodeState, result: int, why: str) -> None:
         node = self.dag.nodes[name]
+        log.warning("%s attempt %d failed: %s", name, ns.attempt, why)
         self._reset_descendants(name)
         ns.failures += 1
         ns.job_id = None
@@ -173,7 +174,7 @@ class Watcher:
             ns.attempt += 1
         else:
             ns.status, ns.reason = st.FAILED, f"{why} after {ns.failures} attempt(s)"
-        log.warning("%s attempt %d failed: %s", name, ns.attempt, ns.reason)
+
 
     def _next_memory(self, name: str, attempt: int) -> int | None:
         try:

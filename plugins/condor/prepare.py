@@ -79,13 +79,16 @@ def match_owner(folder: Path) -> None:
 
     HTCondor refuses root-owned jobs and DAGMan runs as the folder's owner, so files root created there
     (the copy, the rewritten submit files, the DAGMan submit file) must belong to that user. A no-op for
-    everyone else, and when the folder itself belongs to root.
+    everyone else, and when the folder (or, for a new one, its parent) belongs to root.
     """
     if os.geteuid() != 0:
         return
     st = folder.stat()
     if st.st_uid == 0:
-        return
+        st = folder.parent.stat()  # a folder we just made under run_root: take run_root's owner
+        if st.st_uid == 0:
+            return
+        os.chown(folder, st.st_uid, st.st_gid)
     for root, dirs, files in os.walk(folder):
         for name in dirs + files:
             path = os.path.join(root, name)

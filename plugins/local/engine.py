@@ -79,7 +79,7 @@ class Recorder(Protocol):
     def post_started(self, node: Node, cluster: int) -> None: ...
     def post_finished(self, node: Node, cluster: int, exit: Exit) -> None: ...
     def node_finished(self, node: Node, ok: bool) -> None: ...
-    def flush(self, engine: DagEngine) -> None: ...
+    def flush(self, engine: DagEngine, force: bool = False) -> None: ...
 
 
 #: builds the process of one attempt of a node's job (jobs.JobFactory)
@@ -160,6 +160,8 @@ class DagEngine:
         self.stopping = False  # SIGINT/SIGTERM: leave quietly, resumable
         self.started = time.time()
         self.finished_jobs = 0
+        self.finished = False
+        self.exit_status: int | None = None
         final = dag.final
         self._final = self.runs[final] if final else None
         for name in done:
@@ -194,8 +196,14 @@ class DagEngine:
                 self._on_exit(ex)
             self._fire_timers()
             self.recorder.flush(self)
-        self.recorder.flush(self)
-        return self._exit_status()
+        if not self.stopping:
+            for run in self.runs.values():
+                if run.state is NodeState.NOT_READY and self.status is not DagStatus.OK:
+                    run.state = NodeState.FUTILE  # a parent failed, or the DAG was aborted
+        self.exit_status = self._exit_status()
+        self.finished = not self.stopping
+        self.recorder.flush(self, force=True)
+        return self.exit_status
 
     def stop(self) -> None:
         """Stop at the next round (signal handler): kill what runs, leave the rest for a resubmit."""

@@ -1,0 +1,116 @@
+"""Bring a Condor run's results into the stats database: the pilots' stats records (transferred back to
+the submit folder) and each finished job's ClassAd from the schedd's history, also kept on disk as
+history/<node>.<attempt>.ad so a run folder can be re-ingested (or read by `dag why`) without the schedd.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import classad2
+import htcondor2
+from sqlalchemy import Engine
+
+from iceprod_dag import names
+from iceprod_dag.exceptions import StatsError
+from iceprod_dag.stats.classads import read_ads, write_ad
+from iceprod_dag.stats.ingest import ingest_job_ads, ingest_records, load_record
+
+log = logging.getLogger(__name__)
+
+#: attributes `dag why` shows from a job ad, in this order
+KEY_ATTRIBUTES = (
+    "ClusterId", "ProcId", "DAGNodeName", "IceProdAttempt", "JobStatus", "ExitCode", "ExitBySignal",
+    "ExitSignal", "HoldReason", "HoldReasonCode", "RemoveReason", "RequestCpus", "RequestMemory",
+    "MemoryUsage", "ResidentSetSize_RAW", "RequestDisk", "DiskUsage", "RemoteWallClockTime",
+    "RemoteUserCpu", "RemoteSysCpu", "LastRemoteHost", "NumJobStarts", "QDate", "JobStartDate",
+    "CompletionDate", "EnteredCurrentStatus",
+)
+
+
+def stats_records(submit_dir: Path) -> list[dict[str, Any]]:
+    """Every readable stats record of the run; unreadable ones are logged and skipped."""
+    records = []
+    for path in sorted((submit_dir / names.STATS_DIR).glob("*.json")):
+        try:
+            records.append(load_record(path))
+        except StatsError as exc:
+            log.warning("%s", exc)
+    return records
+
+
+def _attempt_of(ad: classad2.ClassAd, seen: dict[str, int]) -> int:
+    """The DAGMan retry number of a node's job: our IceProdAttempt, or (hand-written DAGs) its order."""
+    value = ad.get("IceProdAttempt")
+    if isinstance(value, int):
+        return value
+    node = str(ad.get("DAGNodeName"))
+    seen[node] = seen.get(node, -1) + 1
+    return seen[node]
+
+
+def fetch_history(schedd: htcondor2.Schedd, clusters: Iterable[int], history_dir: Path) -> list[Path]:
+    """Write the history ads of the DAGs' node jobs that are not on disk yet; return the new files."""
+    clusters = list(clusters)
+    if not clusters:
+        return []
+    history_dir.mkdir(exist_ok=True)
+    constraint = " || ".join(f"DAGManJobId == {c}" for c in clusters)
+    ads = schedd.history(constraint=constraint, projection=[])
+    # history comes newest first; attempt numbers by order need oldest first
+    ads = sorted(ads, key=lambda ad: (int(ad.get("ClusterId", 0)), int(ad.get("ProcId", 0))))
+    seen: dict[str, int] = {}
+    written = []
+    for ad in ads:
+        if "DAGNodeName" not in ad:
+            continue
+        node = str(ad["DAGNodeName"])
+        path = history_dir.parent / names.job_ad(node, _attempt_of(ad, seen))
+        if not path.exists():
+            write_ad(path, ad)
+            written.append(path)
+    return written
+
+
+def history_ads(submit_dir: Path) -> list[tuple[str, int, classad2.ClassAd]]:
+    """The (node, attempt, ad) triples on disk under history/."""
+    out = []
+    for path in sorted((submit_dir / names.HISTORY_DIR).glob("*.ad")):
+        node, _, attempt = path.name[: -len(".ad")].rpartition(".")
+        if not attempt.isdigit():
+            continue
+        for ad in read_ads(path)[:1]:
+            out.append((node, int(attempt), ad))
+    return out
+
+
+def collect_run(
+    engine: Engine, run_dir: Path, submit_dir: Path, site: str, schedd: htcondor2.Schedd | None,
+    clusters: Iterable[int],
+) -> int:
+    """Ingest records and ads of one run; return how many attempts or ads were new to the database."""
+    if schedd is not None:
+        try:
+            fetch_history(schedd, clusters, submit_dir / names.HISTORY_DIR)
+        except Exception as exc:  # a busy or unreachable schedd must not lose the records we have
+            log.warning("cannot read the schedd's history for %s: %s", run_dir, exc)
+    new = 0
+    records = stats_records(submit_dir)
+    if records:
+        res = ingest_records(engine, records, run_dir=run_dir, site=site, on_stale="skip")
+        new += res.inserted + res.updated
+        for node, attempt, why in res.rejected:
+            log.warning("stats record of %s attempt %d not recorded: %s", node, attempt, why)
+    ads = history_ads(submit_dir)
+    if ads:
+        res = ingest_job_ads(engine, ads, run_dir=run_dir, site=site, on_stale="skip")
+        new += res.inserted
+    return new
+
+
+def key_attributes(ad: classad2.ClassAd) -> dict[str, Any]:
+    """The attributes of a job ad a Condor admin looks at first."""
+    return {k: ad.eval(k) if k in ad else None for k in KEY_ATTRIBUTES if k in ad}

@@ -1,0 +1,259 @@
+"""Read queries of the web UI over the stats database (the stats helper's tables, read-only).
+
+Listings page with keyset cursors (``(sort value, id)`` after the last row shown), never OFFSET or COUNT(*),
+so a page costs the same over a million jobs as over ten: each filter combination has an index in
+``iceprod_dag.stats.models``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select, tuple_
+
+from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
+from iceprod_dag.webui.accounts import Principal, can_read
+from iceprod_dag.webui.accounts_models import DatasetAccess
+
+JOB_FILTERS = ("dataset", "state", "task", "site", "host", "failure")
+JOB_SORTS = {"updated": Job.updated_at, "node": Job.node, "attempts": Job.attempts}
+
+
+def _dataset_cols() -> tuple[Any, ...]:
+    return (
+        Dataset.id, Dataset.name, Dataset.dataset_id, Dataset.owner, Dataset.site, Dataset.run_dir,
+        Dataset.state, Dataset.submitted_at, Dataset.updated_at, Dataset.description, Dataset.jobs,
+        func.coalesce(DatasetAccess.private, False).label("private"),
+        func.coalesce(DatasetAccess.priority, 0).label("priority"),
+    )
+
+
+def _with_access(q: Any) -> Any:
+    return q.outerjoin(DatasetAccess, DatasetAccess.dataset_pk == Dataset.id)
+
+
+def hidden_datasets(conn: Connection, who: Principal) -> list[int]:
+    """Ids of the private datasets this principal may not read (few: only private ones are checked)."""
+    rows = conn.execute(
+        select(Dataset.id, Dataset.owner).join(DatasetAccess, DatasetAccess.dataset_pk == Dataset.id)
+        .where(DatasetAccess.private.is_(True))
+    )
+    return [r.id for r in rows if not can_read(who, r.owner, True, r.id)]
+
+
+def list_datasets(
+    conn: Connection, who: Principal, *, state: str | None = None, owner: str | None = None,
+    site: str | None = None, name: str | None = None, sort: str = "submitted", desc: bool = True,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Datasets this principal may read, with per-state job counts."""
+    sorts = {"submitted": Dataset.submitted_at, "name": Dataset.name, "state": Dataset.state,
+             "owner": Dataset.owner, "site": Dataset.site}
+    col = sorts.get(sort, Dataset.submitted_at)
+    q = _with_access(select(*_dataset_cols()))
+    for value, column in ((state, Dataset.state), (owner, Dataset.owner), (site, Dataset.site)):
+        if value:
+            q = q.where(column == value)
+    if name:
+        q = q.where(Dataset.name.contains(name, autoescape=True))
+    q = q.order_by(col.desc() if desc else col.asc(), Dataset.id.desc()).limit(limit)
+    rows = [dict(r._mapping) for r in conn.execute(q)]
+    rows = [r for r in rows if can_read(who, r["owner"], bool(r["private"]), r["id"])]
+    counts = state_counts(conn, [r["id"] for r in rows])
+    for r in rows:
+        r["counts"] = counts.get(r["id"], {})
+        r["total"] = sum(r["counts"].values())
+    return rows
+
+
+def get_dataset(conn: Connection, pk: int) -> dict[str, Any] | None:
+    row = conn.execute(_with_access(select(*_dataset_cols(), Dataset.config)).where(Dataset.id == pk)).first()
+    return dict(row._mapping) if row else None
+
+
+def state_counts(conn: Connection, pks: Sequence[int]) -> dict[int, dict[str, int]]:
+    """dataset id -> {job state: count}."""
+    out: dict[int, dict[str, int]] = {}
+    if not pks:
+        return out
+    q = select(Job.dataset_pk, Job.state, func.count()).where(Job.dataset_pk.in_(list(pks)))
+    for pk, state, n in conn.execute(q.group_by(Job.dataset_pk, Job.state)):
+        out.setdefault(pk, {})[state] = n
+    return out
+
+
+def task_counts(conn: Connection, pk: int) -> dict[str, dict[str, int]]:
+    """task -> {job state: count} for one dataset (nodes that are not task jobs count under their node)."""
+    out: dict[str, dict[str, int]] = {}
+    q = select(func.coalesce(Job.task, Job.node), Job.state, func.count()).where(Job.dataset_pk == pk)
+    for task, state, n in conn.execute(q.group_by(func.coalesce(Job.task, Job.node), Job.state)):
+        out.setdefault(task, {})[state] = n
+    return out
+
+
+def encode_cursor(value: Any, row_id: int) -> str:
+    return f"{value!r}|{row_id}"
+
+
+def decode_cursor(text: str) -> tuple[Any, int]:
+    """The inverse of encode_cursor; ValueError (naming the field) for anything else."""
+    import ast
+
+    value, sep, row_id = text.rpartition("|")
+    try:
+        if not sep:
+            raise ValueError
+        parsed = ast.literal_eval(value)
+        if not isinstance(parsed, str | int | float):
+            raise ValueError
+        return parsed, int(row_id)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"field 'after': not a cursor from a previous page: {text!r}") from None
+
+
+def list_jobs(
+    conn: Connection, who: Principal, filters: Mapping[str, Any], *, sort: str = "updated", desc: bool = True,
+    after: str | None = None, limit: int = 50,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of jobs and the cursor of the next page (None on the last page)."""
+    col = JOB_SORTS.get(sort)
+    if col is None:
+        raise ValueError(f"field 'sort': must be one of {', '.join(JOB_SORTS)}, got {sort!r}")
+    cols = (Job.id, Job.dataset_pk, Job.node, Job.task, Job.job_index, Job.state, Job.attempts,
+            Job.last_attempt, Job.last_failure, Job.exit_code, Job.updated_at, Job.site, Job.host)
+    q = select(*cols)
+    mapping = {"dataset": Job.dataset_pk, "state": Job.state, "task": Job.task, "site": Job.site,
+               "host": Job.host, "failure": Job.last_failure}
+    for key, column in mapping.items():
+        if filters.get(key) not in (None, ""):
+            q = q.where(column == filters[key])
+    if not filters.get("dataset"):
+        hidden = hidden_datasets(conn, who)
+        if hidden:
+            q = q.where(Job.dataset_pk.not_in(hidden))
+    if after:
+        value, row_id = decode_cursor(after)
+        key = tuple_(col, Job.id)
+        q = q.where(key < tuple_(value, row_id) if desc else key > tuple_(value, row_id))
+    q = q.order_by(col.desc(), Job.id.desc()) if desc else q.order_by(col.asc(), Job.id.asc())
+    rows = [dict(r._mapping) for r in conn.execute(q.limit(limit + 1))]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = encode_cursor(rows[-1][_sort_key(sort)], rows[-1]["id"]) if more and rows else None
+    return rows, cursor
+
+
+def _sort_key(sort: str) -> str:
+    return {"updated": "updated_at"}.get(sort, sort)
+
+
+def get_job(conn: Connection, pk: int) -> dict[str, Any] | None:
+    row = conn.execute(select(Job.__table__).where(Job.id == pk)).first()
+    return dict(row._mapping) if row else None
+
+
+def job_by_node(conn: Connection, dataset_pk: int, node: str) -> dict[str, Any] | None:
+    row = conn.execute(select(Job.__table__).where(Job.dataset_pk == dataset_pk, Job.node == node)).first()
+    return dict(row._mapping) if row else None
+
+
+def attempts_of(conn: Connection, job_pk: int) -> list[dict[str, Any]]:
+    q = select(Attempt.__table__).where(Attempt.job_pk == job_pk).order_by(Attempt.attempt)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def get_attempt(conn: Connection, job_pk: int, attempt: int) -> dict[str, Any] | None:
+    q = select(Attempt.__table__).where(Attempt.job_pk == job_pk, Attempt.attempt == attempt)
+    row = conn.execute(q).first()
+    return dict(row._mapping) if row else None
+
+
+def ads_of(conn: Connection, job_pk: int) -> list[dict[str, Any]]:
+    q = select(JobAd.attempt, JobAd.cluster_id, JobAd.proc_id, JobAd.attributes, JobAd.ad_text)
+    return [dict(r._mapping) for r in conn.execute(q.where(JobAd.job_pk == job_pk).order_by(JobAd.attempt))]
+
+
+# ---------------------------------------------------------------- plots and monitoring
+
+
+def histogram(values: Sequence[float], bins: int = 20) -> dict[str, list[Any]]:
+    """Equal-width bins: labels (bin starts) and counts."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return {"labels": [], "counts": []}
+    lo, hi = min(values), max(values)
+    width = (hi - lo) / bins or 1.0
+    counts = [0] * bins
+    for v in values:
+        counts[min(int((v - lo) / width), bins - 1)] += 1
+    return {"labels": [round(lo + i * width, 3) for i in range(bins)], "counts": counts}
+
+
+def task_plots(conn: Connection, pk: int, sample: int = 2000) -> dict[str, dict[str, Any]]:
+    """Per task: memory peak vs request (scatter), wall time and CPU efficiency histograms, failures."""
+    plots: dict[str, dict[str, Any]] = {}
+    tasks = [t for (t,) in conn.execute(select(Job.task).where(Job.dataset_pk == pk).distinct()) if t]
+    for task in sorted(tasks):
+        q = (
+            select(Attempt.peak_rss_mb, Attempt.request_memory_mb, Attempt.wall_s, Attempt.cpu_efficiency)
+            .where(Attempt.dataset_pk == pk, Attempt.task == task, Attempt.ended_at.is_not(None))
+            .order_by(Attempt.id.desc()).limit(sample)
+        )
+        rows = conn.execute(q).all()
+        failures = conn.execute(
+            select(Attempt.failure, func.count()).where(
+                Attempt.dataset_pk == pk, Attempt.task == task, Attempt.failure.is_not(None)
+            ).group_by(Attempt.failure)
+        ).all()
+        plots[task] = {
+            "memory": [{"x": r.request_memory_mb, "y": r.peak_rss_mb} for r in rows
+                       if r.peak_rss_mb is not None and r.request_memory_mb is not None],
+            "wall": histogram([r.wall_s for r in rows if r.wall_s is not None]),
+            "cpu": histogram([r.cpu_efficiency for r in rows if r.cpu_efficiency is not None]),
+            "failures": {f: n for f, n in failures},
+        }
+    return plots
+
+
+def hourly(conn: Connection, hours: int = 48, now: float | None = None) -> dict[str, list[Any]]:
+    """Attempts finished (done) and failed per hour over the last hours."""
+    now = now or time.time()
+    start = math.floor(now / 3600 - hours + 1) * 3600
+    bucket = func.floor(Attempt.ended_at / 3600)
+    q = (
+        select(bucket.label("h"), Attempt.state, func.count())
+        .where(Attempt.ended_at >= start, Attempt.state.in_(("done", "failed")))
+        .group_by(bucket, Attempt.state)
+    )
+    labels = [time.strftime("%m-%d %H:00", time.gmtime(start + i * 3600)) for i in range(hours)]
+    done, failed = [0] * hours, [0] * hours
+    for h, state, n in conn.execute(q):
+        i = int(h) - int(start // 3600)
+        if 0 <= i < hours:
+            (done if state == "done" else failed)[i] += n
+    return {"labels": labels, "done": done, "failed": failed}
+
+
+def running_per_site(conn: Connection) -> dict[str, int]:
+    q = select(Job.site, func.count()).where(Job.state == "running").group_by(Job.site)
+    return {site or "?": n for site, n in conn.execute(q)}
+
+
+def totals(conn: Connection) -> dict[str, dict[str, int]]:
+    """Jobs by state and datasets by state (for /metrics)."""
+    jobs = {s: n for s, n in conn.execute(select(Job.state, func.count()).group_by(Job.state))}
+    sets = {s: n for s, n in conn.execute(select(Dataset.state, func.count()).group_by(Dataset.state))}
+    return {"jobs": jobs, "datasets": sets}
+
+
+def failed_jobs(conn: Connection, pk: int, limit: int = 20) -> list[dict[str, Any]]:
+    q = (select(Job.id, Job.node, Job.last_failure, Job.exit_code, Job.updated_at)
+         .where(Job.dataset_pk == pk, Job.state == "failed").order_by(Job.updated_at.desc()).limit(limit))
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def search_condition(text: str) -> Any:  # pragma: no cover - kept small on purpose
+    return or_(Job.node.contains(text, autoescape=True), and_(Job.host.is_not(None), Job.host == text))

@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 Problem = tuple[tuple[str | int, ...], str]
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Load and validate a dataset YAML (or an IceProd JSON config); raise ConfigError listing every problem."""
+def load_dataset(path: str | Path, jobs: int | None = None) -> Dataset:
+    """Load and validate a dataset YAML (or an IceProd JSON config); raise ConfigError listing every problem.
+
+    ``jobs`` overrides the dataset's number of jobs (IceProd configs often do not say it).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -31,18 +34,20 @@ def load_dataset(path: str | Path) -> Dataset:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from exc
     data, lines = load_yaml_with_lines(text, str(path))
     if path.suffix == ".json" and isinstance(data, dict):
-        data = _maybe_convert_iceprod(data, path)
+        data = _maybe_convert_iceprod(data, path, jobs)
+    if jobs is not None and isinstance(data, dict):
+        data = {**data, "jobs": jobs}
     return load_dataset_dict(data, source=str(path), lines=lines)
 
 
-def _maybe_convert_iceprod(data: dict[str, Any], path: Path) -> dict[str, Any]:
+def _maybe_convert_iceprod(data: dict[str, Any], path: Path, jobs: int | None) -> dict[str, Any]:
     try:
         from iceprod_dag.iceprod.convert import convert, looks_like_iceprod
     except ImportError:  # pragma: no cover - the converter ships with the package
         return data
     if not looks_like_iceprod(data):
         return data
-    converted, notes = convert(data)
+    converted, notes = convert(data, jobs=jobs)
     for note in notes:
         log.warning("%s: not converted: %s", path, note)
     return converted

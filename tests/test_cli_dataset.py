@@ -74,3 +74,11 @@ def test_docs_cover_every_schema_property(repo_dir: Path) -> None:
         "`tasks[].data[].checksum`",
     ):
         assert field in text
+
+
+def test_compile_accepts_an_iceprod_json_config(data_dir: Path, tmp_path: Path) -> None:
+    config = data_dir / "iceprod" / "corsika_le.json"
+    result = run_cli("-q", "compile", str(config), "--jobs", "5", "-o", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    dag = (tmp_path / "run" / "dataset.dag").read_text()
+    assert dag.count("\nJOB ") == 15  # 5 jobs x 3 tasks

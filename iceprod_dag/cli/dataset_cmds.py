@@ -42,10 +42,11 @@ def validate_command(ctx: click.Context, files: tuple[Path, ...]) -> None:
     required=True,
     help="Run folder to write the DAG, submit files, task specs and pilot into.",
 )
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Override the number of jobs.")
 @click.pass_context
-def compile_command(ctx: click.Context, dataset_file: Path, run_dir: Path) -> None:
-    """Compile DATASET_FILE into an HTCondor DAGMan workflow in a run folder."""
-    dataset = load_dataset(dataset_file)
+def compile_command(ctx: click.Context, dataset_file: Path, run_dir: Path, jobs: int | None) -> None:
+    """Compile DATASET_FILE (a dataset YAML or an IceProd JSON config) into a DAGMan workflow in a run folder."""
+    dataset = load_dataset(dataset_file, jobs=jobs)
     with progress_bar("compiling", total=dataset.jobs, quiet=ctx.obj.get("quiet", False)) as advance:
         result = compile_dataset(dataset, run_dir, progress=advance)
     click.echo(f"{result.dag_file} ({result.nodes} nodes)")

@@ -69,12 +69,12 @@ def decide(
     for job in jobs:
         limit = limits[job.key]
         if job.walltime_s and job.elapsed_s > job.walltime_s:
-            kills[job.key] = (OVER_TIME, limit, f"ran {job.elapsed_s:.1f} s, limit {job.walltime_s:.0f} s")
+            kills[job.key] = (OVER_TIME, limit, f"ran {job.elapsed_s:.1f} s, limit {job.walltime_s:g} s")
         elif job.disk_limit_mb and job.disk_mb > job.disk_limit_mb:
             kills[job.key] = (
                 OVER_DISK,
                 limit,
-                f"work dir {job.disk_mb:.1f} MB, limit {job.disk_limit_mb:.0f} MB",
+                f"work dir {job.disk_mb:.1f} MB, limit {job.disk_limit_mb:g} MB",
             )
         elif limit is not None and job.memory_mb > limit:
             kills[job.key] = (OVER_MEMORY, limit, f"memory {job.memory_mb:.1f} MB, limit {limit:.1f} MB")

@@ -22,6 +22,7 @@ from iceprod_dag.exceptions import RunNotFoundError, SiteError
 from iceprod_dag.states import JobState
 
 from ..base import RunStatus, Site
+from .formats import read_node_status
 from .runner import STATE_BY_NODE_STATUS, collect_records, read_run_info, run_dag
 
 logger = logging.getLogger(__name__)
@@ -80,10 +81,7 @@ class LocalSite(Site):
         finished = False
         exit_code = info.get("exit_code")
         if status_path.exists():
-            from iceprod_dag.dagman.nodestatus import read_node_status
-
-            parsed = read_node_status(status_path)
-            for name, state in parsed.nodes.items():
+            for name, state in read_node_status(str(status_path)).items():
                 nodes[name] = STATE_BY_NODE_STATUS.get(state, JobState.UNKNOWN)
         if exit_code is not None:
             finished = True

@@ -1,0 +1,261 @@
+"""Set up and run one local DAG: resume state, signal handlers, run.json, the stats database, progress.
+
+Resume: the newest rescue DAG marks nodes DONE (parser.load_rescue), and the node event log adds the nodes
+that finished after it was written (a ``kill -9`` writes no rescue DAG). Attempt numbers continue after the
+highest one seen in the event log or in ``stats/``, so a rerun never overwrites an earlier attempt's record,
+and every stats record on disk is (re)ingested idempotently before the run starts: none is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from iceprod_dag import names
+from iceprod_dag.dagman.model import Dag
+from iceprod_dag.dagman.parser import load_rescue
+from iceprod_dag.dagman.rescue import write_rescue
+from iceprod_dag.states import JobState
+
+from .engine import DagEngine, NodeState
+from .executor import ProcessExecutor
+from .jobs import JobFactory
+from .state import RunRecorder
+
+logger = logging.getLogger(__name__)
+
+STATE_BY_NODE_STATUS = {
+    "not_ready": JobState.PENDING,
+    "ready": JobState.IDLE,
+    "prerun": JobState.IDLE,
+    "submitted": JobState.RUNNING,
+    "postrun": JobState.RUNNING,
+    "done": JobState.DONE,
+    "error": JobState.FAILED,
+    "futile": JobState.CANCELLED,
+}
+_EVENT_RE = re.compile(r"^(\d{3}) \((\d+)\.\d+\.\d+\) ")
+_RETURN_RE = re.compile(r"\(return value (-?\d+)\)")
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / names.RUN_INFO).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_run_info(run_dir: Path, **fields: Any) -> None:
+    """run.json: site, the engine's pid, when it started, the DAG file, and its exit status once ended."""
+    info = read_run_info(run_dir)
+    info.update(fields)
+    path = run_dir / names.RUN_INFO
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def scan_event_log(path: str, dag: Dag) -> tuple[set[str], dict[str, int], int]:
+    """(nodes that succeeded, node -> attempts submitted, highest cluster id) from a node job event log."""
+    node_of: dict[int, str] = {}
+    attempts: dict[str, int] = {}
+    job_ok: dict[str, bool] = {}
+    post_ok: dict[str, bool] = {}
+    max_cluster = 0
+    if not os.path.exists(path):
+        return set(), attempts, 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    for chunk in text.split("...\n"):
+        m = _EVENT_RE.match(chunk)
+        if not m:
+            continue  # a torn last event (kill -9 mid-write) is ignored
+        code, cluster = int(m.group(1)), int(m.group(2))
+        max_cluster = max(max_cluster, cluster)
+        if code == 0:
+            node = chunk.rpartition("DAG Node: ")[2].strip()
+            node_of[cluster] = node
+            attempts[node] = attempts.get(node, 0) + 1
+            job_ok.pop(node, None)
+            post_ok.pop(node, None)
+        elif code == 5:
+            node = node_of.get(cluster, "")
+            r = _RETURN_RE.search(chunk)
+            job_ok[node] = r is not None and r.group(1) == "0"
+        elif code == 16:
+            node = chunk.rpartition("DAG Node: ")[2].strip()
+            r = _RETURN_RE.search(chunk)
+            post_ok[node] = r is not None and r.group(1) == "0"
+    done = set()
+    for name, node in dag.nodes.items():
+        if node.final:
+            continue
+        if node.post is not None:
+            if post_ok.get(name):
+                done.add(name)
+        elif job_ok.get(name):
+            done.add(name)
+    return done, attempts, max_cluster
+
+
+def stats_attempts(run_dir: Path) -> dict[str, int]:
+    """node -> 1 + highest attempt with a stats record in stats/."""
+    out: dict[str, int] = {}
+    folder = run_dir / names.STATS_DIR
+    if not folder.is_dir():
+        return out
+    for entry in os.scandir(folder):
+        stem, _, ext = entry.name.rpartition(".")
+        node, _, attempt = stem.rpartition(".")
+        if ext == "json" and attempt.isdigit():
+            out[node] = max(out.get(node, 0), int(attempt) + 1)
+    return out
+
+
+def open_db(db_url: str | None) -> Any:
+    from iceprod_dag.stats.db import init_db
+
+    return init_db(db_url, site="local")
+
+
+def collect_records(run_dir: Path, db_url: str | None, db: Any = None) -> int:
+    """Ingest every stats record and job ad on disk (idempotent); returns how many records were new."""
+    from iceprod_dag.stats import classads
+    from iceprod_dag.stats.ingest import ingest_job_ads, ingest_records, load_record
+
+    db = db if db is not None else open_db(db_url)
+    folder = run_dir / names.STATS_DIR
+    records = [load_record(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    if not records:
+        return 0
+    result = ingest_records(db, records, run_dir=run_dir, site="local", on_stale="skip")
+    ads = []
+    for rec in records:
+        path = run_dir / names.job_ad(rec["node"], rec["attempt"])
+        if path.exists():
+            ads.extend((rec["node"], rec["attempt"], ad) for ad in classads.read_ads(path))
+    if ads:
+        ingest_job_ads(db, ads, run_dir=run_dir, site="local", dataset=records[0]["dataset"], on_stale="skip")
+    return result.inserted
+
+
+def run_dag(
+    run_dir: Path,
+    cpus: int | None = None,
+    memory_mb: int | None = None,
+    db_url: str | None = None,
+    progress: bool = False,
+    use_pilot: bool = True,
+) -> int:
+    """Run (or resume) the DAG of a run folder in this process; returns DAGMan's exit status."""
+    run_dir = Path(run_dir).resolve()
+    dag_file = names.find_dag_file(str(run_dir))
+    dag = load_rescue(dag_file)
+    done, attempts, max_cluster = scan_event_log(names.nodes_log(dag_file), dag)
+    for node, n in stats_attempts(run_dir).items():
+        attempts[node] = max(attempts.get(node, 0), n)
+    db = open_db(db_url)
+    if done or attempts:
+        new = collect_records(run_dir, db_url, db)
+        logger.info("resuming %s: %d nodes done, %d stats records recovered", dag_file, len(done), new)
+    dag_cluster = max_cluster + 1
+    write_run_info(
+        run_dir, site="local", pid=os.getpid(), started=time.time(), dag=dag_file, exit_code=None, cluster=dag_cluster
+    )
+    executor = ProcessExecutor(cpus, memory_mb, use_pilot=use_pilot, base_dir=str(run_dir))
+    recorder = RunRecorder(dag, run_dir, db, dag_cluster, executor.records)
+    recorder.jobstate.internal("DAGMAN_STARTED", f"{dag_cluster}.0")
+    engine = DagEngine(
+        dag,
+        executor,
+        recorder,
+        JobFactory(dag, run_dir),
+        done=done,
+        attempts=attempts,
+        first_cluster=dag_cluster + 1,
+        dag_cluster=dag_cluster,
+    )
+    stopped: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopped.append(signum)
+        engine.stop()
+        executor.kill_all()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    display = _Progress(engine) if progress else None
+    try:
+        if display is not None:
+            recorder.on_round = display.update
+            with display:
+                status = engine.run()
+        else:
+            status = engine.run()
+        if stopped:
+            _reap_after_stop(engine, executor, recorder)
+            status = 128 + stopped[0]
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        recorder.commit()
+        recorder.jobstate.internal("DAGMAN_FINISHED", f"{dag_cluster}.0")
+        recorder.close()
+        executor.close()
+    if stopped or engine.failed or engine.status.value != 0 or status != 0:
+        undone = [n for n, r in engine.runs.items() if r.state is not NodeState.DONE and not r.node.final]
+        if undone:
+            retries = {n: r.retries for n, r in engine.runs.items()}
+            write_rescue(dag, engine.done_nodes(), engine.failed, retries_done=retries)
+    write_run_info(run_dir, exit_code=None if stopped else status, ended=time.time())
+    return status
+
+
+def _reap_after_stop(engine: DagEngine, executor: ProcessExecutor, recorder: RunRecorder) -> None:
+    """After SIGINT/SIGTERM: wait for the killed jobs so that their attempts are recorded, not lost."""
+    deadline = time.time() + executor.kill_grace_s + 5
+    while executor.active() and time.time() < deadline:
+        for ex in executor.wait(0.2):
+            engine._on_exit(ex)  # records the attempt; the engine's stopping flag keeps the node undone
+    recorder.flush(engine, force=True)
+
+
+class _Progress:
+    """Live display of nodes done/running/failed and throughput (rich), refreshed once per round."""
+
+    def __init__(self, engine: DagEngine) -> None:
+        from rich.live import Live
+
+        self.engine = engine
+        self.live = Live(self._render(), refresh_per_second=4, transient=False)
+        self._last = 0.0
+
+    def __enter__(self) -> _Progress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.update(self._render())
+        self.live.__exit__(*exc)  # type: ignore[arg-type]
+
+    def update(self) -> None:
+        now = time.time()
+        if now - self._last >= 0.25:
+            self._last = now
+            self.live.update(self._render())
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        e = self.engine
+        elapsed = max(1e-6, time.time() - e.started)
+        total = len(e.runs)
+        return Text(
+            f"nodes {e.done_count}/{total} done, {e.running_jobs} running, {len(e.failed)} failed"
+            f" | {e.finished_jobs / elapsed:.1f} jobs/s | {elapsed:.0f}s"
+        )

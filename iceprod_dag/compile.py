@@ -13,6 +13,7 @@ from iceprod_dag.config_loader import dataset_to_json
 from iceprod_dag.dagwriter import dot_graph, write_dag
 from iceprod_dag.dataset import Dataset
 from iceprod_dag.exceptions import IceprodDagError
+from iceprod_dag.prestage import apply_prestage
 from iceprod_dag.submitfile import FINAL_SCRIPT, final_submit_file, task_submit_file
 from iceprod_dag.taskspec import task_spec_json
 
@@ -44,6 +45,7 @@ def compile_dataset(
 ) -> CompileResult:
     """Write the run folder; the same dataset always gives byte-identical text files."""
     run_dir = Path(run_dir)
+    dataset = apply_prestage(dataset)
     dag_path = run_dir / names.DAG_FILE
     if dag_path.exists() and (run_dir / names.RUN_INFO).exists():
         raise IceprodDagError(f"{run_dir} holds a submitted run; compile into a new folder")

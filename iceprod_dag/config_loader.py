@@ -125,6 +125,28 @@ def _cross_field_problems(data: dict[str, Any]) -> list[Problem]:
             (("tasks", index, "depends"), "task dependencies form a cycle: " + " -> ".join(cycle))
         )
     problems.extend(_expression_problems(data))
+    problems.extend(_prestage_problems(data))
+    return problems
+
+
+def _prestage_problems(data: dict[str, Any]) -> list[Problem]:
+    from iceprod_dag.prestage import PRESTAGE_TASK
+
+    problems: list[Problem] = []
+    wants = False
+    for i, task in enumerate(data["tasks"]):
+        if task["name"] == PRESTAGE_TASK:
+            problems.append((("tasks", i, "name"), f"{PRESTAGE_TASK!r} is reserved for the prestage layer"))
+        for j, entry in enumerate(task.get("data", []) if isinstance(task.get("data"), list) else []):
+            if isinstance(entry, dict) and entry.get("prestage"):
+                wants = True
+                if entry.get("direction", "input") != "input":
+                    problems.append((("tasks", i, "data", j, "prestage"), "only inputs can be prestaged"))
+    options = data.get("options")
+    if wants and not (isinstance(options, dict) and isinstance(options.get("prestage"), dict)):
+        problems.append(
+            (("options",), "inputs are marked prestage: true but options.prestage.storage is not set")
+        )
     return problems
 
 
@@ -211,6 +233,8 @@ def _normalize(data: dict[str, Any], source: str) -> Dataset:
         ),
         tasks=[_normalize_task(t, default_retries) for t in data["tasks"]],
         source=source,
+        prestage_storage=options.get("prestage", {}).get("storage"),
+        prestage_parallel=options.get("prestage", {}).get("max_parallel", 4),
     )
 
 
@@ -262,6 +286,7 @@ def _normalize_data(entry: dict[str, Any]) -> DataFile:
         direction=entry.get("direction", "input"),
         transfer=entry.get("transfer", "yes"),
         checksum=entry.get("checksum"),
+        prestage=entry.get("prestage", False),
     )
 
 

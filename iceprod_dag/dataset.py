@@ -25,6 +25,7 @@ class DataFile:
     direction: str
     transfer: str
     checksum: str | None = None
+    prestage: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +86,8 @@ class Dataset:
     pilot: PilotOptions
     tasks: list[Task]
     source: str | None = None  # the file it was loaded from
+    prestage_storage: str | None = None
+    prestage_parallel: int = 4
 
     def task(self, name: str) -> Task:
         for task in self.tasks:

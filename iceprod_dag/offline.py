@@ -19,6 +19,7 @@ from iceprod_dag import names
 from iceprod_dag.dataset import Dataset, Task
 from iceprod_dag.exceptions import ConfigError
 from iceprod_dag.pilot import exitcodes
+from iceprod_dag.prestage import apply_prestage
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ def run_offline(
     on_node: Callable[[str, bool], None] | None = None,
 ) -> OfflineResult:
     """Run the chosen jobs (and task) in dependency order; a failed task skips its dependents in that job."""
+    dataset = apply_prestage(dataset)
     if task_name is not None and task_name not in {t.name for t in dataset.tasks}:
         known = ", ".join(t.name for t in dataset.tasks)
         raise ConfigError(f"--task: unknown task {task_name!r} (tasks: {known})")

@@ -1,9 +1,8 @@
 """Rescue DAGs in DAGMan's format: find the newest <dag>.rescueNNN and write the next one.
 
 DAGMan (23.x) writes a *partial* rescue DAG: header comments, then only the lines that change the original DAG
-on resubmit, i.e. ``DONE node`` for every completed node and, when DAGMAN_RESET_RETRIES_UPON_RESCUE is false,
-``RETRY node remaining`` for nodes that have retries left. Resubmitting parses the original DAG and then the
-newest rescue file on top of it (parser.load_rescue).
+on resubmit: ``DONE node`` for every completed node and ``RETRY node n`` for every node with retries.
+Resubmitting parses the original DAG and then the newest rescue file on top of it (parser.load_rescue).
 """
 
 from __future__ import annotations
@@ -60,49 +59,69 @@ def write_rescue(
     dag: Dag,
     done: Iterable[str],
     failed: Iterable[str] = (),
-    retries_done: Mapping[str, int] | None = None,
+    retries_used: Mapping[str, int] | None = None,
+    last_return: Mapping[str, int] | None = None,
     reset_retries: bool = True,
     path: Path | str | None = None,
     now: datetime.datetime | None = None,
 ) -> Path:
-    """Write the next rescue DAG of ``dag`` and return its path.
+    """Write the next rescue DAG of ``dag`` exactly as DAGMan 23 does and return its path.
 
-    ``done``: nodes completed (pre-marked DONE nodes included); ``failed``: nodes that failed, listed in the
-    header; ``retries_done``: node -> retries already used; with ``reset_retries=False`` (DAGMan's
-    DAGMAN_RESET_RETRIES_UPON_RESCUE = False) a ``RETRY node remaining`` line is written per unfinished node.
-    The file is written to a temporary name and renamed, so a crash never leaves half a rescue DAG.
+    ``done``: every node in DONE state (pre-marked ones included); ``failed``: nodes in error, listed in the
+    header; ``retries_used``: node -> retries already performed; ``last_return``: node -> its last return value.
+    Per node in DAG order: ``DONE name`` (never for FINAL), then for nodes with RETRY a ``RETRY`` line: the full
+    count with ``reset_retries`` (DAGMAN_RESET_RETRIES_UPON_RESCUE, default true), else what is left with a
+    comment; a failed node stopped by UNLESS-EXIT gets DAGMan's "remaining attempts aborted" comment.
+    Written to a temporary name and renamed, so a crash never leaves half a rescue DAG.
     """
     target = Path(path) if path is not None else next_rescue_path(dag.path)
     done_set = set(done)
-    failed_list = [n for n in failed if n in dag.nodes]
-    premarked = sum(1 for n in dag.nodes.values() if n.done)
+    failed_set = set(failed)
+    failed_list = [name for name in dag.nodes if name in failed_set]
+    retries_used = retries_used or {}
+    last_return = last_return or {}
+    body: list[str] = []
+    n_done = 0
+    for name, node in dag.nodes.items():
+        if name in done_set and not node.final:
+            body.append(f"DONE {name}")
+            n_done += 1
+        if node.retry <= 0:
+            continue
+        used = min(retries_used.get(name, 0), node.retry)
+        left = node.retry - used
+        ret = last_return.get(name)
+        if (
+            name in failed_set
+            and used < node.retry
+            and node.unless_exit is not None
+            and ret == node.unless_exit
+        ):
+            body.append(
+                f"# {used} of {node.retry} retries performed; remaining attempts aborted after node returned {ret}"
+            )
+        elif not reset_retries:
+            body.append(f"# {used} of {node.retry} retries already performed; {left} remaining")
+        unless = f" UNLESS-EXIT {node.unless_exit}" if node.unless_exit is not None else ""
+        body.append(f"RETRY {name} {node.retry if reset_retries else left}{unless}")
     now = now or datetime.datetime.now(datetime.UTC)
-    lines = [
+    header = [
         "# Rescue DAG file, created after running",
-        f"#   the {dag.path.name} DAG file",
-        f"# Created {now.strftime('%m/%d/%Y %H:%M:%S')} UTC",
+        f"#   the {dag.path} DAG file",
+        f"# Created {now.astimezone(datetime.UTC).strftime('%m/%d/%Y %H:%M:%S')} UTC",
         "# Rescue DAG version: 2.0.1 (partial)",
         "#",
         f"# Total number of Nodes: {len(dag.nodes)}",
-        f"# Nodes premarked DONE: {premarked}",
+        f"# Nodes premarked DONE: {n_done}",
         f"# Nodes that failed: {len(failed_list)}",
-        "#   " + ",".join([*failed_list, "<ENDLIST>"]),
+        "#   " + "".join(f"{name}," for name in failed_list) + "<ENDLIST>",
         "",
     ]
-    retries_done = retries_done or {}
-    for name, node in dag.nodes.items():
-        if name in done_set and not node.final:
-            lines.append(f"DONE {name}")
-        elif not reset_retries and node.retry > 0 and not node.final:
-            used = min(retries_done.get(name, 0), node.retry)
-            lines.append(f"# {used} of {node.retry} retries already performed; {node.retry - used} remaining")
-            unless = f" UNLESS-EXIT {node.unless_exit}" if node.unless_exit is not None else ""
-            lines.append(f"RETRY {name} {node.retry - used}{unless}")
     tmp = target.with_name(target.name + ".tmp")
     with open(tmp, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(header + body) + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
-    log.info("wrote rescue DAG %s (%d nodes done)", target, len(done_set))
+    log.info("wrote rescue DAG %s (%d nodes done, %d failed)", target, n_done, len(failed_list))
     return target

@@ -91,9 +91,14 @@ class Pilot:
     def free(self, supervisor: Supervisor) -> Resources:
         """What is left of the envelope for the next job."""
         env, requests = self.envelope, [job.request for _, job in self._running.values()]
+        # a job holds its request, or what it uses beyond it (borrowed memory is not handed out twice)
+        held = sum(
+            max(job.request.memory_mb or 0.0, supervisor.memory_mb(key))
+            for key, (_, job) in self._running.items()
+        )
         return Resources(
             cpus=env.cpus - sum(r.cpus for r in requests),
-            memory_mb=None if env.memory_mb is None else env.memory_mb - supervisor.held_memory_mb(),
+            memory_mb=None if env.memory_mb is None else env.memory_mb - held,
             disk_mb=None if env.disk_mb is None else env.disk_mb - sum(r.disk_mb or 0 for r in requests),
             gpus=env.gpus - sum(r.gpus for r in requests),
             walltime_s=self._remaining_s(),

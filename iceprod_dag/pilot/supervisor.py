@@ -105,10 +105,11 @@ class Supervisor:
             last, watched.current = watched.current, TreeUsage()
             return last
 
-    def held_memory_mb(self) -> float:
-        """Memory the running jobs hold: their usage, or their request while they use less."""
+    def memory_mb(self, key: str) -> float:
+        """What a job's current module uses now (0 when it is not registered or between modules)."""
         with self.lock:
-            return sum(max(w.memory_mb, w.request.memory_mb or 0.0) for w in self.jobs.values())
+            watched = self.jobs.get(key)
+            return watched.memory_mb if watched is not None else 0.0
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

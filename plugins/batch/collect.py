@@ -30,7 +30,7 @@ def accounting_path(run_dir: Path, node: str, attempt: int) -> Path:
 def fetch_accounting(site: BatchSite, run_dir: Path, state: st.RunState) -> dict[tuple[str, int], dict[str, Any]]:
     """Accounting of every ended attempt, from history/ or (once) from the batch system."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
-    missing: dict[str, tuple[str, int]] = {}
+    missing: dict[str, tuple[str, int, str]] = {}  # accounting id -> node, attempt, batch job id
     for node, ns in state.nodes.items():
         for attempt_s, job_id in ns.jobs.items():
             attempt = int(attempt_s)
@@ -40,17 +40,17 @@ def fetch_accounting(site: BatchSite, run_dir: Path, state: st.RunState) -> dict
             if path.exists():
                 found[(node, attempt)] = json.loads(path.read_text())
             else:
-                missing[job_id] = (node, attempt)
+                missing[ns.acct_ids.get(attempt_s) or job_id] = (node, attempt, job_id)
     if missing:
         try:
             rows = site.accounting(sorted(missing))
         except IceprodDagError as exc:
             log.warning("no batch accounting for %s: %s", run_dir, exc)
             rows = {}
-        for job_id, row in rows.items():
-            if job_id not in missing:
+        for acct_id, row in rows.items():
+            if acct_id not in missing:
                 continue
-            node, attempt = missing[job_id]
+            node, attempt, job_id = missing[acct_id]
             ad = _as_ad(site.name, job_id, site.array_id(job_id), row)
             path = accounting_path(run_dir, node, attempt)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ def collect_run(site: BatchSite, run_dir: Path) -> int:
             log.warning("skipping %s: %s", path, exc)
     engine = init_db(site.options.get("db"), site=site.name)
     result = ingest_records(engine, records, run_dir=run_dir, site=site.name, on_stale="skip") if records else None
-    new = result.inserted if result is not None else 0
+    new = result.inserted + result.updated if result is not None else 0
     if state is not None:
         ads = fetch_accounting(site, run_dir, state)
         if ads:

@@ -35,6 +35,7 @@ class NodeState:
     reason: str = ""
     missing_polls: int = 0  # polls the job was absent from the queue without an exit marker
     jobs: dict[str, str] = dataclasses.field(default_factory=dict)  # attempt -> batch job id, for accounting
+    acct_ids: dict[str, str] = dataclasses.field(default_factory=dict)  # attempt -> id in the accounting
 
 
 @dataclasses.dataclass
@@ -95,9 +96,10 @@ def done_marker(run_dir: Path, node: str) -> Path:
     return Path(run_dir) / names.BATCH_EXIT_DIR / f"{node}.done"
 
 
-def read_exit(run_dir: Path, node: str, attempt: int) -> int | None:
-    """The exit code an attempt's job script recorded, or None if it has not ended (or was killed)."""
+def read_exit(run_dir: Path, node: str, attempt: int) -> tuple[int | None, str]:
+    """(exit code, accounting id) an attempt's job script recorded; (None, "") if it has not ended or was killed."""
     try:
-        return int(exit_marker(run_dir, node, attempt).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
+        words = exit_marker(run_dir, node, attempt).read_text().split()
+        return int(words[0]), (words[1] if len(words) > 1 else "")
+    except (FileNotFoundError, ValueError, IndexError):
+        return None, ""

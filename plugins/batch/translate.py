@@ -90,11 +90,13 @@ def command_line(req: JobRequest, python: str) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def job_body(group: JobGroup, index_expr: str, fail_exit: int | None = None) -> str:
+def job_body(group: JobGroup, index_expr: str, fail_exit: int | None = None, job_ref: str = "") -> str:
     """The shell body every batch script shares: pick the element, check parents, run it, record the result.
 
     index_expr is the shell expression of the 1-based array index (e.g. ${SLURM_ARRAY_TASK_ID}).
     fail_exit, if set, replaces a failed attempt's exit code (Grid Engine holds dependents of exit 100).
+    job_ref, if set, is the shell expression of the id the system's accounting knows this element by
+    (Slurm: ${SLURM_JOB_ID}); it is written after the exit code in the marker.
     """
     q = shlex.quote
     marks = q(f"{group.run_dir}/{names.BATCH_EXIT_DIR}")
@@ -122,7 +124,7 @@ def job_body(group: JobGroup, index_expr: str, fail_exit: int | None = None) -> 
         "rc=$?",
         f"mkdir -p {marks}",
         # written then renamed: the watcher never reads half a marker
-        f'echo "$rc" > {marks}/."$NODE.$ATTEMPT.$$"',
+        f'echo "$rc {job_ref}" > {marks}/."$NODE.$ATTEMPT.$$"' if job_ref else f'echo "$rc" > {marks}/."$NODE.$ATTEMPT.$$"',
         f'[ "$rc" -ne 0 ] || touch {marks}/"$NODE".done',
         f'mv -f {marks}/."$NODE.$ATTEMPT.$$" {marks}/"$NODE.$ATTEMPT"',
     ]

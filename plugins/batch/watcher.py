@@ -120,7 +120,9 @@ class Watcher:
         for name, ns in queued.items():
             if ns.status != st.QUEUED:  # reset by a parent's failure earlier in this loop
                 continue
-            rc = st.read_exit(self.run_dir, name, ns.attempt)
+            rc, acct_id = st.read_exit(self.run_dir, name, ns.attempt)
+            if acct_id:
+                ns.acct_ids[str(ns.attempt)] = acct_id
             found = live.get(ns.job_id or "")
             if rc is None:
                 if found is not None and not found[0].finished:

@@ -7,6 +7,7 @@ name of a shipped one), ``dag_file`` (a hand-written DAG), ``db`` (stats databas
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -114,19 +115,22 @@ class CondorSite(Site):
         options = translate.from_dag_options(self.config, batch_name=batch, resubmit=resubmit)
         # DAGMan runs as the folder's owner and writes next to the DAG: give it what root made there
         prepare.match_owner(submit_dir)
-        try:
-            description = htcondor2.Submit.from_dag(str(dag_file), options)
-        except Exception as exc:
-            raise SiteError(f"cannot prepare the DAGMan job for {dag_file}: {exc}") from exc
-        # DAGMan's default policy requeues a DAG that exits with a code other than 0-2 (ABORT-DAG-ON RETURN)
-        description["on_exit_remove"] = "true"
-        prepare.match_owner(submit_dir)
-        try:
-            result = self.schedd().submit(description)
-        except SiteError:
-            raise
-        except Exception as exc:
-            raise SiteError(f"the schedd refused the DAGMan job for {dag_file}: {exc}") from exc
+        # DAGMan resolves the DAG's relative paths from its working directory, which is the submitter's
+        with contextlib.chdir(submit_dir):
+            try:
+                description = htcondor2.Submit.from_dag(str(dag_file), options)
+            except Exception as exc:
+                raise SiteError(f"cannot prepare the DAGMan job for {dag_file}: {exc}") from exc
+            # DAGMan's default policy requeues a DAG that exits with a code other than 0-2 (ABORT-DAG-ON RETURN)
+            description["on_exit_remove"] = "true"
+            description["initialdir"] = str(submit_dir)
+            prepare.match_owner(submit_dir)
+            try:
+                result = self.schedd().submit(description)
+            except SiteError:
+                raise
+            except Exception as exc:
+                raise SiteError(f"the schedd refused the DAGMan job for {dag_file}: {exc}") from exc
         return int(result.cluster())
 
     def _dataset_meta(self, submit_dir: Path, dag_file: Path) -> dict[str, Any]:

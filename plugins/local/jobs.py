@@ -100,7 +100,7 @@ class JobFactory:
 
     def description(self, node: Node, attempt: int) -> dict[str, str]:
         sub = self.submit_dir(node) / node.submit_file
-        vars_ = {k: v.replace("$(RETRY)", str(attempt)) for k, v in node.vars.items()}
+        vars_ = {k: v.replace("$(RETRY)", str(attempt)).replace("$(JOB)", node.name) for k, v in node.vars.items()}
         key = (str(sub), tuple(sorted(vars_.items())))
         desc = self._cache.get(key)
         if desc is None:

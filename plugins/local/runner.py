@@ -139,7 +139,7 @@ def collect_records(run_dir: Path, db_url: str | None, db: Any = None) -> int:
     for rec in records:
         path = run_dir / names.job_ad(rec["node"], rec["attempt"])
         if path.exists():
-            ads.extend((rec["node"], rec["attempt"], ad) for ad in classads.read_ads(path))
+            ads.extend((rec["node"], rec["attempt"], ad) for ad in classads.read_ads(path)[-1:])
     if ads:
         ingest_job_ads(db, ads, run_dir=run_dir, site="local", dataset=records[0]["dataset"], on_stale="skip")
     return result.inserted
@@ -211,7 +211,7 @@ def run_dag(
         undone = [n for n, r in engine.runs.items() if r.state is not NodeState.DONE and not r.node.final]
         if undone:
             retries = {n: r.retries for n, r in engine.runs.items()}
-            write_rescue(dag, engine.done_nodes(), engine.failed, retries_done=retries)
+            write_rescue(dag, engine.done_nodes(), engine.failed, retries_used=retries)
     write_run_info(run_dir, exit_code=None if stopped else status, ended=time.time())
     return status
 

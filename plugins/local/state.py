@@ -63,7 +63,7 @@ class RunRecorder:
         self.status_interval = float(dag.node_status_interval or status_interval)
         self._last_status = 0.0
         self._pending_records: list[dict[str, Any]] = []
-        self._pending_ads: list[tuple[str, int, dict[str, Any]]] = []
+        self._pending_ads: list[tuple[str, int, str]] = []
         self.host = socket.gethostname()
         self.owner = getpass.getuser()
         (run_dir / names.HISTORY_DIR).mkdir(exist_ok=True)
@@ -98,9 +98,11 @@ class RunRecorder:
         if record is None:
             record = self._make_record(node, attempt, launch, ex)
         ad = self._job_ad(node, attempt, cluster, launch, ex, record)
-        classads.write_ad(self.run_dir / names.job_ad(node.name, attempt), ad)
+        text = classads.format_ad(ad)
+        (self.run_dir / names.job_ad(node.name, attempt)).write_text(text)
         self._pending_records.append(record)
-        self._pending_ads.append((node.name, attempt, ad))
+        # ingest parses the text again; its parser refuses the blank line that ends an ad in a file
+        self._pending_ads.append((node.name, attempt, text.rstrip("\n") + "\n"))
 
     def post_started(self, node: Node, cluster: int) -> None:
         self.jobstate.line(node.name, "POST_SCRIPT_STARTED", f"{cluster}.0.0", "local", "-", 0)

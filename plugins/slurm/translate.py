@@ -45,7 +45,7 @@ def job_script(group: JobGroup, walltime_margin_s: int = 0, partition: str | Non
         "job.sh.tmpl",
         summary=summary,
         directives=directives("#SBATCH", sbatch_options(group, walltime_margin_s, partition)),
-        body=job_body(group, INDEX if group.is_array else "1"),
+        body=job_body(group, INDEX if group.is_array else "1", job_ref="${SLURM_JOB_ID}"),
     )
 
 

@@ -1,0 +1,130 @@
+"""Pilot mode with real processes: packing within an envelope, lending memory, killing the most-over job."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from iceprod_dag.pilot import exitcodes, limits
+from iceprod_dag.pilot.multijob import Pilot, detect_envelope
+from iceprod_dag.pilot.spec import Resources
+from iceprod_dag.pilot.worksource import DirectoryWorkSource, ListWorkSource, WorkItem
+
+HOG = "import time; b = b'x' * ({mb} * 1024 * 1024); time.sleep({sleep})"
+
+
+def hog(mb: int, sleep: float) -> list:
+    return [{"name": "hog", "executable": sys.executable, "args": ["-c", HOG.format(mb=mb, sleep=sleep)]}]
+
+
+@pytest.fixture(autouse=True)
+def _cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
+def max_overlap(records: list) -> int:
+    events = sorted([(r["start"], 1) for r in records] + [(r["end"], -1) for r in records])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def run_pilot(items: list, envelope: Resources, **kwargs: object) -> list:
+    source = ListWorkSource(items)
+    records = Pilot(source, envelope, site="test", sample_interval_s=0.05, poll_s=0.05, **kwargs).run()
+    assert source.records == records and source.finished()
+    return sorted(records, key=lambda r: r["job"])
+
+
+def test_runs_jobs_concurrently_within_the_envelope(pilot_spec):
+    spec = pilot_spec(command="sleep 0.5", requirements={"cpus": 1, "memory_mb": 50})
+    items = [WorkItem(spec, job) for job in range(4)]
+    started = time.monotonic()
+    records = run_pilot(items, Resources(cpus=2, memory_mb=1000, disk_mb=None))
+    wall = time.monotonic() - started
+    assert [r["failure"] for r in records] == [None] * 4
+    assert max_overlap(records) == 2, "two cpus: two at a time"
+    assert 1.0 <= wall < 2.5
+    records = run_pilot([WorkItem(spec, job, attempt=1) for job in range(4)], Resources(cpus=4, memory_mb=1000))
+    assert max_overlap(records) == 4
+    assert {r["site"] for r in records} == {"test"} and os.path.exists("stats/gen_3.1.json")
+
+
+def test_packs_by_memory_too(pilot_spec):
+    spec = pilot_spec(command="sleep 0.3", requirements={"cpus": 1, "memory_mb": 300})
+    records = run_pilot([WorkItem(spec, job) for job in range(3)], Resources(cpus=8, memory_mb=700))
+    assert max_overlap(records) == 2
+
+
+def test_lends_unused_memory_to_a_job_past_its_allowance(pilot_spec):
+    # 40 MB request (own limit 50 MB) using ~90 MB: killed alone, fine inside a roomy envelope
+    spec = pilot_spec(modules=hog(80, 0.6), requirements={"memory_mb": 40})
+    (rec,) = run_pilot([WorkItem(spec, 0)], Resources(cpus=2, memory_mb=500))
+    assert rec["failure"] is None, rec["error"]
+    assert rec["peak_memory_mb"] > 50
+    (rec,) = run_pilot([WorkItem(spec, 1)], Resources(cpus=2, memory_mb=80))
+    assert rec["failure"] == "over_memory" and rec["pilot_exit_code"] == exitcodes.OVER_MEMORY
+
+
+def test_exhausted_envelope_kills_the_most_over_job_first(pilot_spec):
+    # both stay inside their own limit (175 MB) but together exceed the 300 MB envelope:
+    # the one most over its request (A, ~+25 MB) dies, B (~+5 MB) then has room and finishes
+    a = pilot_spec(modules=hog(155, 2.0), requirements={"memory_mb": 140}, name="a")
+    b = pilot_spec(modules=hog(135, 2.0), requirements={"memory_mb": 140}, name="b")
+    records = run_pilot([WorkItem(a, 0), WorkItem(b, 0)], Resources(cpus=2, memory_mb=300))
+    by_task = {r["task"]: r for r in records}
+    assert by_task["a"]["failure"] == "over_memory", by_task["a"]["error"]
+    assert "envelope exhausted" in by_task["a"]["error"]
+    assert by_task["b"]["failure"] is None, by_task["b"]["error"]
+
+
+def test_job_larger_than_the_envelope_fails_permanently(pilot_spec):
+    spec = pilot_spec(command="true", requirements={"cpus": 8})
+    (rec,) = run_pilot([WorkItem(spec, 0)], Resources(cpus=2, memory_mb=1000))
+    assert rec["pilot_exit_code"] == exitcodes.PERMANENT and "more than the pilot's" in rec["error"]
+
+
+def test_decide_lending_and_victims():
+    view = limits.JobView
+    jobs = [view("a", 90, 40, 50), view("b", 10, 40, 50)]
+    assert limits.decide(jobs, None)["a"][0] == "over_memory"  # alone: own limit only
+    assert limits.decide(jobs, 200) == {}  # envelope lends: 200 - max(10, 40) = 160 for a
+    assert limits.memory_limits(jobs, 200) == {"a": 160, "b": 110}
+    jobs = [view("a", 60, 50, 62.5), view("b", 55, 50, 62.5), view("c", 5, 10, 12.5)]
+    kills = limits.decide(jobs, 100)
+    assert list(kills) == ["a"] and "envelope exhausted" in kills["a"][2]
+    assert limits.decide([view("t", 1, None, None, elapsed_s=5, walltime_s=4)])["t"][0] == "over_time"
+    assert limits.decide([view("d", 1, None, None, disk_mb=11, disk_limit_mb=10)])["d"][0] == "over_disk"
+
+
+def test_directory_source_through_the_cli(pilot_spec, tmp_path):
+    spec = pilot_spec(command="echo $(job) > /dev/null; sleep 0.2", requirements={"memory_mb": 50})
+    source = DirectoryWorkSource(str(tmp_path / "work"))
+    for job in range(3):
+        source.put(WorkItem(spec, job))
+    source.close()
+    assert source.claim(Resources(cpus=0.5)) is None, "nothing fits half a cpu"
+    done = subprocess.run(
+        [sys.executable, "-m", "iceprod_dag.pilot", "--no-psutil", "multi", "--queue", str(tmp_path / "work"),
+         "--cpus", "3", "--memory", "1 GB", "--sample-interval", "0.05", "--poll", "0.05", "--site", "dir"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = [json.loads((tmp_path / "work/done" / f"gen_{job}.0.json").read_text()) for job in range(3)]
+    assert [r["failure"] for r in records] == [None] * 3
+    assert max_overlap(records) == 3
+    assert os.listdir(tmp_path / "work/queue") == [] and os.listdir(tmp_path / "work/claimed") == []
+    assert source.finished()
+
+
+def test_detect_envelope():
+    env = detect_envelope()
+    assert env.cpus >= 1 and env.memory_mb and env.memory_mb > 0 and env.disk_mb and env.disk_mb > 0

@@ -1,0 +1,106 @@
+"""The Flask application factory: settings, database, blueprints, error pages and JSON errors."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from iceprod_dag.exceptions import IceprodDagError
+from iceprod_dag.webui import config as webconfig
+
+log = logging.getLogger(__name__)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | None = None) -> Flask:
+    """Build the app. ``test_config`` holds explicit settings (the highest layer, e.g. ``{"DB": url}``)."""
+    from iceprod_dag.stats.db import init_db, make_engine
+    from iceprod_dag.webui import accounts_models  # noqa: F401 - registers the account tables on Base
+    from iceprod_dag.webui.auth import LoginThrottle
+
+    app = Flask(__name__)
+    settings = webconfig.load_config(test_config, config_file)
+    app.config.update(settings)
+    app.config.update(
+        SECRET_KEY=webconfig.secret_key(settings),
+        SESSION_COOKIE_SECURE=bool(settings["COOKIE_SECURE"]),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="iceprod_dag_session",
+        PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=12),
+        MAX_CONTENT_LENGTH=int(settings["MAX_UPLOAD_MB"]) * 1024 * 1024,
+    )
+    engine = settings.get("ENGINE") or make_engine(settings["DB"], settings["SITE"])
+    if settings.get("INIT_DB", True):
+        init_db(engine)
+    app.extensions["iceprod_dag_engine"] = engine
+    app.extensions["iceprod_dag_throttle"] = LoginThrottle()
+    _register(app)
+    return app
+
+
+def _register(app: Flask) -> None:
+    from iceprod_dag.webui import api, auth, datasets, jobs, logs, monitoring, pilot
+    from iceprod_dag.webui.web import ApiError, check_csrf, csrf_token, json_error, load_principal, wants_json
+
+    for bp in (auth.bp, datasets.bp, jobs.bp, logs.bp, monitoring.bp, api.bp, pilot.bp):
+        app.register_blueprint(bp)
+
+    @app.before_request
+    def _auth() -> None:
+        g.started = time.perf_counter()
+        if request.endpoint == "static":
+            return
+        load_principal()
+        check_csrf()
+
+    @app.context_processor
+    def _template_globals() -> dict[str, Any]:
+        return {"csrf_token": csrf_token, "who": g.get("who")}
+
+    app.jinja_env.filters["ts"] = _format_time
+    app.jinja_env.filters["num"] = _format_number
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Any:
+        return json_error(exc.code or 400, exc.message, exc.field)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        if wants_json():
+            return json_error(exc.code or 500, exc.description or exc.name)
+        if exc.code in (301, 302, 303, 307, 308) or exc.response is not None:
+            return exc.response or exc
+        return render_template("error.html", error=exc), exc.code
+
+    @app.errorhandler(IceprodDagError)
+    def _our_error(exc: IceprodDagError) -> Any:
+        if wants_json():
+            return json_error(400, str(exc))
+        return render_template("error.html", error=exc), 400
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        if wants_json():
+            return json_error(500, "internal error; see the server log")
+        return render_template("error.html", error=exc), 500
+
+
+def _format_time(value: float | None) -> str:
+    if value is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+
+
+def _format_number(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.{digits}f}"

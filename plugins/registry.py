@@ -53,7 +53,9 @@ def validate_site_class(cls: Any, name: str, where: str = "") -> None:
     """Raise InvalidSiteError naming every way cls breaks the site contract for entry point `name`."""
     where = where or getattr(cls, "__qualname__", repr(cls))
     if not (inspect.isclass(cls) and issubclass(cls, Site)):
-        raise InvalidSiteError(f"site plugin {name!r} ({where}) is not a subclass of iceprod_dag.plugins.base.Site")
+        raise InvalidSiteError(
+            f"site plugin {name!r} ({where}) is not a subclass of iceprod_dag.plugins.base.Site"
+        )
     problems = []
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
     if missing:

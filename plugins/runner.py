@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 
@@ -32,26 +33,28 @@ def run_command(
         full_env.update(env)
     log.debug("running %s", argv)
     try:
-        proc = subprocess.run(
+        # its own process group, so a timeout kills the children that hold its pipes too
+        proc = subprocess.Popen(
             argv,
-            input=input,
-            capture_output=True,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
             env=full_env,
             cwd=cwd,
-            check=False,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired as exc:
-        raise CommandTimeoutError(argv, timeout, _text(exc.stdout), _text(exc.stderr)) from None
     except OSError as exc:  # command not installed, not executable
         raise CommandError(argv, None, "", str(exc)) from None
+    try:
+        stdout, stderr = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        stdout, stderr = proc.communicate()
+        raise CommandTimeoutError(argv, timeout, stdout or "", stderr or "") from None
     if proc.returncode != 0:
-        raise CommandError(argv, proc.returncode, proc.stdout, proc.stderr)
-    return proc
-
-
-def _text(data: str | bytes | None) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
+        raise CommandError(argv, proc.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)

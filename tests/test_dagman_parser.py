@@ -178,10 +178,10 @@ def test_300k_nodes_parse_fast(tmp_path: Path) -> None:
         lines.append(f"PARENT root CHILD t_{i}")
     lines.append("RETRY ALL_NODES 2 UNLESS-EXIT 2")
     p = write(tmp_path, "\n".join(lines) + "\n", "big.dag")
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: other tests and services share this machine's 2 cores
     dag = parse_dag(p)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     assert len(dag.nodes) == n and len(dag.nodes["root"].children) == n - 1
     assert dag.nodes["t_7"].vars == {"retry": "$(RETRY)", "job": "7", "seed": "s7"}
     assert dag.nodes["t_7"].retry == 2
-    assert elapsed < 8.0, f"parsing {n} nodes took {elapsed:.1f} s"
+    assert elapsed < 8.0, f"parsing {n} nodes took {elapsed:.1f} s of CPU"

@@ -53,7 +53,9 @@ def test_runs_jobs_concurrently_within_the_envelope(pilot_spec):
     assert [r["failure"] for r in records] == [None] * 4
     assert max_overlap(records) == 2, "two cpus: two at a time"
     assert 1.0 <= wall < 2.5
-    records = run_pilot([WorkItem(spec, job, attempt=1) for job in range(4)], Resources(cpus=4, memory_mb=1000))
+    records = run_pilot(
+        [WorkItem(spec, job, attempt=1) for job in range(4)], Resources(cpus=4, memory_mb=1000)
+    )
     assert max_overlap(records) == 4
     assert {r["site"] for r in records} == {"test"} and os.path.exists("stats/gen_3.1.json")
 
@@ -86,9 +88,15 @@ def test_exhausted_envelope_kills_the_most_over_job_first(pilot_spec):
     assert by_task["b"]["failure"] is None, by_task["b"]["error"]
 
 
-def test_job_larger_than_the_envelope_fails_permanently(pilot_spec):
+def test_job_larger_than_the_envelope(pilot_spec):
     spec = pilot_spec(command="true", requirements={"cpus": 8})
-    (rec,) = run_pilot([WorkItem(spec, 0)], Resources(cpus=2, memory_mb=1000))
+    source = ListWorkSource([WorkItem(spec, 0)])
+    started = time.monotonic()
+    assert Pilot(source, Resources(cpus=2), poll_s=0.05, idle_timeout_s=0.3).run() == []
+    assert 0.3 <= time.monotonic() - started < 2 and len(source.items) == 1, "never claimed: idle exit"
+    # a source that hands it out anyway gets a permanent failure back
+    source = ListWorkSource([WorkItem(spec, 0)], requirements=lambda item: Resources(cpus=0))
+    (rec,) = Pilot(source, Resources(cpus=2, memory_mb=1000), poll_s=0.05).run()
     assert rec["pilot_exit_code"] == exitcodes.PERMANENT and "more than the pilot's" in rec["error"]
 
 

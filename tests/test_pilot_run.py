@@ -17,7 +17,14 @@ HOG = "import time; b = b'x' * ({mb} * 1024 * 1024); time.sleep({sleep})"
 
 
 def hog(mb: int, sleep: float = 3.0) -> list:
-    return [{"name": "hog", "executable": sys.executable, "args": ["-c", HOG.format(mb=mb, sleep=sleep)], "env": {}}]
+    return [
+        {
+            "name": "hog",
+            "executable": sys.executable,
+            "args": ["-c", HOG.format(mb=mb, sleep=sleep)],
+            "env": {},
+        }
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +57,11 @@ def test_success_resolves_expressions_and_records(pilot_spec, tmp_path):
 
 def test_task_failure_is_exit_1_with_stderr_tail(pilot_spec):
     rec = run_attempt(pilot_spec(command="for i in 1 2 3 4 5 6 7; do echo line$i >&2; done; exit 3"), 0)
-    assert (rec["failure"], rec["pilot_exit_code"], rec["exit_code"]) == ("task_failed", exitcodes.TASK_FAILED, 3)
+    assert (rec["failure"], rec["pilot_exit_code"], rec["exit_code"]) == (
+        "task_failed",
+        exitcodes.TASK_FAILED,
+        3,
+    )
     assert rec["stderr_tail"] == ["line3", "line4", "line5", "line6", "line7"]
     assert "exit code 3" in rec["error"]
 
@@ -93,7 +104,9 @@ def test_over_time_and_term_then_kill(pilot_spec):
     script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"
     mods = [{"name": "stubborn", "executable": sys.executable, "args": ["-c", script]}]
     started = time.monotonic()
-    rec = run_attempt(pilot_spec(modules=mods, requirements={"walltime_s": 0.3}, pilot={"kill_grace_s": 0.3}), 0)
+    rec = run_attempt(
+        pilot_spec(modules=mods, requirements={"walltime_s": 0.3}, pilot={"kill_grace_s": 0.3}), 0
+    )
     assert time.monotonic() - started < 3
     assert (rec["failure"], rec["pilot_exit_code"], rec["signal"]) == ("over_time", exitcodes.OVER_TIME, 9)
 
@@ -133,7 +146,11 @@ def test_bad_spec_is_permanent(tmp_path, pilot_spec):
     bad.parent.mkdir(exist_ok=True)
     bad.write_text("{not json")
     rec = run_attempt(str(bad), 1)
-    assert (rec["failure"], rec["pilot_exit_code"], rec["node"]) == ("config", exitcodes.PERMANENT, "broken_1")
+    assert (rec["failure"], rec["pilot_exit_code"], rec["node"]) == (
+        "config",
+        exitcodes.PERMANENT,
+        "broken_1",
+    )
     assert "not valid JSON" in rec["error"]
     rec = run_attempt(pilot_spec(command="echo $(nosuchparameter)"), 0)
     assert rec["pilot_exit_code"] == exitcodes.PERMANENT and "nosuchparameter" in rec["error"]
@@ -150,5 +167,7 @@ def test_cli_exit_code_and_default_paths(pilot_spec, tmp_path):
     assert done.returncode == exitcodes.TASK_FAILED, done.stderr
     assert json.loads((tmp_path / "stats/fail_2.3.json").read_text())["failure"] == "task_failed"
     assert (tmp_path / "logs/fail_2/3/pilot.log").exists()
-    done = subprocess.run([sys.executable, "-m", "iceprod_dag.pilot", "run", "--job", "x"], capture_output=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "iceprod_dag.pilot", "run", "--job", "x"], capture_output=True
+    )
     assert done.returncode == exitcodes.PERMANENT

@@ -78,8 +78,15 @@ def test_http_in_and_put_out_with_checksums(pilot_spec, server):
     assert rec["failure"] is None, rec["error"]
     assert Handler.store["/out/7.dat"] == PAYLOAD * 2
     inp, out = rec["transfers"]
-    assert (inp["bytes"], inp["checksum"], inp["ok"], inp["direction"]) == (len(PAYLOAD), f"sha256:{SHA}", True, "input")
-    assert out["checksum"] == "sha256:" + hashlib.sha256(PAYLOAD * 2).hexdigest() and out["bytes"] == 2 * len(PAYLOAD)
+    assert (inp["bytes"], inp["checksum"], inp["ok"], inp["direction"]) == (
+        len(PAYLOAD),
+        f"sha256:{SHA}",
+        True,
+        "input",
+    )
+    assert out["checksum"] == "sha256:" + hashlib.sha256(PAYLOAD * 2).hexdigest() and out["bytes"] == 2 * len(
+        PAYLOAD
+    )
 
 
 def test_wrong_checksum_fails_stage_in_after_retries(pilot_spec, server):

@@ -14,11 +14,6 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
-from werkzeug.security import check_password_hash, generate_password_hash
-
-from iceprod_dag.exceptions import AuthError, IceprodDagError
-from iceprod_dag.stats.models import Dataset
 from iceprod_dag.webui.accounts_models import (
     PRODUCTION_OWNER,
     ROLES,
@@ -27,10 +22,17 @@ from iceprod_dag.webui.accounts_models import (
     DatasetAccess,
     User,
 )
+from sqlalchemy import Engine, insert, select, update
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from iceprod_dag.exceptions import AuthError, IceprodDagError
+from iceprod_dag.stats.models import Dataset
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "idt_"
+#: werkzeug hash method of new passwords (tests lower the cost; stored hashes name their own method)
+PASSWORD_METHOD = "scrypt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,15 +67,19 @@ def add_user(engine: Engine, name: str, role: str = "user", password: str | None
     with engine.begin() as conn:
         if conn.scalar(select(User.id).where(User.name == name)) is not None:
             raise IceprodDagError(f"user {name!r} already exists")
-        pw = generate_password_hash(password) if password else None
-        row = insert(User).values(name=name, role=role, password_hash=pw, created_at=time.time(), disabled=False)
+        pw = generate_password_hash(password, method=PASSWORD_METHOD) if password else None
+        row = insert(User).values(
+            name=name, role=role, password_hash=pw, created_at=time.time(), disabled=False
+        )
         return int(conn.execute(row.returning(User.id)).scalar_one())
 
 
 def set_password(engine: Engine, name: str, password: str) -> None:
     with engine.begin() as conn:
         done = conn.execute(
-            update(User).where(User.name == name).values(password_hash=generate_password_hash(password))
+            update(User)
+            .where(User.name == name)
+            .values(password_hash=generate_password_hash(password, method=PASSWORD_METHOD))
         )
         if not done.rowcount:
             raise IceprodDagError(f"no user named {name!r}")
@@ -81,7 +87,9 @@ def set_password(engine: Engine, name: str, password: str) -> None:
 
 def list_users(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        rows = conn.execute(select(User.id, User.name, User.role, User.created_at, User.disabled).order_by(User.name))
+        rows = conn.execute(
+            select(User.id, User.name, User.role, User.created_at, User.disabled).order_by(User.name)
+        )
         return [dict(r._mapping) for r in rows]
 
 
@@ -111,7 +119,7 @@ _dummy: list[str] = []
 
 def _DUMMY_HASH() -> str:  # noqa: N802 - a lazily made constant
     if not _dummy:
-        _dummy.append(generate_password_hash(secrets.token_hex(8)))
+        _dummy.append(generate_password_hash(secrets.token_hex(8), method=PASSWORD_METHOD))
     return _dummy[0]
 
 
@@ -156,8 +164,18 @@ def create_token(
 
 
 def list_tokens(engine: Engine, user_id: int | None = None) -> list[dict[str, Any]]:
-    cols = (ApiToken.id, ApiToken.name, ApiToken.kind, ApiToken.prefix, ApiToken.dataset_pk, ApiToken.created_at,
-            ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at, User.name.label("user"))
+    cols = (
+        ApiToken.id,
+        ApiToken.name,
+        ApiToken.kind,
+        ApiToken.prefix,
+        ApiToken.dataset_pk,
+        ApiToken.created_at,
+        ApiToken.expires_at,
+        ApiToken.revoked_at,
+        ApiToken.last_used_at,
+        User.name.label("user"),
+    )
     q = select(*cols).join(User, User.id == ApiToken.user_id).order_by(ApiToken.id)
     if user_id is not None:
         q = q.where(ApiToken.user_id == user_id)
@@ -216,8 +234,17 @@ def verify_token(engine: Engine, token: str) -> Principal | None:
         return cached
     now = time.time()
     q = (
-        select(ApiToken.id, ApiToken.kind, ApiToken.dataset_pk, ApiToken.expires_at, ApiToken.revoked_at,
-               User.id.label("uid"), User.name, User.role, User.disabled)
+        select(
+            ApiToken.id,
+            ApiToken.kind,
+            ApiToken.dataset_pk,
+            ApiToken.expires_at,
+            ApiToken.revoked_at,
+            User.id.label("uid"),
+            User.name,
+            User.role,
+            User.disabled,
+        )
         .join(User, User.id == ApiToken.user_id)
         .where(ApiToken.token_hash == digest)
     )
@@ -263,7 +290,9 @@ def set_private(engine: Engine, dataset_pk: int, private: bool, priority: int | 
     with engine.begin() as conn:
         found = conn.execute(select(DatasetAccess).where(DatasetAccess.dataset_pk == dataset_pk)).first()
         if found is None:
-            conn.execute(insert(DatasetAccess).values(dataset_pk=dataset_pk, private=private, priority=priority or 0))
+            conn.execute(
+                insert(DatasetAccess).values(dataset_pk=dataset_pk, private=private, priority=priority or 0)
+            )
         else:
             values: dict[str, Any] = {"private": private}
             if priority is not None:

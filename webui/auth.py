@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
-
-from iceprod_dag.exceptions import IceprodDagError
 from iceprod_dag.webui import accounts
 from iceprod_dag.webui.web import engine, login_required, who
+
+from iceprod_dag.exceptions import IceprodDagError
 
 bp = Blueprint("auth", __name__)
 
@@ -63,15 +63,21 @@ def login() -> Any:
     password = request.form.get("password", "")
     throttle: LoginThrottle = current_app.extensions["iceprod_dag_throttle"]
     key = (name.lower(), request.remote_addr or "?")
-    wait = throttle.blocked_for(key, current_app.config["LOGIN_MAX_FAILURES"], current_app.config["LOGIN_LOCK_S"])
+    wait = throttle.blocked_for(
+        key, current_app.config["LOGIN_MAX_FAILURES"], current_app.config["LOGIN_LOCK_S"]
+    )
     if wait:
-        return render_template("login.html", next=request.form.get("next", ""),
-                               error=f"Too many failed logins; try again in {int(wait) + 1} s."), 429
+        return render_template(
+            "login.html",
+            next=request.form.get("next", ""),
+            error=f"Too many failed logins; try again in {int(wait) + 1} s.",
+        ), 429
     principal = accounts.check_password(engine(), name, password) if name and password else None
     if principal is None:
         throttle.fail(key)
-        return render_template("login.html", next=request.form.get("next", ""),
-                               error="Wrong user name or password."), 401
+        return render_template(
+            "login.html", next=request.form.get("next", ""), error="Wrong user name or password."
+        ), 401
     throttle.forget(key)
     session.clear()  # a fresh session (and CSRF token) on login: no session fixation
     session.permanent = True
@@ -107,8 +113,9 @@ def create_token() -> Any:
             if dataset_pk is None:
                 raise IceprodDagError("a pilot token needs a dataset id")
             dataset_or_404(dataset_pk, change=True)
-        _, text = accounts.create_token(engine(), principal.name, name=request.form.get("name", ""),
-                                        kind=kind, dataset_pk=dataset_pk)
+        _, text = accounts.create_token(
+            engine(), principal.name, name=request.form.get("name", ""), kind=kind, dataset_pk=dataset_pk
+        )
     except (ValueError, IceprodDagError) as exc:
         flash(f"Cannot make the token: {exc}", "error")
         return redirect(url_for("auth.tokens"))

@@ -75,7 +75,9 @@ def tail(path: Path, lines: int = 40) -> list[str]:
     return text[-lines:]
 
 
-def search(path: Path, needle: str, limit: int = 1000, regex: bool = False) -> tuple[list[tuple[int, str]], bool]:
+def search(
+    path: Path, needle: str, limit: int = 1000, regex: bool = False
+) -> tuple[list[tuple[int, str]], bool]:
     """(line number, line) of matching lines, streaming the file; and whether the limit cut the list."""
     pattern = re.compile(needle if regex else re.escape(needle), re.IGNORECASE)
     found: list[tuple[int, str]] = []

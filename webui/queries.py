@@ -7,16 +7,18 @@ so a page costs the same over a million jobs as over ten: each filter combinatio
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, tuple_
-
-from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
 from iceprod_dag.webui.accounts import Principal, can_read
 from iceprod_dag.webui.accounts_models import DatasetAccess
+from sqlalchemy import Connection, func, select, tuple_
+
+from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
 
 JOB_FILTERS = ("dataset", "state", "task", "site", "host", "failure")
 JOB_SORTS = {"updated": Job.updated_at, "node": Job.node, "attempts": Job.attempts}
@@ -24,8 +26,17 @@ JOB_SORTS = {"updated": Job.updated_at, "node": Job.node, "attempts": Job.attemp
 
 def _dataset_cols() -> tuple[Any, ...]:
     return (
-        Dataset.id, Dataset.name, Dataset.dataset_id, Dataset.owner, Dataset.site, Dataset.run_dir,
-        Dataset.state, Dataset.submitted_at, Dataset.updated_at, Dataset.description, Dataset.jobs,
+        Dataset.id,
+        Dataset.name,
+        Dataset.dataset_id,
+        Dataset.owner,
+        Dataset.site,
+        Dataset.run_dir,
+        Dataset.state,
+        Dataset.submitted_at,
+        Dataset.updated_at,
+        Dataset.description,
+        Dataset.jobs,
         func.coalesce(DatasetAccess.private, False).label("private"),
         func.coalesce(DatasetAccess.priority, 0).label("priority"),
     )
@@ -38,20 +49,33 @@ def _with_access(q: Any) -> Any:
 def hidden_datasets(conn: Connection, who: Principal) -> list[int]:
     """Ids of the private datasets this principal may not read (few: only private ones are checked)."""
     rows = conn.execute(
-        select(Dataset.id, Dataset.owner).join(DatasetAccess, DatasetAccess.dataset_pk == Dataset.id)
+        select(Dataset.id, Dataset.owner)
+        .join(DatasetAccess, DatasetAccess.dataset_pk == Dataset.id)
         .where(DatasetAccess.private.is_(True))
     )
     return [r.id for r in rows if not can_read(who, r.owner, True, r.id)]
 
 
 def list_datasets(
-    conn: Connection, who: Principal, *, state: str | None = None, owner: str | None = None,
-    site: str | None = None, name: str | None = None, sort: str = "submitted", desc: bool = True,
+    conn: Connection,
+    who: Principal,
+    *,
+    state: str | None = None,
+    owner: str | None = None,
+    site: str | None = None,
+    name: str | None = None,
+    sort: str = "submitted",
+    desc: bool = True,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
     """Datasets this principal may read, with per-state job counts."""
-    sorts = {"submitted": Dataset.submitted_at, "name": Dataset.name, "state": Dataset.state,
-             "owner": Dataset.owner, "site": Dataset.site}
+    sorts = {
+        "submitted": Dataset.submitted_at,
+        "name": Dataset.name,
+        "state": Dataset.state,
+        "owner": Dataset.owner,
+        "site": Dataset.site,
+    }
     col = sorts.get(sort, Dataset.submitted_at)
     q = _with_access(select(*_dataset_cols()))
     for value, column in ((state, Dataset.state), (owner, Dataset.owner), (site, Dataset.site)):
@@ -95,38 +119,61 @@ def task_counts(conn: Connection, pk: int) -> dict[str, dict[str, int]]:
 
 
 def encode_cursor(value: Any, row_id: int) -> str:
-    return f"{value!r}|{row_id}"
+    """An opaque, URL-safe cursor: base64url of the JSON ``[sort value, id]`` of the last row shown."""
+    raw = json.dumps([value, row_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(text: str) -> tuple[Any, int]:
     """The inverse of encode_cursor; ValueError (naming the field) for anything else."""
-    import ast
-
-    value, sep, row_id = text.rpartition("|")
     try:
-        if not sep:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        value, row_id = json.loads(raw)
+        if not isinstance(value, str | int | float) or not isinstance(row_id, int):
             raise ValueError
-        parsed = ast.literal_eval(value)
-        if not isinstance(parsed, str | int | float):
-            raise ValueError
-        return parsed, int(row_id)
-    except (ValueError, SyntaxError):
+        return value, row_id
+    except (ValueError, TypeError):
         raise ValueError(f"field 'after': not a cursor from a previous page: {text!r}") from None
 
 
 def list_jobs(
-    conn: Connection, who: Principal, filters: Mapping[str, Any], *, sort: str = "updated", desc: bool = True,
-    after: str | None = None, limit: int = 50,
+    conn: Connection,
+    who: Principal,
+    filters: Mapping[str, Any],
+    *,
+    sort: str = "updated",
+    desc: bool = True,
+    after: str | None = None,
+    limit: int = 50,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of jobs and the cursor of the next page (None on the last page)."""
     col = JOB_SORTS.get(sort)
     if col is None:
         raise ValueError(f"field 'sort': must be one of {', '.join(JOB_SORTS)}, got {sort!r}")
-    cols = (Job.id, Job.dataset_pk, Job.node, Job.task, Job.job_index, Job.state, Job.attempts,
-            Job.last_attempt, Job.last_failure, Job.exit_code, Job.updated_at, Job.site, Job.host)
+    cols = (
+        Job.id,
+        Job.dataset_pk,
+        Job.node,
+        Job.task,
+        Job.job_index,
+        Job.state,
+        Job.attempts,
+        Job.last_attempt,
+        Job.last_failure,
+        Job.exit_code,
+        Job.updated_at,
+        Job.site,
+        Job.host,
+    )
     q = select(*cols)
-    mapping = {"dataset": Job.dataset_pk, "state": Job.state, "task": Job.task, "site": Job.site,
-               "host": Job.host, "failure": Job.last_failure}
+    mapping = {
+        "dataset": Job.dataset_pk,
+        "state": Job.state,
+        "task": Job.task,
+        "site": Job.site,
+        "host": Job.host,
+        "failure": Job.last_failure,
+    }
     for key, column in mapping.items():
         if filters.get(key) not in (None, ""):
             q = q.where(column == filters[key])
@@ -200,17 +247,21 @@ def task_plots(conn: Connection, pk: int, sample: int = 2000) -> dict[str, dict[
         q = (
             select(Attempt.peak_rss_mb, Attempt.request_memory_mb, Attempt.wall_s, Attempt.cpu_efficiency)
             .where(Attempt.dataset_pk == pk, Attempt.task == task, Attempt.ended_at.is_not(None))
-            .order_by(Attempt.id.desc()).limit(sample)
+            .order_by(Attempt.id.desc())
+            .limit(sample)
         )
         rows = conn.execute(q).all()
         failures = conn.execute(
-            select(Attempt.failure, func.count()).where(
-                Attempt.dataset_pk == pk, Attempt.task == task, Attempt.failure.is_not(None)
-            ).group_by(Attempt.failure)
+            select(Attempt.failure, func.count())
+            .where(Attempt.dataset_pk == pk, Attempt.task == task, Attempt.failure.is_not(None))
+            .group_by(Attempt.failure)
         ).all()
         plots[task] = {
-            "memory": [{"x": r.request_memory_mb, "y": r.peak_rss_mb} for r in rows
-                       if r.peak_rss_mb is not None and r.request_memory_mb is not None],
+            "memory": [
+                {"x": r.request_memory_mb, "y": r.peak_rss_mb}
+                for r in rows
+                if r.peak_rss_mb is not None and r.request_memory_mb is not None
+            ],
             "wall": histogram([r.wall_s for r in rows if r.wall_s is not None]),
             "cpu": histogram([r.cpu_efficiency for r in rows if r.cpu_efficiency is not None]),
             "failures": {f: n for f, n in failures},
@@ -250,10 +301,10 @@ def totals(conn: Connection) -> dict[str, dict[str, int]]:
 
 
 def failed_jobs(conn: Connection, pk: int, limit: int = 20) -> list[dict[str, Any]]:
-    q = (select(Job.id, Job.node, Job.last_failure, Job.exit_code, Job.updated_at)
-         .where(Job.dataset_pk == pk, Job.state == "failed").order_by(Job.updated_at.desc()).limit(limit))
+    q = (
+        select(Job.id, Job.node, Job.last_failure, Job.exit_code, Job.updated_at)
+        .where(Job.dataset_pk == pk, Job.state == "failed")
+        .order_by(Job.updated_at.desc())
+        .limit(limit)
+    )
     return [dict(r._mapping) for r in conn.execute(q)]
-
-
-def search_condition(text: str) -> Any:  # pragma: no cover - kept small on purpose
-    return or_(Job.node.contains(text, autoescape=True), and_(Job.host.is_not(None), Job.host == text))

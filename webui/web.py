@@ -9,12 +9,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import abort, current_app, g, jsonify, request, session
-from sqlalchemy import Engine, select
-from werkzeug.exceptions import HTTPException
-
 from iceprod_dag.webui import accounts
 from iceprod_dag.webui.accounts import Principal
 from iceprod_dag.webui.accounts_models import User
+from sqlalchemy import Engine, select
+from werkzeug.exceptions import HTTPException
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,8 +130,11 @@ def check_csrf() -> None:
     expected = session.get("csrf") or ""
     if not expected or not hmac.compare_digest(sent, expected):
         if wants_json():
-            raise ApiError(400, "missing or wrong CSRF token (form field 'csrf_token' or header X-CSRF-Token)",
-                           "csrf_token")
+            raise ApiError(
+                400,
+                "missing or wrong CSRF token (form field 'csrf_token' or header X-CSRF-Token)",
+                "csrf_token",
+            )
         abort(400, "missing or wrong CSRF token; reload the page and try again")
 
 

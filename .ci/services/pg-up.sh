@@ -14,7 +14,7 @@ exec 9>"$PGDIR/.up.lock"; flock 9   # two concurrent callers must not both initd
 if ! runuser -u postgres -- $BIN/pg_ctl -D "$PGDIR/data" status >/dev/null 2>&1; then
   runuser -u postgres -- $BIN/pg_ctl -D "$PGDIR/data" -l "$PGDIR/pg.log" -w -t 60 \
     -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-    start >/dev/null
+    start >/dev/null 2>&1 9>&-
 fi
 PSQL=(psql -h 127.0.0.1 -p "$PGPORT" -U postgres -v ON_ERROR_STOP=1)
 "${PSQL[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname='$PGDB'" | grep -q 1 \

@@ -50,6 +50,8 @@ $ACCT
 JobCompType=jobcomp/filetxt
 JobCompLoc=$SLURM_DIR/jobcomp.txt
 SchedulerType=sched/backfill
+# start a job whose dependencies just cleared at once (default waits up to 3 s per DAG layer)
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
@@ -88,7 +90,7 @@ EOF
   sacctmgr -i add cluster ci >/dev/null 2>&1 || true
 fi
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-alive "$SLURM_DIR/slurmctld.pid" || /usr/sbin/slurmctld
+if alive "$SLURM_DIR/slurmctld.pid"; then scontrol reconfigure; else /usr/sbin/slurmctld; fi
 alive "$SLURM_DIR/slurmd.pid" || /usr/sbin/slurmd -N localhost      # host name differs per machine; -N pins the node name
 for i in $(seq 100); do sinfo -h -o '%T' 2>/dev/null | grep -qx idle && break; sleep 0.1; done
 sinfo

@@ -17,8 +17,11 @@ from iceprod_dag.exceptions import IceprodDagError
 COMMAND_MODULES: dict[str, list[str]] = {
     "dataset_cmds": ["validate", "compile", "config"],
     "submit_cmd": ["submit"],
+    "control": ["status", "watch", "remove", "hold", "release", "resubmit", "dag"],
+    "pilot_cmd": ["pilot"],
     "offline_cmd": ["run-offline"],
     "iceprod_cmd": ["import-iceprod"],
+    "web_cmd": ["serve", "user"],
 }
 
 

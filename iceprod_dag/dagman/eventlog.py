@@ -61,7 +61,12 @@ def _num(v: float | None) -> str:
 
 def _resources(u: Usage) -> list[str]:
     rows = [
-        ("Cpus", u.cpus_usage, u.cpus_request, u.cpus_allocated if u.cpus_allocated is not None else u.cpus_request),
+        (
+            "Cpus",
+            u.cpus_usage,
+            u.cpus_request,
+            u.cpus_allocated if u.cpus_allocated is not None else u.cpus_request,
+        ),
         ("Disk (KB)", u.disk_kb_usage, u.disk_kb_request, u.disk_kb_allocated),
         ("GPUs", None, u.gpus_request, u.gpus_allocated),
         ("Memory (MB)", u.memory_mb_usage, u.memory_mb_request, u.memory_mb_allocated),
@@ -85,7 +90,9 @@ class EventLogWriter:
         self.submit_host = submit_host
         self._fd: int | None = None
 
-    def _write(self, code: int, cluster: int, proc: int, when: float | None, head: str, body: list[str]) -> None:
+    def _write(
+        self, code: int, cluster: int, proc: int, when: float | None, head: str, body: list[str]
+    ) -> None:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         text = f"{code:03d} ({cluster:03d}.{proc:03d}.000) {_ts(when)} {head}\n"
@@ -124,7 +131,9 @@ class EventLogWriter:
             body.append(f'\t{key} = "{value}"' if isinstance(value, str) else f"\t{key} = {value}")
         self._write(1, cluster, proc, when, f"Job executing on host: {host}", body)
 
-    def image_size(self, cluster: int, proc: int, memory_mb: int, rss_kb: int, when: float | None = None) -> None:
+    def image_size(
+        self, cluster: int, proc: int, memory_mb: int, rss_kb: int, when: float | None = None
+    ) -> None:
         """006: memory use seen so far (MemoryUsage in MB, ResidentSetSize in KB)."""
         body = [f"\t{memory_mb}  -  MemoryUsage of job (MB)", f"\t{rss_kb}  -  ResidentSetSize of job (KB)"]
         self._write(6, cluster, proc, when, f"Image size of job updated: {rss_kb}", body)
@@ -166,7 +175,9 @@ class EventLogWriter:
         ]
         self._write(5, cluster, proc, when, "Job terminated.", body)
 
-    def evicted(self, cluster: int, proc: int = 0, usage: Usage | None = None, when: float | None = None) -> None:
+    def evicted(
+        self, cluster: int, proc: int = 0, usage: Usage | None = None, when: float | None = None
+    ) -> None:
         """004: the job was stopped and goes back to idle (not a termination)."""
         u = usage or Usage()
         remote = f"Usr {_cpu(u.user_cpu_s)}, Sys {_cpu(u.sys_cpu_s)}"
@@ -185,7 +196,13 @@ class EventLogWriter:
         self._write(9, cluster, proc, when, "Job was aborted.", [f"\t{reason or 'Reason unspecified'}"])
 
     def held(
-        self, cluster: int, proc: int = 0, reason: str = "", code: int = 1, subcode: int = 0, when: float | None = None
+        self,
+        cluster: int,
+        proc: int = 0,
+        reason: str = "",
+        code: int = 1,
+        subcode: int = 0,
+        when: float | None = None,
     ) -> None:
         """012: the job was put on hold (HoldReasonCode/HoldReasonSubCode)."""
         body = [f"\t{reason or 'Reason unspecified'}", f"\tCode {code} Subcode {subcode}"]
@@ -194,3 +211,19 @@ class EventLogWriter:
     def released(self, cluster: int, proc: int = 0, reason: str = "", when: float | None = None) -> None:
         """013: a held job was released."""
         self._write(13, cluster, proc, when, "Job was released.", [f"\t{reason or 'Reason unspecified'}"])
+
+    def post_script_terminated(
+        self,
+        cluster: int,
+        proc: int,
+        node: str,
+        return_value: int | None = None,
+        signal: int | None = None,
+        when: float | None = None,
+    ) -> None:
+        """016: DAGMan's record of a node's POST script ending (ReturnValue or TerminatedBySignal, DAGNodeName)."""
+        if signal is None:
+            how = f"\t(1) Normal termination (return value {return_value})"
+        else:
+            how = f"\t(0) Abnormal termination (signal {signal})"
+        self._write(16, cluster, proc, when, "POST Script terminated.", [how, f"    DAG Node: {node}"])

@@ -68,3 +68,29 @@ class Dag:
 
     def roots(self) -> list[Node]:
         return [n for n in self.nodes.values() if not n.parents and not n.final]
+
+    def find_cycle(self) -> list[str] | None:
+        """The nodes of one cycle in parent -> child order, or None when the graph is acyclic (Kahn's sort)."""
+        nodes = self.nodes
+        indeg = {name: len(n.parents) for name, n in nodes.items()}
+        ready = [name for name, d in indeg.items() if d == 0]
+        seen = 0
+        while ready:
+            name = ready.pop()
+            seen += 1
+            for c in nodes[name].children:
+                indeg[c] -= 1
+                if indeg[c] == 0:
+                    ready.append(c)
+        if seen == len(nodes):
+            return None
+        # every node left has a parent that is also left: walking up parents must close a loop
+        left = {name for name, d in indeg.items() if d > 0}
+        path: list[str] = []
+        index: dict[str, int] = {}
+        cur = next(iter(left))
+        while cur not in index:
+            index[cur] = len(path)
+            path.append(cur)
+            cur = next(p for p in nodes[cur].parents if p in left)
+        return list(reversed(path[index[cur] :]))

@@ -7,13 +7,16 @@ ALL_NODES never touches the FINAL node (DAGMan skips it). Missing submit files a
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..exceptions import DagSyntaxError
 from .model import Dag, Node, Script
+from .rescue import find_rescue
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,13 @@ _PASS2 = {
 # name="value": names are alphanumerics, '_' and '.', with an optional leading '+'; \\ and \" are the escapes
 _VAR_RE = re.compile(r'\s*(\+?[A-Za-z0-9_.]+)\s*=\s*"((?:[^"\\]|\\.)*)"')
 _VARS_LINE_RE = re.compile(r'(?:\s*\+?[A-Za-z0-9_.]+\s*=\s*"(?:[^"\\]|\\.)*")+\s*')
+_ESCAPE_RE = re.compile(r"\\(.)")
 _INT_RE = re.compile(r"[+-]?\d+")
+_NODE_VALUE = {
+    "PRIORITY": ("priority", "value"),
+    "CATEGORY": ("category", "name"),
+    "PRE_SKIP": ("pre_skip", "code"),
+}
 
 
 def _int(token: str, what: str, path: str, line: int) -> int:
@@ -70,6 +79,18 @@ class _Parser:
 
     # ---- pass 1
     def node_line(self, kw: str, line: str, lineno: int) -> None:
+        parts = line.split()
+        nodes = self.dag.nodes
+        if len(parts) == 3 and kw == "JOB":  # the common "JOB name file": same checks, less work
+            name, submit = parts[1], parts[2]
+            if (
+                name not in nodes
+                and "+" not in name
+                and submit[0] not in '"{'
+                and name.upper() not in _RESERVED
+            ):
+                nodes[name] = Node(name, submit, line=lineno)
+                return
         parts = line.split(None, 2)
         if len(parts) < 3:
             raise self.err(
@@ -90,9 +111,7 @@ class _Parser:
         if "+" in name:
             raise self.err(f"node name {name!r} contains the illegal character '+'", lineno)
         if name in self.dag.nodes:
-            raise self.err(
-                f"duplicate node name {name!r} (first defined at line {self.dag.nodes[name].line})", lineno
-            )
+            raise self.err(f"duplicate node name {name!r} (first defined at line {nodes[name].line})", lineno)
         node = Node(name, submit, line=lineno)
         i = 0
         if i < len(opts) and opts[i].upper() == "DIR":
@@ -106,19 +125,17 @@ class _Parser:
             node.done, i = True, i + 1
         if i < len(opts):
             raise self.err(
-                f"invalid parameter {opts[i]!r} on {kw} line (order is [DIR d] [NOOP] [DONE])", lineno
+                f"invalid parameter {opts[i]!r} on {kw} line (order: [DIR d] [NOOP] [DONE])", lineno
             )
         if kw == "FINAL":
             if self.dag.final is not None:
-                raise self.err(
-                    f"a second FINAL node {name!r} (the DAG already has {self.dag.final!r})", lineno
-                )
+                raise self.err(f"second FINAL node {name!r} (the DAG has {self.dag.final!r})", lineno)
             node.final = True
             node.done = False  # DAGMan never marks the FINAL node done
             self.dag.final = name
-        self.dag.nodes[name] = node
+        nodes[name] = node
 
-    # ---- pass 2 helpers
+    # ---- pass 2
     def targets(self, name: str, lineno: int, kw: str) -> list[Node]:
         if name.upper() == ALL_NODES:
             return [n for n in self.dag.nodes.values() if not n.final]
@@ -157,26 +174,18 @@ class _Parser:
                 unless = int(t[4]) or None  # DAGMan treats UNLESS-EXIT 0 as no UNLESS-EXIT
             for node in self.targets(t[1], lineno, kw):
                 node.retry, node.unless_exit = n, unless
-        elif kw == "PRIORITY":
-            self.expect(t, 3, 3, "PRIORITY node|ALL_NODES value", lineno)
-            p = _int(t[2], "PRIORITY value", self.path, lineno)
+        elif kw in _NODE_VALUE:  # PRIORITY, CATEGORY, PRE_SKIP: "KW node|ALL_NODES value"
+            attr, what = _NODE_VALUE[kw]
+            self.expect(t, 3, 3, f"{kw} node|ALL_NODES {what}", lineno)
+            value = t[2] if attr == "category" else _int(t[2], f"{kw} {what}", self.path, lineno)
             for node in self.targets(t[1], lineno, kw):
-                node.priority = p
-        elif kw == "CATEGORY":
-            self.expect(t, 3, 3, "CATEGORY node|ALL_NODES category", lineno)
-            for node in self.targets(t[1], lineno, kw):
-                node.category = t[2]
+                setattr(node, attr, value)
         elif kw == "MAXJOBS":
             self.expect(t, 3, 3, "MAXJOBS category value", lineno)
             v = _int(t[2], "MAXJOBS value", self.path, lineno)
             if v < 0:
                 raise self.err("MAXJOBS value must be non-negative", lineno)
             self.dag.max_jobs[t[1]] = v
-        elif kw == "PRE_SKIP":
-            self.expect(t, 3, 3, "PRE_SKIP node|ALL_NODES exit-code", lineno)
-            code = _int(t[2], "PRE_SKIP exit code", self.path, lineno)
-            for node in self.targets(t[1], lineno, kw):
-                node.pre_skip = code
         elif kw == "ABORT-DAG-ON":
             usage = "ABORT-DAG-ON node|ALL_NODES value [RETURN v]"
             self.expect(t, 3, 5, usage, lineno)
@@ -247,42 +256,25 @@ class _Parser:
         if _VARS_LINE_RE.fullmatch(rest) is None:
             raise self.err(f'bad VARS pairs {rest.strip()[:60]!r}: expected name="value" ...', lineno)
         pairs = _VAR_RE.findall(rest)
-        for k, (name, value) in enumerate(pairs):
-            if "\\" in value:
-                value = self.unescape(value, lineno)
-            if name[0] in "+qQ":
-                if name.lower().startswith("queue"):
-                    raise self.err(
-                        f"illegal VARS macro name {name!r}: names cannot begin with 'queue'", lineno
-                    )
-                if name.startswith("+"):
-                    name = "My." + name[1:]
-            pairs[k] = (name, value)
-        if not pairs:
-            raise self.err('VARS line has no name="value" pairs', lineno)
-        for node in self.targets(parts[1], lineno, "VARS"):
-            node_vars = node.vars
-            for name, value in pairs:
-                node_vars[name] = value
+        if "\\" in rest or "+" in rest or "ueue" in rest.lower():  # rare: escapes, +attr, queue* names
+            pairs = [self.pair(name, value, lineno) for name, value in pairs]
+        one = self.dag.nodes.get(parts[1])  # a defined node is never ALL_NODES (a reserved word)
+        for node in (one,) if one is not None else self.targets(parts[1], lineno, "VARS"):
+            node.vars.update(pairs)
             if append:
                 node.vars_append = node.vars_append.union(n for n, _ in pairs)
 
-    def unescape(self, value: str, lineno: int) -> str:
-        out, i = [], 0
-        while i < len(value):
-            c = value[i]
-            if c == "\\":
-                nxt = value[i + 1]
-                if nxt not in '\\"':
+    def pair(self, name: str, value: str, lineno: int) -> tuple[str, str]:
+        if "\\" in value:
+            for esc in _ESCAPE_RE.findall(value):  # escapes pair up left to right: a\\b is a, \\, b
+                if esc not in '\\"':
                     raise self.err(
-                        f"unknown escape sequence '\\{nxt}' in VARS value (only \\\\ and \\\")", lineno
+                        f"unknown escape sequence '\\{esc}' in VARS value (only \\\\ and \\\")", lineno
                     )
-                out.append(nxt)
-                i += 2
-            else:
-                out.append(c)
-                i += 1
-        return "".join(out)
+            value = _ESCAPE_RE.sub(r"\1", value)
+        if name.lower().startswith("queue"):
+            raise self.err(f"illegal VARS macro name {name!r}: names cannot begin with 'queue'", lineno)
+        return ("My." + name[1:] if name.startswith("+") else name), value
 
     def parent(self, line: str, lineno: int) -> None:
         t = line.split()
@@ -325,9 +317,7 @@ class _Parser:
                 nodes[c].parents.append(p)
 
     def script(self, line: str, lineno: int) -> None:
-        usage = (
-            "SCRIPT [DEFER status time] [DEBUG file STDOUT|STDERR|ALL] PRE|POST|HOLD node|ALL_NODES exe args"
-        )
+        usage = "SCRIPT [DEFER status time] [DEBUG file STDOUT|STDERR|ALL] PRE|POST|HOLD node exe args..."
         toks = list(re.finditer(r"\S+", line))
         i, defer_status, defer_time, debug_file, debug_type = 1, None, None, None, None
 
@@ -361,52 +351,30 @@ class _Parser:
             elif kind == "POST":
                 node.post = script
             else:
-                log.warning(
-                    "%s:%d: SCRIPT HOLD for node %s is parsed but never run", self.path, lineno, node.name
-                )
+                log.warning("%s:%d: SCRIPT HOLD of %s is parsed, never run", self.path, lineno, node.name)
 
     # ---- checks
     def check_cycles(self) -> None:
-        nodes = self.dag.nodes
-        indeg = {name: len(n.parents) for name, n in nodes.items()}
-        ready = [name for name, d in indeg.items() if d == 0]
-        seen = 0
-        while ready:
-            name = ready.pop()
-            seen += 1
-            for c in nodes[name].children:
-                indeg[c] -= 1
-                if indeg[c] == 0:
-                    ready.append(c)
-        if seen == len(nodes):
-            return
-        # every node left has a parent that is also left: walking up parents must close a loop
-        left = {name for name, d in indeg.items() if d > 0}
-        path: list[str] = []
-        index: dict[str, int] = {}
-        cur = next(iter(left))
-        while cur not in index:
-            index[cur] = len(path)
-            path.append(cur)
-            cur = next(p for p in nodes[cur].parents if p in left)
-        cycle = list(reversed(path[index[cur] :]))  # parent -> child order
-        line = self.edges.get((cycle[-1], cycle[0]), 0)
-        raise self.err("the DAG has a cycle: " + " -> ".join([*cycle, cycle[0]]), line)
+        cycle = self.dag.find_cycle()
+        if cycle:
+            line = self.edges.get((cycle[-1], cycle[0]), 0)
+            raise self.err("the DAG has a cycle: " + " -> ".join([*cycle, cycle[0]]), line)
 
 
-def _parse_into(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
-    # The parse allocates millions of small objects and no cycles: the cyclic GC would rescan the growing heap
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    # A parse allocates millions of small objects and no cycles: the cyclic GC would rescan the growing heap
     # again and again (more than half the time at 300,000 nodes), so it is paused meanwhile.
-    gc_was_enabled = gc.isenabled()
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parse_text(dag, path, allow_nodes)
+        yield
     finally:
-        if gc_was_enabled:
+        if was_enabled:
             gc.enable()
 
 
-def _parse_text(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
+def _parse_into(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
     try:
         text = path.read_text()
     except OSError as e:
@@ -419,9 +387,7 @@ def _parse_text(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
         kw = line.split(None, 1)[0].upper()
         if kw == "JOB" or kw == "FINAL":
             if not allow_nodes:
-                raise p.err(
-                    f"{kw} lines in a rescue DAG are not supported (only partial rescue DAGs)", lineno
-                )
+                raise p.err(f"{kw} lines in a rescue DAG are not supported (only partial ones)", lineno)
             p.node_line(kw, line, lineno)
         elif kw in _PASS2:
             later.append((lineno, kw, line))
@@ -444,14 +410,9 @@ def parse_dag(path: Path | str) -> Dag:
     """Parse a DAG file; raises DagSyntaxError naming file and line for anything DAGMan would refuse."""
     path = Path(path)
     dag = Dag(path=path)
-    p = _parse_into(dag, path, allow_nodes=True)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
+        p = _parse_into(dag, path, allow_nodes=True)
         p.check_cycles()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     log.debug("parsed %s: %d nodes, %d edges", path, len(dag.nodes), len(p.edges))
     return dag
 
@@ -459,15 +420,14 @@ def parse_dag(path: Path | str) -> Dag:
 def apply_rescue(dag: Dag, rescue: Path | str) -> Dag:
     """Apply a partial rescue DAG (DONE and RETRY lines...) on top of its parsed DAG, as DAGMan does."""
     rescue = Path(rescue)
-    _parse_into(dag, rescue, allow_nodes=False)
+    with _gc_paused():
+        _parse_into(dag, rescue, allow_nodes=False)
     dag.rescue_file = rescue
     return dag
 
 
 def load_rescue(dag_path: Path | str) -> Dag:
     """Parse a DAG and apply its newest rescue DAG (<dag>.rescueNNN), if any: what a resubmit runs."""
-    from .rescue import find_rescue  # rescue.py imports this module
-
     dag = parse_dag(dag_path)
     found = find_rescue(dag_path)
     if found is not None:

@@ -104,15 +104,15 @@ def write_rescue(
             body.append(f"# {used} of {node.retry} retries already performed; {left} remaining")
         unless = f" UNLESS-EXIT {node.unless_exit}" if node.unless_exit is not None else ""
         body.append(f"RETRY {name} {node.retry if reset_retries else left}{unless}")
-    now = now or datetime.datetime.now(datetime.UTC)
+    u = (now or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
     header = [
         "# Rescue DAG file, created after running",
         f"#   the {dag.path} DAG file",
-        f"# Created {now.astimezone(datetime.UTC).strftime('%m/%d/%Y %H:%M:%S')} UTC",
+        f"# Created {u.month}/{u.day}/{u.year} {u.hour:02d}:{u.minute:02d}:{u.second:02d} UTC",  # no zero padding
         "# Rescue DAG version: 2.0.1 (partial)",
         "#",
         f"# Total number of Nodes: {len(dag.nodes)}",
-        f"# Nodes premarked DONE: {n_done}",
+        f"# Nodes premarked DONE: {len(done_set & dag.nodes.keys())}",  # DAGMan's count of done nodes
         f"# Nodes that failed: {len(failed_list)}",
         "#   " + "".join(f"{name}," for name in failed_list) + "<ENDLIST>",
         "",

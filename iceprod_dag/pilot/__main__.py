@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     multi.add_argument(
         "--poll", type=float, default=0.5, help="seconds between claims when the queue is empty"
     )
+    multi.add_argument(
+        "--idle-timeout", type=_duration, help="exit after this long without work (default: wait)"
+    )
     return top
 
 
@@ -82,9 +85,11 @@ def _logging(verbose: int) -> None:
     package.propagate = False
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, configure_logging: bool = True) -> int:
+    """Run the pilot CLI; returns the exit code (``configure_logging=False`` when the caller already did)."""
     args = parser().parse_args(argv)
-    _logging(args.verbose)
+    if configure_logging:
+        _logging(args.verbose)
     use_psutil = False if args.no_psutil else None
     try:
         if args.command == "run":
@@ -110,7 +115,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                 setattr(envelope, field, value)
         envelope.gpus, envelope.walltime_s = args.gpus, args.walltime
         source = DirectoryWorkSource(os.path.abspath(args.queue))
-        Pilot(source, envelope, args.site, args.sample_interval, args.poll, use_psutil).run()
+        Pilot(
+            source,
+            envelope,
+            args.site,
+            args.sample_interval,
+            args.poll,
+            use_psutil,
+            idle_timeout_s=args.idle_timeout,
+        ).run()
         return exitcodes.SUCCESS
     except KeyboardInterrupt:
         log.error("interrupted")

@@ -62,8 +62,10 @@ class Pilot:
         use_psutil: Optional[bool] = None,
         base_dir: Optional[str] = None,
         scratch: Optional[str] = None,
+        idle_timeout_s: Optional[float] = None,
     ) -> None:
         self.source = source
+        self.idle_timeout_s = idle_timeout_s
         self.envelope = envelope
         self.site = site
         self.sample_interval_s = sample_interval_s
@@ -166,14 +168,24 @@ class Pilot:
         """Run until the source is finished and every job is done (or the envelope's time is up)."""
         self._started = time.monotonic()
         pending = None
+        idle_since: Optional[float] = None
         with Supervisor(self.sample_interval_s, self.envelope.memory_mb, self.use_psutil) as supervisor:
             while True:
                 pending = self._fill(supervisor, pending)
-                if not self._running:
+                if self._running:
+                    idle_since = None
+                else:
                     remaining = self._remaining_s()
                     if pending is None and self.source.finished():
                         break
                     if remaining is not None and remaining <= 0:
+                        break
+                    idle_since = idle_since or time.monotonic()
+                    if (
+                        self.idle_timeout_s is not None
+                        and time.monotonic() - idle_since >= self.idle_timeout_s
+                    ):
+                        log.info("no work for %.1f s: the pilot exits", self.idle_timeout_s)
                         break
                 try:
                     key, item, rec = self._done.get(timeout=self.poll_s)

@@ -11,9 +11,7 @@ import hashlib
 import logging
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zlib
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -70,7 +68,7 @@ def _local_path(url: str, base_dir: str) -> Optional[str]:
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise _Permanent(f"{url}: file:// URLs must not name a host")
-        return urllib.request.url2pathname(parsed.path)
+        return urllib.parse.unquote(parsed.path)  # POSIX url2pathname, without importing urllib.request
     if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
         return os.path.join(base_dir, url)
     return None
@@ -88,15 +86,12 @@ def _copy(src: Any, dst: Any, hasher: Any) -> int:
 
 
 def _http_error(url: str, exc: Exception) -> TransferError:
-    if isinstance(exc, urllib.error.HTTPError):
-        if exc.code == 404:
+    code = getattr(exc, "code", None)  # urllib's HTTPError (imported lazily: it pulls in http and ssl)
+    if isinstance(code, int):
+        if code == 404:
             return _Missing(f"{url}: HTTP 404 not found")
-        message = f"{url}: HTTP {exc.code} {exc.reason}"
-        return (
-            _Permanent(message)
-            if 400 <= exc.code < 500 and exc.code not in (408, 429)
-            else TransferError(message)
-        )
+        message = f"{url}: HTTP {code} {getattr(exc, 'reason', '')}"
+        return _Permanent(message) if 400 <= code < 500 and code not in (408, 429) else TransferError(message)
     reason = getattr(exc, "reason", None) or exc
     return TransferError(f"{url}: {reason}")
 
@@ -112,13 +107,15 @@ def fetch(url: str, dest: str, algo: str, timeout: float, base_dir: str) -> Tupl
                     return _copy(src, out, hasher), hasher.hexdigest()
             if urllib.parse.urlparse(url).scheme not in ("http", "https"):
                 raise _Permanent(f"{url}: unsupported URL scheme (use file://, http:// or https://)")
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            from urllib.request import urlopen  # lazily: it pulls in http.client and ssl
+
+            with urlopen(url, timeout=timeout) as response:
                 return _copy(response, out, hasher), hasher.hexdigest()
     except FileNotFoundError as exc:
         if path is not None and exc.filename == path:
             raise _Missing(f"{url}: no such file") from exc
         raise TransferError(f"{url}: {exc}") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except OSError as exc:  # urllib's URLError and HTTPError are OSErrors
         raise _http_error(url, exc) from exc
 
 
@@ -138,18 +135,20 @@ def put(src_path: str, url: str, algo: str, timeout: float, base_dir: str) -> Tu
                 return size, hasher.hexdigest()
             if urllib.parse.urlparse(url).scheme not in ("http", "https"):
                 raise _Permanent(f"{url}: unsupported URL scheme (use file://, http:// or https://)")
+            from urllib.request import Request, urlopen
+
             body = _HashingReader(src, hasher)
-            request = urllib.request.Request(url, data=body, method="PUT")  # type: ignore[arg-type]
+            request = Request(url, data=body, method="PUT")  # type: ignore[arg-type]
             request.add_header("Content-Length", str(size))
             request.add_header("Content-Type", "application/octet-stream")
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urlopen(request, timeout=timeout) as response:
                 response.read()
             return size, hasher.hexdigest()
     except FileNotFoundError as exc:
         if exc.filename == src_path:
             raise _Missing(f"{src_path}: the job did not write this output") from exc
         raise TransferError(f"{url}: {exc}") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except OSError as exc:  # urllib's URLError and HTTPError are OSErrors
         raise _http_error(url, exc) from exc
 
 

@@ -90,6 +90,7 @@ class DirectoryWorkSource(WorkSource):
         self.claimed = os.path.join(root, "claimed")
         self.done = os.path.join(root, "done")
         self._requirements = _SpecRequirements()
+        self._parsed: Dict[str, WorkItem] = {}  # queued files never change (written by rename): parse once
 
     def _ensure(self) -> None:
         for folder in (self.queue, self.claimed, self.done):
@@ -115,18 +116,23 @@ class DirectoryWorkSource(WorkSource):
 
     def claim(self, free: Resources) -> Optional[WorkItem]:
         self._ensure()
-        for entry in sorted(os.listdir(self.queue)):
-            if not entry.endswith(".json"):
-                continue
+        entries = sorted(e for e in os.listdir(self.queue) if e.endswith(".json"))
+        for gone in set(self._parsed) - set(entries):
+            del self._parsed[gone]
+        for entry in entries:
             path = os.path.join(self.queue, entry)
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    item = WorkItem.from_dict(json.load(handle))
-            except (OSError, ValueError):
-                continue  # claimed by another pilot meanwhile, or not fully written
-            item.id = item.id or entry[: -len(".json")]
+            item = self._parsed.get(entry)
+            if item is None:
+                try:
+                    with open(path, encoding="utf-8") as handle:
+                        item = WorkItem.from_dict(json.load(handle))
+                except (OSError, ValueError):
+                    continue  # claimed by another pilot meanwhile
+                item.id = item.id or entry[: -len(".json")]
+                self._parsed[entry] = item
             if not self._requirements(item).fits_in(free):
                 continue
+            self._parsed.pop(entry, None)
             try:
                 os.rename(path, os.path.join(self.claimed, entry))  # atomic: one pilot wins
             except OSError:

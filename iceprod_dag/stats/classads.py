@@ -42,6 +42,11 @@ def split_ads(text: str) -> Iterator[tuple[int, str]]:
 
 def parse_ad(chunk: str, where: str = "<text>", first_line: int = 1) -> classad2.ClassAd:
     """One ad from its ``Name = value`` lines; a line that is not an attribute is an error naming it."""
+    chunks = list(split_ads(chunk))
+    if len(chunks) != 1:
+        raise ClassAdError(f"{where}:{first_line}: expected one ClassAd, found {len(chunks)}")
+    skipped, chunk = chunks[0]
+    first_line += skipped - 1
     names: set[str] = set()
     for offset, line in enumerate(chunk.splitlines()):
         if line.lstrip().startswith("#"):

@@ -170,22 +170,33 @@ def _job_values(
     }
 
 
+_JOB_COLS = (Job.id, Job.node, Job.task, Job.state, Job.attempts, Job.last_attempt)
+
+
+def _find_jobs(conn: Connection, dataset_pk: int, nodes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """node -> job row (as a dict) for the nodes that exist."""
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(nodes):
+        rows = conn.execute(select(*_JOB_COLS).where(Job.dataset_pk == dataset_pk, Job.node.in_(chunk)))
+        found.update({r.node: dict(r._mapping) for r in rows})
+    return found
+
+
+def _insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Insert job rows; RETURNING makes SQLAlchemy send them as multi-row INSERTs (insertmanyvalues)."""
+    if not rows:
+        return {}
+    result = conn.execute(insert(Job).returning(*_JOB_COLS), rows)
+    return {r.node: dict(r._mapping) for r in result}
+
+
 def _jobs(
     conn: Connection, dataset_pk: int, nodes: Mapping[str, tuple[str | None, int | None]]
 ) -> dict[str, dict[str, Any]]:
     """node -> job row (as a dict) for these nodes, inserting the missing ones as pending."""
-    cols = (Job.id, Job.node, Job.task, Job.state, Job.attempts, Job.last_attempt)
-    names = list(nodes)
-    found: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(names):
-        rows = conn.execute(select(*cols).where(Job.dataset_pk == dataset_pk, Job.node.in_(chunk)))
-        found.update({r.node: dict(r._mapping) for r in rows})
-    missing = [n for n in names if n not in found]
-    if missing:
-        conn.execute(insert(Job), [_job_values(dataset_pk, n, *nodes[n]) for n in missing])
-        for chunk in _chunks(missing):
-            rows = conn.execute(select(*cols).where(Job.dataset_pk == dataset_pk, Job.node.in_(chunk)))
-            found.update({r.node: dict(r._mapping) for r in rows})
+    found = _find_jobs(conn, dataset_pk, list(nodes))
+    missing = [_job_values(dataset_pk, n, *nodes[n]) for n in nodes if n not in found]
+    found.update(_insert_jobs(conn, missing))
     return found
 
 
@@ -345,65 +356,79 @@ def _ingest_site(conn: Connection, site: str, run: str, recs: list[Mapping[str, 
     first = recs[0]
     pk = _dataset_pk(conn, site, run, {"name": first["dataset"], "dataset_id": first.get("dataset_id")})
     recs = sorted(recs, key=lambda r: (r["node"], r["attempt"]))
-    jobs = _jobs(conn, pk, {r["node"]: (r.get("task"), r.get("job")) for r in recs})
-    by_id = {job["id"]: job for job in jobs.values()}
-    existing: dict[tuple[int, int], tuple[int, str | None]] = {}
-    for chunk in _chunks(list(by_id)):
+    jobs = _find_jobs(conn, pk, list(dict.fromkeys(r["node"] for r in recs)))
+    node_of = {job["id"]: node for node, job in jobs.items()}
+    known: dict[tuple[str, int], tuple[int, str | None]] = {}  # (node, attempt) -> (attempt id, hash)
+    for chunk in _chunks(list(node_of)):
         q = select(Attempt.job_pk, Attempt.attempt, Attempt.id, Attempt.record_hash).where(
             Attempt.job_pk.in_(chunk)
         )
-        existing.update({(r.job_pk, r.attempt): (r.id, r.record_hash) for r in conn.execute(q)})
+        known.update({(node_of[r.job_pk], r.attempt): (r.id, r.record_hash) for r in conn.execute(q)})
 
     result = IngestResult()
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    touched: dict[int, dict[str, Any]] = {}
+    new_jobs: dict[str, dict[str, Any]] = {}
+    touched: dict[str, dict[str, Any]] = {}
     now = time.time()
     for rec in recs:
-        job = jobs[rec["node"]]
-        key = (job["id"], rec["attempt"])
+        node, attempt = rec["node"], rec["attempt"]
+        job = jobs.get(node) or new_jobs.get(node)
+        if job is None:  # first record of a node never registered: insert its row below, complete
+            job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"))
         row = attempt_row(rec)
-        known = existing.get(key)
-        if known is not None and known[1] == row["record_hash"]:
+        seen = known.get((node, attempt))
+        if seen is not None and seen[1] == row["record_hash"]:
             result.unchanged += 1
             continue
-        if job["last_attempt"] > rec["attempt"]:
-            why = f"attempt {job['last_attempt']} already started"
-            result.rejected.append((rec["node"], rec["attempt"], why))
+        if job["last_attempt"] > attempt:
+            result.rejected.append((node, attempt, f"attempt {job['last_attempt']} already started"))
             continue
-        if known is not None and known[1] is not None:
-            result.rejected.append(
-                (rec["node"], rec["attempt"], "a different final report was already recorded")
-            )
+        if seen is not None and seen[1] is not None:
+            result.rejected.append((node, attempt, "a different final report was already recorded"))
             continue
         row.update(updated_at=now, dataset_pk=pk, task=rec.get("task") or job.get("task"))
-        if known is None:
-            inserts.append({**row, "job_pk": job["id"], "attempt": rec["attempt"]})
+        if seen is None:
+            inserts.append({**row, "node": node, "attempt": attempt})
             job["attempts"] += 1
-            existing[key] = (0, row["record_hash"])
         else:
-            updates.append({**row, "b_id": known[0]})
-            result.updated += 1
-            existing[key] = (known[0], row["record_hash"])
-        job["last_attempt"] = rec["attempt"]
-        touched[job["id"]] = {
-            "b_id": job["id"],
-            "state": row["state"],
-            "attempts": job["attempts"],
-            "last_attempt": rec["attempt"],
-            "last_failure": row["failure"],
-            "exit_code": row["exit_code"],
-            "updated_at": row["ended_at"] or now,
-            "site": row["site"],
-            "host": row["host"],
-        }
+            updates.append({**row, "b_id": seen[0]})
+        known[(node, attempt)] = (seen[0] if seen else 0, row["record_hash"])
+        job.update(
+            state=row["state"],
+            last_attempt=attempt,
+            last_failure=row["failure"],
+            exit_code=row["exit_code"],
+            updated_at=row["ended_at"] or now,
+            site=row["site"],
+            host=row["host"],
+        )
+        if node in jobs:
+            touched[node] = job
+
+    jobs.update(_insert_jobs(conn, list(new_jobs.values())))
     if inserts:
-        conn.execute(insert(Attempt), inserts)
+        for row in inserts:
+            row["job_pk"] = jobs[row.pop("node")]["id"]
+        conn.execute(insert(Attempt).returning(Attempt.id), inserts)
         result.inserted += len(inserts)
     if updates:
         conn.execute(update(Attempt).where(Attempt.id == bindparam("b_id")), updates)
+        result.updated += len(updates)
     if touched:
-        conn.execute(update(Job).where(Job.id == bindparam("b_id")), list(touched.values()))
+        fields = (
+            "state",
+            "attempts",
+            "last_attempt",
+            "last_failure",
+            "exit_code",
+            "updated_at",
+            "site",
+            "host",
+        )
+        params = [{"b_id": job["id"], **{f: job[f] for f in fields}} for job in touched.values()]
+        conn.execute(update(Job).where(Job.id == bindparam("b_id")), params)
+    if inserts or updates:
         conn.execute(update(Dataset).where(Dataset.id == pk).values(updated_at=now))
     return result
 

@@ -27,7 +27,9 @@ def accounting_path(run_dir: Path, node: str, attempt: int) -> Path:
     return Path(run_dir) / names.HISTORY_DIR / f"{node}.{attempt}.acct.json"
 
 
-def fetch_accounting(site: BatchSite, run_dir: Path, state: st.RunState) -> dict[tuple[str, int], dict[str, Any]]:
+def fetch_accounting(
+    site: BatchSite, run_dir: Path, state: st.RunState
+) -> dict[tuple[str, int], dict[str, Any]]:
     """Accounting of every ended attempt, from history/ or (once) from the batch system."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
     missing: dict[str, tuple[str, int, str]] = {}  # accounting id -> node, attempt, batch job id
@@ -67,12 +69,16 @@ def _as_ad(site: str, job_id: str, array_id: str, row: dict[str, Any]) -> dict[s
     if element.isdigit():
         ad["ProcId"] = int(element)
     for key, value in row.items():
-        ad["Batch" + "".join(part.capitalize() for part in str(key).replace("-", "_").split("_"))] = value
+        # ClassAd names ignore case: a prefix keeps sacct's JobID apart from our BatchJobId
+        ad[
+            "Acct" + "".join(part[:1].upper() + part[1:] for part in str(key).replace("-", "_").split("_"))
+        ] = value
     return ad
 
 
 def collect_run(site: BatchSite, run_dir: Path) -> int:
     """Record the run's finished attempts in the stats database; how many records were new."""
+    from iceprod_dag.stats.classads import format_ad
     from iceprod_dag.stats.db import init_db
     from iceprod_dag.stats.ingest import ingest_job_ads, ingest_records, load_record
 
@@ -84,14 +90,20 @@ def collect_run(site: BatchSite, run_dir: Path) -> int:
         except IceprodDagError as exc:
             log.warning("skipping %s: %s", path, exc)
     engine = init_db(site.options.get("db"), site=site.name)
-    result = ingest_records(engine, records, run_dir=run_dir, site=site.name, on_stale="skip") if records else None
+    result = (
+        ingest_records(engine, records, run_dir=run_dir, site=site.name, on_stale="skip") if records else None
+    )
     new = result.inserted + result.updated if result is not None else 0
     if state is not None:
         ads = fetch_accounting(site, run_dir, state)
         if ads:
             ingest_job_ads(
                 engine,
-                [(node, attempt, ad) for (node, attempt), ad in sorted(ads.items())],
+                # as text without format_ad's trailing blank line, which parse_ad refuses
+                [
+                    (node, attempt, format_ad(ad).rstrip("\n") + "\n")
+                    for (node, attempt), ad in sorted(ads.items())
+                ],
                 run_dir=run_dir,
                 site=site.name,
                 on_stale="skip",

@@ -34,8 +34,15 @@ class JobRequest:
 
     def shape(self) -> tuple[object, ...]:
         """What must be equal for two requests to share one array job."""
-        return (self.argv[:1], self.cpus, self.memory_mb, self.disk_mb, self.gpus, self.walltime_s,
-                self.environment)
+        return (
+            self.argv[:1],
+            self.cpus,
+            self.memory_mb,
+            self.disk_mb,
+            self.gpus,
+            self.walltime_s,
+            self.environment,
+        )
 
 
 def read_submit(path: Path) -> dict[str, str]:
@@ -105,12 +112,16 @@ def job_request(
     node_vars: dict[str, str],
     memory_mb: int | None = None,
     where: str = "",
+    site: str | None = None,
 ) -> JobRequest:
     """The batch job of one attempt: submit keys with VARS, $(JOB) and $(RETRY) expanded.
 
     memory_mb overrides request_memory (the retry of an over-memory attempt asks for more).
     """
-    macros = {**node_vars, "JOB": node, "RETRY": str(attempt)}
+    # DAGMan expands $(JOB) and $(RETRY) inside VARS values; then VARS are submit macros, and since submit
+    # macros ignore case, VARS job="3" wins over the node name for $(job)
+    dagman = {"JOB": node, "RETRY": str(attempt)}
+    macros = {**dagman, **{k: expand(v, dagman) for k, v in node_vars.items()}}
 
     def get(key: str, default: str | None = None) -> str | None:
         raw = submit.get(key)
@@ -121,7 +132,7 @@ def job_request(
         raise ConfigError(f"{where or node}: submit description has no executable")
     argv = [executable, *split_arguments(get("arguments", "") or "")]
     try:
-        walltime = get("+walltime") or get("walltime") or get("+maxwalltime")
+        walltime = get("+iceprodwalltime") or get("+walltime") or get("walltime") or get("+maxwalltime")
         req = JobRequest(
             node=node,
             attempt=attempt,
@@ -135,8 +146,11 @@ def job_request(
         )
     except ValueError as exc:
         raise ConfigError(f"{where or node}: {exc}") from None
-    if memory_mb:
-        req = dataclasses.replace(req, argv=(*req.argv, "--memory-mb", str(memory_mb)))
+    if argv[0].endswith(".pyz"):  # only the pilot knows --memory-mb and --site
+        extra = ["--memory-mb", str(memory_mb)] if memory_mb else []
+        if site and "--site" not in argv:
+            extra += ["--site", site]
+        req = dataclasses.replace(req, argv=(*req.argv, *extra))
     return req
 
 

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 SCRIPT_TIMEOUT_S = 3600.0
 
 
-def script_argv(node: Node, script: Script, ns: st.NodeState, run: st.RunState, job_return: int | None) -> list[str]:
+def script_argv(
+    node: Node, script: Script, ns: st.NodeState, run: st.RunState, job_return: int | None
+) -> list[str]:
     """The script's command line with $JOB, $RETRY, $MAX_RETRIES, $RETURN, $JOBID... expanded word by word."""
     failed = sum(1 for s in run.nodes.values() if s.status == st.FAILED)
     macros = {

@@ -56,6 +56,10 @@ class BatchSite(Site):
     def submit_argv(self, group: JobGroup, script_path: Path) -> list[str]:
         """The command line that submits script_path (dependencies included)."""
 
+    def submit_input(self, group: JobGroup, script_path: Path) -> str | None:
+        """What the submit command reads on stdin (LSF's `bsub < script`); nothing by default."""
+        return None
+
     @abc.abstractmethod
     def parse_submit(self, stdout: str, group: JobGroup) -> list[str]:
         """The batch job id of every element of the group, from the submit command's output."""
@@ -104,8 +108,15 @@ class BatchSite(Site):
         if user:
             # runuser resets the environment: carry ours (SGE_ROOT, SLURM_CONF...) across explicitly
             keep = {k: v for k, v in os.environ.items() if k.startswith(("SGE_", "SLURM_", "PATH"))}
-            argv = ["runuser", "-u", str(user), "--", "env", *[f"{k}={v}" for k, v in {**keep, **env}.items()],
-                    *argv]
+            argv = [
+                "runuser",
+                "-u",
+                str(user),
+                "--",
+                "env",
+                *[f"{k}={v}" for k, v in {**keep, **env}.items()],
+                *argv,
+            ]
         return run_command(argv, self.timeout, input=input, env=env or None, cwd=cwd).stdout
 
     # ---------------------------------------------------------------- the Site contract
@@ -117,13 +128,18 @@ class BatchSite(Site):
         watcher = Watcher(self, run_dir)
         watcher.prepare()
         if wait:
+            _write_run_info(run_dir, self.name, os.getpid())
             return watcher.run()
         log_path = run_dir / names.BATCH_WATCHER_LOG
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "iceprod_dag.plugins.batch.watcher", str(run_dir)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, cwd=run_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                cwd=run_dir,
             )
         watcher.adopt(proc.pid)
         _write_run_info(run_dir, self.name, proc.pid)
@@ -144,9 +160,11 @@ class BatchSite(Site):
                 found = live.get(ns.job_id or "")
                 nodes[name] = found[0] if found else JobState.UNKNOWN
             else:
-                nodes[name] = {st.WAITING: JobState.PENDING, st.DONE: JobState.DONE, st.FAILED: JobState.FAILED}[
-                    ns.status
-                ]
+                nodes[name] = {
+                    st.WAITING: JobState.PENDING,
+                    st.DONE: JobState.DONE,
+                    st.FAILED: JobState.FAILED,
+                }[ns.status]
             if ns.reason:
                 reasons[name] = ns.reason
         return RunStatus(nodes=nodes, finished=state.finished, exit_code=state.exit_code, reasons=reasons)
@@ -193,7 +211,9 @@ def _write_run_info(run_dir: Path, site: str, pid: int) -> None:
         info = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         info = {}
-    info.update({"site": site, "watcher_pid": pid, "watcher_host": socket.gethostname(), "state": names.BATCH_STATE})
+    info.update(
+        {"site": site, "watcher_pid": pid, "watcher_host": socket.gethostname(), "state": names.BATCH_STATE}
+    )
     path.write_text(json.dumps(info, indent=1, sort_keys=True))
 
 

@@ -104,7 +104,9 @@ def job_body(group: JobGroup, index_expr: str, fail_exit: int | None = None, job
     if group.is_array:
         lines.append(f'case "{index_expr}" in')
         for i, req in enumerate(group.requests, 1):
-            lines.append(f"  {i}) NODE={q(req.node)}; ATTEMPT={req.attempt}; CMD={q(command_line(req, group.python))};;")
+            lines.append(
+                f"  {i}) NODE={q(req.node)}; ATTEMPT={req.attempt}; CMD={q(command_line(req, group.python))};;"
+            )
         lines.append(f'  *) echo "no array element {index_expr}" >&2; exit {DEPENDENCY_NOT_MET};;')
         lines.append("esac")
     else:
@@ -115,8 +117,9 @@ def job_body(group: JobGroup, index_expr: str, fail_exit: int | None = None, job
         lines.append("export " + " ".join(f"{k}={q(v)}" for k, v in env))
     if group.parents:
         lines.append(f"for p in {' '.join(q(p) for p in group.parents)}; do")
-        lines.append(f'  [ -e {marks}/"$p".done ] || {{ echo "parent $p not done" >&2; '
-                     f"exit {DEPENDENCY_NOT_MET}; }}")
+        lines.append(
+            f'  [ -e {marks}/"$p".done ] || {{ echo "parent $p not done" >&2; exit {DEPENDENCY_NOT_MET}; }}'
+        )
         lines.append("done")
     lines += [
         f'rm -f {marks}/"$NODE".done',
@@ -124,7 +127,9 @@ def job_body(group: JobGroup, index_expr: str, fail_exit: int | None = None, job
         "rc=$?",
         f"mkdir -p {marks}",
         # written then renamed: the watcher never reads half a marker
-        f'echo "$rc {job_ref}" > {marks}/."$NODE.$ATTEMPT.$$"' if job_ref else f'echo "$rc" > {marks}/."$NODE.$ATTEMPT.$$"',
+        f'echo "$rc {job_ref}" > {marks}/."$NODE.$ATTEMPT.$$"'
+        if job_ref
+        else f'echo "$rc" > {marks}/."$NODE.$ATTEMPT.$$"',
         f'[ "$rc" -ne 0 ] || touch {marks}/"$NODE".done',
         f'mv -f {marks}/."$NODE.$ATTEMPT.$$" {marks}/"$NODE.$ATTEMPT"',
     ]

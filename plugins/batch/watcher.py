@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: polls a job may be gone from the queue without an exit marker before it counts as killed
 MISSING_POLLS = 3
+#: seconds between polls right after something changed; doubles up to the site's poll interval when quiet
+FAST_POLL_S = 0.5
 
 
 class Watcher:
@@ -44,7 +46,8 @@ class Watcher:
     def __init__(self, site: BatchSite, run_dir: Path) -> None:
         self.site = site
         self.run_dir = Path(run_dir)
-        self.dag: Dag = load_rescue(names.find_dag_file(str(self.run_dir)))
+        dag_file = site.options.get("dag_file") or names.find_dag_file(str(self.run_dir))
+        self.dag: Dag = load_rescue(dag_file)
         self.state = st.load(self.run_dir) or st.RunState(site=site.name)
         self._order = _topological(self.dag)
         self._submits: dict[Path, dict[str, str]] = {}
@@ -65,7 +68,7 @@ class Watcher:
         self.state.submissions += 1
         for name, node in self.dag.nodes.items():
             ns = self.state.node(name)
-            if node.done or node.noop:
+            if node.done:
                 ns.status = st.DONE
             if ns.status == st.FAILED:
                 ns.status, ns.attempt = st.WAITING, ns.attempt + 1
@@ -88,11 +91,16 @@ class Watcher:
         previous = signal.signal(signal.SIGTERM, self._on_term)
         try:
             self.adopt(os.getpid())
+            delay = FAST_POLL_S
             while True:
+                before = json.dumps(self.state.to_json(), sort_keys=True)
                 self.poll()
                 if self.state.finished or self._stop:
                     break
-                _sleep(self.site.watch_interval, lambda: self._stop)
+                # poll again soon while things move (a layer ending releases the next), back off when quiet
+                changed = json.dumps(self.state.to_json(), sort_keys=True) != before
+                delay = FAST_POLL_S if changed else min(delay * 2, self.site.watch_interval)
+                _sleep(delay, lambda: self._stop)
         finally:
             signal.signal(signal.SIGTERM, previous)
             st.save(self.run_dir, self.state)
@@ -172,11 +180,12 @@ class Watcher:
             ns.status, ns.reason = st.FAILED, f"{why} (permanent: UNLESS-EXIT {node.unless_exit})"
         elif ns.failures <= node.retry:
             ns.status, ns.reason = st.WAITING, f"{why}; retry {ns.failures} of {node.retry}"
-            ns.memory_mb = self._next_memory(name, ns.attempt) if result == exitcodes.OVER_MEMORY else ns.memory_mb
+            ns.memory_mb = (
+                self._next_memory(name, ns.attempt) if result == exitcodes.OVER_MEMORY else ns.memory_mb
+            )
             ns.attempt += 1
         else:
             ns.status, ns.reason = st.FAILED, f"{why} after {ns.failures} attempt(s)"
-
 
     def _next_memory(self, name: str, attempt: int) -> int | None:
         try:
@@ -258,11 +267,10 @@ class Watcher:
         out = []
         for name in wave:
             node, ns = self.dag.nodes[name], self.state.node(name)
-            if node.pre is None:
-                out.append(name)
-                continue
-            rc = run_script(node, node.pre, self.dag, ns, self.state)
-            if rc == 0:
+            rc = 0 if node.pre is None else run_script(node, node.pre, self.dag, ns, self.state)
+            if rc == 0 and node.noop:  # nothing to submit: the node's result is its POST script's, or success
+                self._attempt_ended(name, ns, 0)
+            elif rc == 0:
                 out.append(name)
             elif node.pre_skip is not None and rc == node.pre_skip:
                 ns.status, ns.reason = st.DONE, f"PRE_SKIP {rc}"
@@ -277,7 +285,9 @@ class Watcher:
         path = base / node.submit_file
         if path not in self._submits:
             self._submits[path] = read_submit(path)
-        return job_request(name, ns.attempt, self._submits[path], node.vars, ns.memory_mb, where=str(path))
+        return job_request(
+            name, ns.attempt, self._submits[path], node.vars, ns.memory_mb, where=str(path), site=self.site.name
+        )
 
     def _submit(self, batch: list[str]) -> None:
         if not batch:
@@ -297,14 +307,21 @@ class Watcher:
                 cwd[name] = str((self.run_dir / node.directory).resolve())
             st.exit_marker(self.run_dir, name, self.state.node(name).attempt).unlink(missing_ok=True)
         groups = group_requests(
-            items, str(self.run_dir), max_array=int(self.site.options.get("max_array", 1000)),
-            python=str(self.site.options.get("python", "python3")), cwd=cwd,
+            items,
+            str(self.run_dir),
+            max_array=int(self.site.options.get("max_array", 1000)),
+            python=str(self.site.options.get("python", "python3")),
+            cwd=cwd,
         )
         for group in groups:
             script = self.run_dir / names.BATCH_SCRIPTS_DIR / f"{group.name}.sh"
             script.write_text(self.site.script(group))
             try:
-                out = self.site.command(self.site.submit_argv(group, script), cwd=str(self.run_dir))
+                out = self.site.command(
+                    self.site.submit_argv(group, script),
+                    input=self.site.submit_input(group, script),
+                    cwd=str(self.run_dir),
+                )
                 ids = self.site.parse_submit(out, group)
             except IceprodDagError as exc:
                 # leave the nodes waiting: the next poll tries again
@@ -353,7 +370,9 @@ class Watcher:
             self._submit(self._run_pres([final]))
             if self.state.node(final).status == st.QUEUED:
                 return
-        ok = all(statuses[n] == st.DONE for n in body) and (not final or self.state.node(final).status == st.DONE)
+        ok = all(statuses[n] == st.DONE for n in body) and (
+            not final or self.state.node(final).status == st.DONE
+        )
         self.state.finished, self.state.exit_code = True, 0 if ok else 1
         log.info("DAG finished with status %d", self.state.exit_code)
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from iceprod_dag import names
 from iceprod_dag.exceptions import StatsError
-from iceprod_dag.stats.classads import read_ads, write_ad
+from iceprod_dag.stats.classads import read_ads, split_ads, write_ad
 from iceprod_dag.stats.ingest import ingest_job_ads, ingest_records, load_record
 
 log = logging.getLogger(__name__)
@@ -75,16 +75,26 @@ def fetch_history(schedd: htcondor2.Schedd, clusters: Iterable[int], history_dir
     return written
 
 
-def history_ads(submit_dir: Path) -> list[tuple[str, int, classad2.ClassAd]]:
-    """The (node, attempt, ad) triples on disk under history/."""
+def history_ads(submit_dir: Path) -> list[tuple[str, int, str]]:
+    """The (node, attempt, ad text) triples on disk under history/ (text: the file's first ad)."""
     out = []
     for path in sorted((submit_dir / names.HISTORY_DIR).glob("*.ad")):
         node, _, attempt = path.name[: -len(".ad")].rpartition(".")
         if not attempt.isdigit():
             continue
-        for ad in read_ads(path)[:1]:
-            out.append((node, int(attempt), ad))
+        # the text, not a parsed ad: ingest keeps it verbatim and compares it to detect repeats
+        for _, chunk in list(split_ads(path.read_text(encoding="utf-8", errors="replace")))[:1]:
+            out.append((node, int(attempt), chunk))
     return out
+
+
+def read_history_ad(submit_dir: Path, node: str, attempt: int) -> classad2.ClassAd | None:
+    """The job ad of one attempt from history/, or None if it has not been fetched."""
+    path = submit_dir / names.job_ad(node, attempt)
+    if not path.exists():
+        return None
+    ads = read_ads(path)
+    return ads[0] if ads else None
 
 
 def collect_run(

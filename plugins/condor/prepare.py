@@ -43,6 +43,8 @@ def is_compiled(submit_dir: Path, dag_file: Path) -> bool:
 def apply_site(submit_dir: Path, dag_file: Path, cfg: SiteConfig) -> list[Path]:
     """Rewrite the compiled submit files and DAG with the site's additions; return the files written."""
     written: list[Path] = []
+    for sub in (names.STATS_DIR, names.LOGS_DIR):
+        (submit_dir / translate.EMPTY_DIRS / sub).mkdir(parents=True, exist_ok=True)
     additions = translate.site_requirements(cfg)
     for sub in sorted(submit_dir.glob("*.sub")):
         text = sub.read_text(encoding="utf-8")

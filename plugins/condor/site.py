@@ -38,6 +38,7 @@ class CondorSite(Site):
         super().__init__(options)
         self._config: SiteConfig | None = None
         self._followers: dict[Path, DagFollower] = {}
+        self._db: Any = None
 
     # ------------------------------------------------------------ helpers
     @property
@@ -65,9 +66,11 @@ class CondorSite(Site):
             (folder / names.RUN_INFO).write_text(text, encoding="utf-8")
 
     def _engine(self) -> Any:
-        from iceprod_dag.stats.db import init_db
+        if self._db is None:
+            from iceprod_dag.stats.db import init_db
 
-        return init_db(self.options.get("db"), site=self.name)
+            self._db = init_db(self.options.get("db"), site=self.name)
+        return self._db
 
     def _dag_of(self, info: dict[str, Any]) -> Path:
         return Path(info["dag"])

@@ -19,6 +19,8 @@ DAG_MARK = "# iceprod-dag condor site lines"
 POST_SCRIPT = "iceprod_post.sh"
 MEMORY_DIR = "memory"
 DAGMAN_CONFIG = "dagman.config"
+#: empty copies of the jobs' output folders, sent as inputs (see apply_additions)
+EMPTY_DIRS = "empty"
 #: the submit macro the over-memory fragment sets; appended to the pilot's arguments
 MEMORY_ARGS_MACRO = "iceprod_memory_args"
 #: HoldReasonCode 1 is a user's condor_hold: never removed behind the user's back
@@ -99,6 +101,20 @@ def memory_fragment_path(node_macro: str) -> str:
 _LINE = re.compile(r"^\s*([+A-Za-z_][A-Za-z0-9_.+]*)\s*=\s*(.*?)\s*$")
 
 
+def keep_input_paths(inputs: str) -> str:
+    """transfer_input_files that keep their folders: HTCondor puts `specs/a.json` at the sandbox top as
+    `a.json`, while the pilot reads `specs/a.json`, so a file inside a folder is sent as its top folder."""
+    out: list[str] = []
+    for item in (i.strip() for i in inputs.split(",")):
+        if not item:
+            continue
+        if "/" in item and "://" not in item and not item.startswith("/"):
+            item = item.split("/", 1)[0]
+        if item not in out:
+            out.append(item)
+    return ",".join(out)
+
+
 def apply_additions(submit_text: str, additions: Mapping[str, str], task: str, memory_retry: bool) -> str:
     """A compiled submit file with the site's commands added before its `queue` line.
 
@@ -123,6 +139,16 @@ def apply_additions(submit_text: str, additions: Mapping[str, str], task: str, m
     if site_req:
         own = existing.get("requirements")
         out.append(f"requirements = ({own}) && ({site_req})" if own else f"requirements = {site_req}")
+    inputs = existing.get("transfer_input_files")
+    if inputs is not None and "transfer_input_files" not in add:
+        kept = keep_input_paths(inputs)
+        outputs = [o.strip() for o in existing.get("transfer_output_files", "").split(",") if o.strip()]
+        # an output folder the job never made fails the whole transfer (and leaves the slot waiting
+        # for the job lease): send each one empty, so it exists however early the job dies
+        empty = ",".join(f"{EMPTY_DIRS}/{o}" for o in outputs if "/" not in o and "." not in o)
+        kept = ",".join(x for x in (kept, empty) if x)
+        if kept != inputs:
+            out.append(f"transfer_input_files = {kept}")
     out += [f"{key} = {value}" for key, value in add.items()]
     if memory_retry:
         args = existing.get("arguments")

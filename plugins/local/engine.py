@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import heapq
 import logging
+import os
 import re
 import shlex
 import time
@@ -266,6 +267,10 @@ class DagEngine:
                 heapq.heappop(self._ready)
                 heapq.heappush(self._blocked.setdefault(cat, []), (prio, seq, name))
                 continue
+            if run.node.noop:
+                heapq.heappop(self._ready)
+                self._noop(run)
+                continue
             launch = run.launch or self.build_job(run.node, run.attempt)
             if not self.executor.fits(launch.cpus, launch.memory_mb):
                 run.launch = launch
@@ -273,6 +278,11 @@ class DagEngine:
             heapq.heappop(self._ready)
             run.launch = None
             self._start_job(run, launch)
+
+    def _noop(self, run: NodeRun) -> None:
+        # NOOP: the job is never run; scripts still are, and $RETURN is 0
+        run.job_rc = 0
+        self._after_job(run, 0)
 
     def _start_job(self, run: NodeRun, launch: Launch) -> None:
         run.state = NodeState.SUBMITTED
@@ -317,6 +327,8 @@ class DagEngine:
         macros = self._macros(run, script.kind)
         argv = [_MACRO.sub(lambda m: macros[m.group(1)], arg) for arg in shlex.split(script.command)]
         cwd = str(self.dag.directory / run.node.directory) if run.node.directory else str(self.dag.directory)
+        if argv and not os.path.isabs(argv[0]) and os.path.exists(os.path.join(cwd, argv[0])):
+            argv[0] = os.path.join(cwd, argv[0])  # DAGMan finds a script relative to the DAG's directory
         launch = Launch(argv=argv, cwd=cwd, key=f"{script.kind}:{run.node.name}", script=True)
         self._by_key[launch.key] = run
         if script.kind == "PRE":
@@ -384,12 +396,15 @@ class DagEngine:
         run.job_rc = ex.value
         if self.stopping or self.aborting:
             return  # removed by an abort or an interrupt: the node stays undone
+        self._after_job(run, ex.value)
+
+    def _after_job(self, run: NodeRun, value: int) -> None:
         if run.node.post is not None:
             self._start_script(run, run.node.post)
-        elif ex.value == 0:
+        elif value == 0:
             self._node_succeeded(run)
         else:
-            self._node_failed(run, ex.value)
+            self._node_failed(run, value)
 
     def _on_post(self, run: NodeRun, ex: Exit) -> None:
         self.recorder.post_finished(run.node, run.cluster, ex)

@@ -1,20 +1,24 @@
-"""Run pilot nodes through one multi-job pilot living in the engine's process.
+"""Run pilot nodes through long-lived multi-job pilot processes instead of one pilot process per job.
 
-A node whose job is ``pilot.pyz run --spec S --job N --attempt R`` is not started as its own Python process:
-its arguments become a WorkItem in an in-memory queue that a ``multijob.Pilot`` thread claims from, packing
-jobs by their requests within the envelope. The pilot reports each stats record back; the engine is woken
-through an eventfd that sits in the executor's epoll set. This saves an interpreter start per job, which is
-most of the cost of a trivial job.
+A node whose job is ``pilot.pyz run --spec S --job N --attempt R`` becomes a WorkItem sent as one JSON line to
+a pilot process (``python -m iceprod_dag.plugins.local.pilotexec``) running ``multijob.Pilot`` with a
+``PipeWorkSource``: items arrive on its stdin, stats records leave on its stdout. This saves an interpreter
+start per job, and running the pilots in their own processes keeps their work off the engine's GIL.
+The engine has already packed jobs by cpus and memory, so each pilot's envelope is the whole allowance.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
+import json
 import logging
 import os
 import queue
+import signal
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,17 +27,14 @@ from iceprod_dag.pilot.multijob import Pilot
 from iceprod_dag.pilot.spec import Resources
 from iceprod_dag.pilot.worksource import WorkItem, WorkSource
 
-from .executor import Exit, Launch
-
 logger = logging.getLogger(__name__)
 
 _OPTIONS = {"--spec": "spec", "--job": "job", "--attempt": "attempt", "--memory-mb": "memory_mb",
             "--stats": "stats", "--logdir": "logdir"}  # fmt: skip
 
 
-def work_item(launch: Launch) -> WorkItem | None:
-    """The WorkItem of a ``pilot.pyz run ...`` command line (paths made absolute), or None if it is not one."""
-    argv = launch.argv
+def work_item(argv: list[str], cwd: str, key: str) -> WorkItem | None:
+    """The WorkItem of a ``pilot.pyz run ...`` command line (paths made absolute), or None if not one."""
     try:
         i = next(i for i, a in enumerate(argv[:3]) if os.path.basename(a) == names.PILOT_ZIPAPP)
     except StopIteration:
@@ -44,13 +45,13 @@ def work_item(launch: Launch) -> WorkItem | None:
     values: dict[str, Any] = {}
     it = iter(rest[1:])
     for arg in it:
-        key, sep, val = arg.partition("=")
-        if key not in _OPTIONS:
-            if key == "--site":
-                next(it, None)
-                continue
+        opt, sep, val = arg.partition("=")
+        if opt == "--site":
+            _ = val if sep else next(it, None)
+            continue
+        if opt not in _OPTIONS:
             return None  # an option we do not know: run the real command line instead
-        values[_OPTIONS[key]] = val if sep else next(it, None)
+        values[_OPTIONS[opt]] = val if sep else next(it, None)
     if "spec" not in values or "job" not in values:
         return None
     try:
@@ -58,50 +59,53 @@ def work_item(launch: Launch) -> WorkItem | None:
         memory = float(values["memory_mb"]) if values.get("memory_mb") else None
     except ValueError:
         return None
-    spec = os.path.join(launch.cwd, values["spec"])
-    task = os.path.splitext(os.path.basename(spec))[0]
-    node = names.node_name(task, job)
-    stats = os.path.join(launch.cwd, values.get("stats") or names.stats_record(node, attempt))
-    logdir = os.path.join(launch.cwd, values.get("logdir") or names.attempt_log_dir(node, attempt))
-    return WorkItem(spec=spec, job=job, attempt=attempt, memory_mb=memory, stats=stats, logdir=logdir, id=launch.key)
+    spec = os.path.join(cwd, values["spec"])
+    node = names.node_name(os.path.splitext(os.path.basename(spec))[0], job)
+    stats = os.path.join(cwd, values.get("stats") or names.stats_record(node, attempt))
+    logdir = os.path.join(cwd, values.get("logdir") or names.attempt_log_dir(node, attempt))
+    return WorkItem(spec=spec, job=job, attempt=attempt, memory_mb=memory, stats=stats, logdir=logdir, id=key)
 
 
-class QueueWorkSource(WorkSource):
-    """What the engine feeds and the pilot thread drains; thread-safe, O(1) per item."""
+# ---- pilot side ---------------------------------------------------------------------------------------------
 
-    def __init__(self, wake_fd: int) -> None:
-        self._items: collections.deque[tuple[WorkItem, Resources]] = collections.deque()
+
+class PipeWorkSource(WorkSource):
+    """Items from stdin lines, records to stdout lines; EOF on stdin means no more work."""
+
+    def __init__(self, out: Any) -> None:  # noqa: ANN401 - a text stream
+        self._items: collections.deque[WorkItem] = collections.deque()
+        self._out = out
         self._lock = threading.Lock()
-        self.on_put: Callable[[], None] = lambda: None
-        self.done: collections.deque[tuple[WorkItem, dict[str, Any]]] = collections.deque()
-        self._wake_fd = wake_fd
         self.closed = False
+        self.on_put: Callable[[], None] = lambda: None
+        self.on_kill: Callable[[int], None] = lambda sig: None
 
-    def put(self, item: WorkItem, request: Resources) -> None:
-        with self._lock:
-            self._items.append((item, request))
+    def read(self, stream: Any) -> None:  # noqa: ANN401 - a text stream
+        for line in stream:
+            msg = json.loads(line)
+            if "kill" in msg:
+                self.on_kill(int(msg["kill"]))
+                continue
+            self._items.append(WorkItem.from_dict(msg))
+            self.on_put()
+        self.closed = True
         self.on_put()
 
     def claim(self, free: Resources) -> WorkItem | None:
-        with self._lock:
-            if not self._items:
-                return None
-            item, request = self._items[0]
-            if not request.fits_in(free):
-                return None  # in order: the engine already packed them, the pilot only waits for room
-            self._items.popleft()
-            return item
+        return self._items.popleft() if self._items else None  # the engine packed it: it fits
 
     def report(self, item: WorkItem, record: dict[str, Any]) -> None:
-        self.done.append((item, record))
-        os.eventfd_write(self._wake_fd, 1)
+        line = json.dumps({"id": item.id, "record": record}) + "\n"
+        with self._lock:
+            self._out.write(line)
+            self._out.flush()
 
     def finished(self) -> bool:
         return self.closed and not self._items
 
 
 class _WakeQueue(queue.Queue):  # type: ignore[type-arg]
-    """The pilot's queue of finished jobs, which new work can also wake (the pilot then claims at once)."""
+    """The pilot's queue of finished jobs, which new work also wakes, so that it claims at once."""
 
     poked = False
 
@@ -123,20 +127,20 @@ class _WakeQueue(queue.Queue):  # type: ignore[type-arg]
 
 
 class _WakingPilot(Pilot):
-    """A pilot that claims as soon as work is queued instead of at its next poll."""
+    """A pilot that claims as soon as work arrives and can signal its running jobs."""
 
-    def __init__(self, source: QueueWorkSource, **kwargs: Any) -> None:
+    def __init__(self, source: PipeWorkSource, **kwargs: Any) -> None:
         super().__init__(source, **kwargs)
         self._done = _WakeQueue()
         source.on_put = self._done.poke
+        source.on_kill = self.kill
         self.supervisor: Any = None
 
     def _start(self, item: WorkItem, job: Any, supervisor: Any) -> None:  # noqa: ANN401
-        self.supervisor = supervisor  # kept so that an abort can signal the running jobs
+        self.supervisor = supervisor
         super()._start(item, job, supervisor)
 
     def kill(self, sig: int) -> None:
-        """Signal every running job's process group (each module runs in its own session)."""
         sup = self.supervisor
         if sup is None:
             return
@@ -144,64 +148,106 @@ class _WakingPilot(Pilot):
             pids = [w.pid for w in sup.jobs.values() if w.pid is not None]
         for pid in pids:
             try:
-                os.killpg(pid, sig)
+                os.killpg(pid, sig)  # each module runs in its own session
             except (ProcessLookupError, PermissionError):
                 pass
 
 
-class PilotPool:
-    """One in-process multi-job pilot: start() hands it a node job, drain() returns the ones that ended."""
+def main(argv: list[str] | None = None) -> int:
+    """The pilot process: ``python -m iceprod_dag.plugins.local.pilotexec --cpus C --memory-mb M``."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cpus", type=float, required=True)
+    parser.add_argument("--memory-mb", type=float)
+    parser.add_argument("--site", default="local")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s pilot: %(message)s")
+    out = os.fdopen(os.dup(1), "w")
+    sys.stdout = sys.stderr  # nothing but records on the pipe
+    source = PipeWorkSource(out)
+    pilot = _WakingPilot(source, envelope=Resources(cpus=args.cpus, memory_mb=args.memory_mb), site=args.site,
+                         poll_s=1.0)  # fmt: skip
+    threading.Thread(target=source.read, args=(sys.stdin,), daemon=True).start()
+    pilot.run()
+    return 0
 
-    def __init__(self, wake_fd: int, cpus: int, memory_mb: int, site: str = "local", base_dir: str = ".") -> None:
-        self.source = QueueWorkSource(wake_fd)
-        self.site = site
-        self.envelope = Resources(cpus=cpus, memory_mb=memory_mb)
-        self.base_dir = base_dir
-        self.starts: dict[str, float] = {}
-        self._thread: threading.Thread | None = None
-        self._pilot: _WakingPilot | None = None
 
-    def start(self, launch: Launch, item: WorkItem) -> None:
-        if self._thread is None:
-            self._pilot = _WakingPilot(
-                self.source, envelope=self.envelope, site=self.site, poll_s=1.0, base_dir=self.base_dir
-            )
-            self._thread = threading.Thread(target=self._pilot.run, name="local-pilot", daemon=True)
-            self._thread.start()
-        self.starts[item.id] = time.time()
-        request = Resources(cpus=launch.cpus, memory_mb=launch.memory_mb or None)
-        self.source.put(item, request)
+# ---- engine side --------------------------------------------------------------------------------------------
 
-    def drain(self) -> list[tuple[Exit, dict[str, Any]]]:
-        out = []
-        done = self.source.done
-        while done:
-            item, rec = done.popleft()
-            start = self.starts.pop(item.id, time.time())
-            code = rec.get("pilot_exit_code")
-            if code is None:
-                code = 8  # exitcodes.PILOT_ERROR: a record without its verdict
-            peak = rec.get("peak_rss_mb") or 0.0
-            ex = Exit(
-                key=item.id,
-                pid=0,
-                exit_code=int(code),
-                signal=None,
-                start=float(rec.get("start") or start),
-                end=float(rec.get("end") or time.time()),
-                user_cpu=float(rec.get("cpu_user_s") or 0.0),
-                sys_cpu=float(rec.get("cpu_sys_s") or 0.0),
-                maxrss_kb=int(peak * 1024),
-            )
-            out.append((ex, rec))
-        return out
+
+class PilotClient:
+    """One pilot process as the executor sees it: send items, read records from its stdout fd."""
+
+    def __init__(self, cpus: int, memory_mb: int, cwd: str, log_path: str | None, site: str = "local") -> None:
+        cmd = [sys.executable, "-m", "iceprod_dag.plugins.local.pilotexec", "--cpus", str(cpus),
+               "--memory-mb", str(memory_mb), "--site", site]  # fmt: skip
+        err = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, cwd=cwd, start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )  # fmt: skip
+        finally:
+            if err is not subprocess.DEVNULL:
+                err.close()
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self._buf = b""
+        self.running = 0
+
+    def send(self, item: WorkItem) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(item.to_dict()).encode() + b"\n")
+        self.proc.stdin.flush()
+        self.running += 1
 
     def kill(self, sig: int) -> None:
-        if self._pilot is not None:
-            self._pilot.kill(sig)
+        try:
+            self.proc.stdin.write(json.dumps({"kill": int(sig)}).encode() + b"\n")  # type: ignore[union-attr]
+            self.proc.stdin.flush()  # type: ignore[union-attr]
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def read(self) -> list[tuple[str, dict[str, Any]]]:
+        """Records that arrived (non-blocking); ("", {}) once the pilot process is gone."""
+        out = []
+        eof = False
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 20)
+            except BlockingIOError:
+                break
+            if not chunk:
+                eof = True
+                break
+            self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            msg = json.loads(line)
+            out.append((msg["id"], msg["record"]))
+            self.running -= 1
+        if eof:
+            out.append(("", {}))
+        return out
 
     def close(self) -> None:
-        self.source.closed = True
-        self.source.on_put()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        try:
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _die_with_parent() -> None:
+    from .executor import _die_with_parent as die
+
+    die()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides what a Ctrl-C stops
+    sys.exit(main())

@@ -126,7 +126,6 @@ def open_db(db_url: str | None) -> Any:
 
 def collect_records(run_dir: Path, db_url: str | None, db: Any = None) -> int:
     """Ingest every stats record and job ad on disk (idempotent); returns how many records were new."""
-    from iceprod_dag.stats import classads
     from iceprod_dag.stats.ingest import ingest_job_ads, ingest_records, load_record
 
     db = db if db is not None else open_db(db_url)
@@ -139,7 +138,7 @@ def collect_records(run_dir: Path, db_url: str | None, db: Any = None) -> int:
     for rec in records:
         path = run_dir / names.job_ad(rec["node"], rec["attempt"])
         if path.exists():
-            ads.extend((rec["node"], rec["attempt"], ad) for ad in classads.read_ads(path)[-1:])
+            ads.append((rec["node"], rec["attempt"], path.read_text().strip() + "\n"))
     if ads:
         ingest_job_ads(db, ads, run_dir=run_dir, site="local", dataset=records[0]["dataset"], on_stale="skip")
     return result.inserted
@@ -168,7 +167,9 @@ def run_dag(
     write_run_info(
         run_dir, site="local", pid=os.getpid(), started=time.time(), dag=dag_file, exit_code=None, cluster=dag_cluster
     )
-    executor = ProcessExecutor(cpus, memory_mb, use_pilot=use_pilot, base_dir=str(run_dir))
+    executor = ProcessExecutor(
+        cpus, memory_mb, use_pilot=use_pilot, pilot_dir=str(run_dir), pilot_log=str(run_dir / "local.pilot.log")
+    )
     recorder = RunRecorder(dag, run_dir, db, dag_cluster, executor.records)
     recorder.jobstate.internal("DAGMAN_STARTED", f"{dag_cluster}.0")
     engine = DagEngine(

@@ -69,6 +69,9 @@ class RunRecorder:
         (run_dir / names.HISTORY_DIR).mkdir(exist_ok=True)
         (run_dir / names.STATS_DIR).mkdir(exist_ok=True)
         self.recorded = 0
+        self.batch_s = 0.25
+        self.batch_max = 2000
+        self._last_commit = 0.0
         self.on_round: Any = None  # called at the end of every round (the progress display)
 
     # ---- Recorder -------------------------------------------------------------------------------------------
@@ -120,8 +123,12 @@ class RunRecorder:
         """End of a scheduling round: flush the logs, commit the round's attempts, maybe rewrite the status."""
         self.events.flush()
         self.jobstate.flush()
-        self.commit()
         now = time.time()
+        # one transaction per round, but rounds of one job each would make the DB the bottleneck: commit
+        # when the batch is big or old enough. Stats records are on disk already; resume re-ingests them.
+        if force or len(self._pending_records) >= self.batch_max or now - self._last_commit >= self.batch_s:
+            self.commit()
+            self._last_commit = now
         if force or now - self._last_status >= self.status_interval:
             write_node_status(self.status_path, engine)
             # a big DAG's status file costs more to write: keep it under ~5% of the run's time

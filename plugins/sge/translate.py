@@ -24,7 +24,9 @@ def qsub_options(
     """The #$ options of a group. h_vmem is per slot and an address-space limit, larger than resident
     memory: it is vmem_factor x the request so the pilot's own over-memory kill (with a record) comes first."""
     req = group.first
-    out = f"{group.run_dir}/{names.BATCH_OUT_DIR}/{group.name}" + (".$TASK_ID.out" if group.is_array else ".out")
+    out = f"{group.run_dir}/{names.BATCH_OUT_DIR}/{group.name}" + (
+        ".$TASK_ID.out" if group.is_array else ".out"
+    )
     per_slot_mb = math.ceil(req.memory_mb * vmem_factor / max(req.cpus, 1))
     opts = [
         f"-N {group.name}",
@@ -50,7 +52,9 @@ def qsub_options(
 
 def job_script(group: JobGroup, **options: object) -> str:
     count = len(group.requests)
-    summary = f"{group.name}, {count} node(s)" if count > 1 else f"{group.first.node} attempt {group.first.attempt}"
+    summary = (
+        f"{group.name}, {count} node(s)" if count > 1 else f"{group.first.node} attempt {group.first.attempt}"
+    )
     return render(
         "iceprod_dag.plugins.sge",
         "job.sh.tmpl",
@@ -111,8 +115,21 @@ def parse_qstat_xml(text: str) -> dict[str, str]:
     return found
 
 
-QACCT_KEYS = ("qname", "hostname", "jobname", "jobnumber", "taskid", "start_time", "end_time", "failed",
-              "exit_status", "ru_wallclock", "cpu", "maxvmem", "slots")
+QACCT_KEYS = (
+    "qname",
+    "hostname",
+    "jobname",
+    "jobnumber",
+    "taskid",
+    "start_time",
+    "end_time",
+    "failed",
+    "exit_status",
+    "ru_wallclock",
+    "cpu",
+    "maxvmem",
+    "slots",
+)
 
 
 def parse_qacct(text: str) -> dict[str, dict[str, str]]:

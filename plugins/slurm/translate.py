@@ -39,7 +39,9 @@ def sbatch_options(group: JobGroup, walltime_margin_s: int = 0, partition: str |
 def job_script(group: JobGroup, walltime_margin_s: int = 0, partition: str | None = None) -> str:
     """The sbatch script of a group: the pilot (or the node's executable) is the body."""
     count = len(group.requests)
-    summary = f"{group.name}, {count} node(s)" if count > 1 else f"{group.first.node} attempt {group.first.attempt}"
+    summary = (
+        f"{group.name}, {count} node(s)" if count > 1 else f"{group.first.node} attempt {group.first.attempt}"
+    )
     return render(
         "iceprod_dag.plugins.slurm",
         "job.sh.tmpl",

@@ -7,6 +7,11 @@ from sqlalchemy import create_engine
 
 from iceprod_dag.stats.models import Base
 
+try:  # the web UI's account tables live on the same Base and in this migration history
+    import iceprod_dag.webui.accounts_models  # noqa: F401
+except ImportError:  # pragma: no cover - the web UI is part of the package; tolerate a partial install
+    pass
+
 config = context.config
 target_metadata = Base.metadata
 

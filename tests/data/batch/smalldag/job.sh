@@ -2,6 +2,8 @@
 # node attempt mode: a stand-in for the pilot in hand-written test DAGs
 node=$1; attempt=$2; mode=$3
 mkdir -p out
+# a test makes the work nodes slow (to cancel the run while they are queued) by creating ./slow
+case "$node" in work_*) while [ -e slow ]; do sleep 0.2; done ;; esac
 case "$mode" in
   fail-first) [ "$attempt" -ge 1 ] || { echo "$node: failing attempt $attempt on purpose" >&2; exit 1; } ;;
   over-memory)

@@ -1,0 +1,138 @@
+"""Pilot overhead: the same trivial command run bare and through the pilot, in the same run.
+
+    python3 bench/pilot.py [--jobs 200] [--oneshot-jobs 30] [--command /bin/true]
+
+Measures, one job at a time (so the difference is the pilot's work per job):
+
+- bare: ``subprocess.run(command)``;
+- pilot mode in-process (Pilot + ListWorkSource, envelope of 1 cpu);
+- pilot mode as its own process from the zipapp (DirectoryWorkSource), with and without psutil,
+  reporting the pilot process's peak RSS (ru_maxrss);
+- one-shot ``python3 pilot.pyz run`` per job (includes interpreter start-up).
+
+Targets (issue 3): <= 20 ms extra wall per job in pilot mode, <= 40 MB pilot RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from iceprod_dag.pilot.build import build_zipapp  # noqa: E402
+from iceprod_dag.pilot.multijob import Pilot  # noqa: E402
+from iceprod_dag.pilot.spec import Resources  # noqa: E402
+from iceprod_dag.pilot.worksource import DirectoryWorkSource, ListWorkSource, WorkItem  # noqa: E402
+
+TARGET_EXTRA_MS = 20.0
+TARGET_RSS_MB = 40.0
+
+RSS_WRAPPER = (
+    "import resource, sys; sys.path.insert(0, sys.argv[1]); "
+    "from iceprod_dag.pilot.__main__ import main; rc = main(sys.argv[2:]); "
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0); sys.exit(rc)"
+)
+
+
+def write_spec(folder: Path, command: str) -> str:
+    spec = {
+        "format": 1,
+        "dataset": {"name": "bench", "dataset_id": 1, "jobs": 1000000, "parameters": {}},
+        "task": {
+            "name": "t",
+            "modules": [{"name": "m", "executable": command, "args": [], "env": {}}],
+            "requirements": {"cpus": 1, "memory_mb": 100, "disk_mb": 100, "walltime_s": 600},
+        },
+        "pilot": {"sample_interval_s": 1.0},
+    }
+    path = folder / "specs" / "t.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+def bare(command: str, jobs: int) -> float:
+    start = time.perf_counter()
+    for _ in range(jobs):
+        subprocess.run([command], check=True)
+    return (time.perf_counter() - start) / jobs * 1000
+
+
+def pilot_in_process(spec: str, jobs: int, folder: Path) -> float:
+    os.chdir(folder)
+    source = ListWorkSource([WorkItem(spec, job) for job in range(jobs)])
+    start = time.perf_counter()
+    records = Pilot(source, Resources(cpus=1, memory_mb=4096), sample_interval_s=1.0, poll_s=0.5).run()
+    elapsed = time.perf_counter() - start
+    assert len(records) == jobs and all(r["failure"] is None for r in records), records[:1]
+    return elapsed / jobs * 1000
+
+
+def pilot_process(pyz: str, spec: str, jobs: int, folder: Path, psutil: bool) -> tuple:
+    queue = folder / ("queue-psutil" if psutil else "queue-proc")
+    source = DirectoryWorkSource(str(queue))
+    for job in range(jobs):
+        source.put(WorkItem(spec, job, attempt=1 if psutil else 2))
+    source.close()
+    flags = ["-I"] if psutil else ["-I", "-S"]
+    cmd = [sys.executable, *flags, "-c", RSS_WRAPPER, pyz, "multi", "--queue", str(queue), "--cpus", "1",
+           "--memory", "4096", "--sample-interval", "1", "--poll", "0.5"]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, check=True)
+    elapsed = time.perf_counter() - start
+    assert len(os.listdir(queue / "done")) == jobs
+    return elapsed / jobs * 1000, float(done.stdout.strip().splitlines()[-1])
+
+
+def oneshot(pyz: str, spec: str, jobs: int, folder: Path) -> float:
+    start = time.perf_counter()
+    for job in range(jobs):
+        subprocess.run([sys.executable, "-I", pyz, "run", "--spec", spec, "--job", str(job), "--attempt", "9"],
+                       cwd=folder, check=True)  # fmt: skip
+    return (time.perf_counter() - start) / jobs * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--oneshot-jobs", type=int, default=30)
+    parser.add_argument("--command", default="/bin/true")
+    parser.add_argument("--dir", help="where the run folder and scratch live (default: $TMPDIR)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pilot-bench-", dir=args.dir) as tmp:
+        folder = Path(tmp)
+        spec = write_spec(folder, args.command)
+        pyz = build_zipapp(folder / "pilot.pyz")
+        os.environ["TMPDIR"] = tmp
+        bare(args.command, 10)  # warm up
+        base = bare(args.command, args.jobs)
+        inproc = pilot_in_process(spec, args.jobs, folder)
+        proc_ps, rss_ps = pilot_process(pyz, spec, args.jobs, folder, psutil=True)
+        proc_nops, rss_nops = pilot_process(pyz, spec, args.jobs, folder, psutil=False)
+        base_one = bare(args.command, args.oneshot_jobs)
+        one = oneshot(pyz, spec, args.oneshot_jobs, folder)
+    rows = [
+        ("pilot mode, in-process", args.jobs, base, inproc),
+        ("pilot mode, zipapp process (psutil)", args.jobs, base, proc_ps),
+        ("pilot mode, zipapp process (/proc)", args.jobs, base, proc_nops),
+        ("one-shot `pilot.pyz run`", args.oneshot_jobs, base_one, one),
+    ]
+    print(f"folder: {args.dir or tempfile.gettempdir()}; command: {args.command}; bare: {base:.2f} ms per job")
+    print(f"{'mode':40} {'jobs':>5} {'ms/job':>8} {'extra ms':>9} {'ratio':>6}")
+    for name, jobs, ref, value in rows:
+        print(f"{name:40} {jobs:5d} {value:8.2f} {value - ref:9.2f} {value / ref:6.1f}")
+    print(f"pilot peak RSS: {rss_ps:.1f} MB with psutil, {rss_nops:.1f} MB without (target <= {TARGET_RSS_MB:.0f})")
+    extra = max(inproc, proc_ps, proc_nops) - base
+    verdict = "OK" if extra <= TARGET_EXTRA_MS and max(rss_ps, rss_nops) <= TARGET_RSS_MB else "OVER TARGET"
+    print(f"worst pilot-mode extra: {extra:.2f} ms per job (target <= {TARGET_EXTRA_MS:.0f}): {verdict}")
+
+
+if __name__ == "__main__":
+    main()

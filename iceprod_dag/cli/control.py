@@ -1,0 +1,228 @@
+"""Follow and control a submitted run, whatever its site: status, watch, remove, hold, release, resubmit,
+and `dag why RUN NODE`. The run folder's run.json says which site runs it and with which options.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from iceprod_dag import names
+from iceprod_dag.exceptions import IceprodDagError, RunNotFoundError, SiteError
+from iceprod_dag.plugins.base import RunStatus, Site
+from iceprod_dag.states import JobState
+
+RUN_ARG = click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, path_type=Path))
+#: attributes of a stats record `dag why` prints, in this order
+RECORD_FIELDS = (
+    "attempt", "host", "site", "exit_code", "signal", "pilot_exit_code", "failure", "error", "wall_s",
+    "cpu_efficiency", "peak_rss_mb", "memory_limit_mb", "peak_disk_mb", "peak_gpu_mem_mb", "next_memory_mb",
+)
+
+
+def run_info(run_dir: Path) -> dict[str, Any]:
+    """The run.json a site wrote when it submitted the run."""
+    path = run_dir / names.RUN_INFO
+    try:
+        info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RunNotFoundError(f"{run_dir}: not a submitted run (no {names.RUN_INFO})") from exc
+    except ValueError as exc:
+        raise RunNotFoundError(f"{path}: not valid JSON: {exc}") from exc
+    return info
+
+
+def site_for(run_dir: Path) -> Site:
+    """The site plugin that runs this run, built with the options it was submitted with."""
+    from iceprod_dag.plugins.registry import load_site
+
+    info = run_info(run_dir)
+    return load_site(str(info.get("site", "local")), dict(info.get("options") or {}))
+
+
+def _optional(site: Site, method: str, run_dir: Path) -> Any:
+    func = getattr(site, method, None)
+    if func is None:
+        raise SiteError(f"site {site.name!r} cannot {method} a run")
+    return func(run_dir)
+
+
+def format_status(status: RunStatus, limit: int = 20) -> str:
+    """Counts per state, then the nodes that need attention (held, failed) with their reasons."""
+    counts = status.counts()
+    order = [s.value for s in JobState]
+    lines = ["  ".join(f"{state}: {counts[state]}" for state in order if state in counts) or "no nodes yet"]
+    if status.finished:
+        lines.append(f"DAG finished with exit status {status.exit_code}")
+    trouble = [n for n, s in sorted(status.nodes.items()) if s in (JobState.HELD, JobState.FAILED)]
+    for node in trouble[:limit]:
+        reason = status.reasons.get(node, "")
+        lines.append(f"  {status.nodes[node].value:<8} {node}" + (f": {reason}" if reason else ""))
+    if len(trouble) > limit:
+        lines.append(f"  ... and {len(trouble) - limit} more")
+    return "\n".join(lines)
+
+
+@click.command("status")
+@RUN_ARG
+@click.option("--json", "as_json", is_flag=True, help="Print the node states as JSON.")
+def status_command(run_dir: Path, as_json: bool) -> None:
+    """Show the state of RUN's nodes: counts per state, held and failed nodes with their reasons."""
+    site = site_for(run_dir)
+    status = site.status(run_dir)
+    if as_json:
+        click.echo(json.dumps({
+            "finished": status.finished, "exit_code": status.exit_code, "counts": status.counts(),
+            "nodes": {n: s.value for n, s in status.nodes.items()}, "reasons": dict(status.reasons),
+        }, indent=2, sort_keys=True))
+        return
+    click.echo(format_status(status))
+    follower = getattr(site, "follower", None)
+    if follower is not None:
+        click.echo(f"throughput: {follower(run_dir).throughput_per_min():.1f} nodes/min")
+
+
+@click.command("watch")
+@RUN_ARG
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@click.pass_context
+def watch_command(ctx: click.Context, run_dir: Path, timeout: float | None) -> None:
+    """Follow RUN until its DAG ends; exit with DAGMan's status (non-zero if the DAG failed)."""
+    site = site_for(run_dir)
+    quiet = (ctx.obj or {}).get("quiet", False)
+    deadline = None if timeout is None else time.time() + timeout
+    last = None
+    while True:
+        status = site.status(run_dir)
+        counts = status.counts()
+        if counts != last:
+            try:
+                site.collect(run_dir)
+            except IceprodDagError as exc:
+                click.echo(f"warning: collecting statistics failed: {exc}", err=True)
+            if not quiet:
+                click.echo(time.strftime("%H:%M:%S ") + format_status(status).splitlines()[0])
+            last = counts
+        if status.finished:
+            if not quiet:
+                click.echo(format_status(status))
+            ctx.exit(int(status.exit_code if status.exit_code is not None else 1))
+        if deadline is not None and time.time() > deadline:
+            raise SiteError(f"{run_dir}: the DAG did not end within {timeout:.0f} s")
+        time.sleep(site.poll_interval)
+
+
+@click.command("remove")
+@RUN_ARG
+def remove_command(run_dir: Path) -> None:
+    """Stop RUN; completed nodes stay done and `resubmit` continues from them."""
+    site_for(run_dir).cancel(run_dir)
+    click.echo(f"removed {run_dir}")
+
+
+@click.command("hold")
+@RUN_ARG
+def hold_command(run_dir: Path) -> None:
+    """Hold RUN's jobs (and its DAGMan) until `release`."""
+    _optional(site_for(run_dir), "hold", run_dir)
+    click.echo(f"held {run_dir}")
+
+
+@click.command("release")
+@RUN_ARG
+def release_command(run_dir: Path) -> None:
+    """Release RUN's held jobs."""
+    _optional(site_for(run_dir), "release", run_dir)
+    click.echo(f"released {run_dir}")
+
+
+@click.command("resubmit")
+@RUN_ARG
+@click.option("--wait", is_flag=True, help="Follow the run until it ends and exit with its status.")
+@click.pass_context
+def resubmit_command(ctx: click.Context, run_dir: Path, wait: bool) -> None:
+    """Run RUN again from DAGMan's rescue DAG: nodes that completed do not run again."""
+    site = site_for(run_dir)
+    _optional(site, "resubmit", run_dir)
+    click.echo(f"resubmitted {run_dir}")
+    if wait:
+        ctx.invoke(watch_command, run_dir=run_dir, timeout=None)
+
+
+@click.group("dag")
+def dag_command() -> None:
+    """Look inside a run's DAG."""
+
+
+def _latest_attempt(folder: Path, node: str) -> int | None:
+    attempts = []
+    for sub, suffix in ((names.STATS_DIR, ".json"), (names.HISTORY_DIR, ".ad")):
+        for path in (folder / sub).glob(f"{node}.*{suffix}"):
+            tail = path.name[len(node) + 1 : -len(suffix)]
+            if tail.isdigit():
+                attempts.append(int(tail))
+    return max(attempts) if attempts else None
+
+
+def why_report(run_dir: Path, node: str, status: RunStatus | None, folder: Path) -> list[str]:
+    """The lines of `dag why`: state and reason, the last attempt's record, its stderr tail, its job ad."""
+    lines = [f"node {node}"]
+    if status is not None:
+        state = status.nodes.get(node)
+        if state is None and node not in status.nodes:
+            lines.append("  state: not in this DAG (or not seen yet)")
+        else:
+            lines.append(f"  state: {state.value if state else 'unknown'}")
+        if status.reasons.get(node):
+            lines.append(f"  reason: {status.reasons[node]}")
+    attempt = _latest_attempt(folder, node)
+    if attempt is None:
+        lines.append("  no attempt has finished yet (no stats record or job ad)")
+        return lines
+    record_path = folder / names.stats_record(node, attempt)
+    if record_path.exists():
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        lines.append(f"  last attempt ({record_path.relative_to(folder)}):")
+        for key in RECORD_FIELDS:
+            if record.get(key) is not None:
+                lines.append(f"    {key}: {record[key]}")
+        tail = record.get("stderr_tail") or []
+        if tail:
+            lines.append(f"  last {len(tail)} stderr lines:")
+            lines += [f"    | {line}" for line in tail]
+    else:
+        lines.append(f"  attempt {attempt}: no stats record came back (the pilot did not finish)")
+    ad_path = folder / names.job_ad(node, attempt)
+    if ad_path.exists():
+        from iceprod_dag.plugins.condor.collect import key_attributes
+        from iceprod_dag.stats.classads import read_ads
+
+        ads = read_ads(ad_path)
+        if ads:
+            lines.append(f"  job ClassAd ({ad_path.relative_to(folder)}):")
+            lines += [f"    {k} = {v}" for k, v in key_attributes(ads[0]).items()]
+    return lines
+
+
+@dag_command.command("why")
+@RUN_ARG
+@click.argument("node")
+def why_command(run_dir: Path, node: str) -> None:
+    """Explain NODE of RUN: state, exit code, hold reason, failure category, peaks, stderr tail, job ad."""
+    info = run_info(run_dir)
+    site = site_for(run_dir)
+    try:
+        status: RunStatus | None = site.status(run_dir)
+    except IceprodDagError as exc:
+        click.echo(f"warning: no live status: {exc}", err=True)
+        status = None
+    try:
+        site.collect(run_dir)  # fetch the newest job ads before explaining
+    except IceprodDagError as exc:
+        click.echo(f"warning: collecting failed: {exc}", err=True)
+    folder = Path(info.get("submit_dir") or run_dir)
+    click.echo("\n".join(why_report(run_dir, node, status, folder)))

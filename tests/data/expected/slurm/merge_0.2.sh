@@ -1,0 +1,26 @@
+#!/bin/bash
+# iceprod-dag job script for Slurm: merge_0 attempt 2 (generated; edits are overwritten)
+#SBATCH --job-name=merge_0.2
+#SBATCH --output=/runs/demo/batch/out/merge_0.2.out
+#SBATCH --chdir=/runs/demo
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=1
+#SBATCH --mem=2048M
+#SBATCH --time=01:35:00
+#SBATCH --dependency=afterok:101:102
+#SBATCH --kill-on-invalid-dep=no
+
+cd /runs/demo || exit 97
+NODE=merge_0; ATTEMPT=2; CMD='python3 pilot.pyz run --spec specs/merge.json --job 0'
+for p in proc_0 proc_1; do
+  [ -e /runs/demo/batch/exit/"$p".done ] || { echo "parent $p not done" >&2; exit 97; }
+done
+rm -f /runs/demo/batch/exit/"$NODE".done
+eval "$CMD"
+rc=$?
+mkdir -p /runs/demo/batch/exit
+echo "$rc ${SLURM_JOB_ID}" > /runs/demo/batch/exit/."$NODE.$ATTEMPT.$$"
+[ "$rc" -ne 0 ] || touch /runs/demo/batch/exit/"$NODE".done
+mv -f /runs/demo/batch/exit/."$NODE.$ATTEMPT.$$" /runs/demo/batch/exit/"$NODE.$ATTEMPT"
+exit "$rc"
+

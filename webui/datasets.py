@@ -1,0 +1,90 @@
+"""Pages: the dataset list, one dataset (summary, DAG, per-task plots, jobs), and its actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from iceprod_dag.webui import actions, queries
+from iceprod_dag.webui.dag import layout, task_graph
+from iceprod_dag.webui.web import dataset_or_404, engine, login_required, who
+
+from iceprod_dag.states import JobState
+
+bp = Blueprint("datasets", __name__)
+
+#: display order of job states in progress bars
+STATE_ORDER = [
+    s.value
+    for s in (
+        JobState.DONE,
+        JobState.RUNNING,
+        JobState.IDLE,
+        JobState.PENDING,
+        JobState.HELD,
+        JobState.FAILED,
+        JobState.CANCELLED,
+        JobState.UNKNOWN,
+    )
+]
+
+
+@bp.get("/")
+@login_required
+def index() -> Any:
+    args = request.args
+    sort = args.get("sort", "submitted")
+    with engine().connect() as conn:
+        rows = queries.list_datasets(
+            conn,
+            who(),
+            state=args.get("state") or None,
+            owner=args.get("owner") or None,
+            site=args.get("site") or None,
+            name=args.get("name") or None,
+            sort=sort,
+            desc=args.get("order", "desc") != "asc",
+        )
+    return render_template("datasets.html", datasets=rows, states=STATE_ORDER, args=args, sort=sort)
+
+
+@bp.get("/datasets/<int:pk>")
+@login_required
+def show(pk: int) -> Any:
+    ds = dataset_or_404(pk)
+    with engine().connect() as conn:
+        counts = queries.task_counts(conn, pk)
+        plots = queries.task_plots(conn, pk)
+        failed = queries.failed_jobs(conn, pk)
+        jobs, cursor = queries.list_jobs(conn, who(), {"dataset": pk}, limit=25)
+    totals: dict[str, int] = {}
+    for per_task in counts.values():
+        for state, n in per_task.items():
+            totals[state] = totals.get(state, 0) + n
+    graph = layout(task_graph(ds.get("config"), counts), counts)
+    return render_template(
+        "dataset.html",
+        ds=ds,
+        graph=graph,
+        counts=counts,
+        totals=totals,
+        total=sum(totals.values()),
+        states=STATE_ORDER,
+        plots=plots,
+        failed=failed,
+        jobs=jobs,
+        cursor=cursor,
+    )
+
+
+@bp.post("/datasets/<int:pk>/<any(suspend, resume, retry):action>")
+@login_required
+def act(pk: int, action: str) -> Any:
+    dataset_or_404(pk, change=True)
+    if action == "retry":
+        n = actions.retry_failed(engine(), pk)
+        flash(f"{n} failed jobs will run again.", "info")
+    else:
+        actions.set_state(engine(), pk, "suspended" if action == "suspend" else "running")
+        flash(f"Dataset {'suspended' if action == 'suspend' else 'resumed'}.", "info")
+    return redirect(url_for("datasets.show", pk=pk))

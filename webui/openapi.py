@@ -1,0 +1,187 @@
+"""The OpenAPI 3.1 document of the JSON API, served at ``/api/openapi.json``.
+
+Written as a table of routes (one line each) rather than by hand-nested dicts, so a new route is one line;
+``tests/test_webui_api.py`` checks every ``/api`` route of the app is documented here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: (method, path, summary, query parameters, request body kind: None, "json", "dataset", "text")
+ROUTES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
+    ("get", "/api/me", "Who the token or session acts as", (), None),
+    (
+        "get",
+        "/api/datasets",
+        "Datasets the caller may read, with job counts per state",
+        ("state", "owner", "site", "name", "limit"),
+        None,
+    ),
+    (
+        "post",
+        "/api/datasets",
+        "Submit a dataset (JSON object, YAML body, or multipart field 'file')",
+        ("private",),
+        "dataset",
+    ),
+    ("get", "/api/datasets/{id}", "One dataset, its config and per-task state counts", (), None),
+    ("post", "/api/datasets/{id}/suspend", "Stop handing out the dataset's jobs", (), None),
+    ("post", "/api/datasets/{id}/resume", "Hand out the dataset's jobs again", (), None),
+    ("post", "/api/datasets/{id}/retry-failed", "Make every failed job pending again", (), None),
+    (
+        "post",
+        "/api/datasets/{id}/visibility",
+        'Make a dataset private or public: {"private": bool}',
+        (),
+        "json",
+    ),
+    ("get", "/api/datasets/{id}/stats", "Per-task resource statistics", (), None),
+    (
+        "get",
+        "/api/datasets/{id}/files",
+        "A file of the run's logs folder, streamed",
+        ("path", "download"),
+        None,
+    ),
+    (
+        "get",
+        "/api/jobs",
+        "Jobs, newest first, one keyset page at a time (follow 'next' as 'after')",
+        ("dataset", "state", "task", "site", "host", "failure", "sort", "order", "after", "limit"),
+        None,
+    ),
+    ("get", "/api/jobs/{id}", "One job and its attempts", (), None),
+    ("get", "/api/jobs/{id}/attempts", "The attempts of one job", (), None),
+    ("get", "/api/jobs/{id}/attempts/{attempt}", "One attempt's stats", (), None),
+    ("get", "/api/jobs/{id}/classads", "The job ClassAds of the job's attempts", (), None),
+    (
+        "get",
+        "/api/jobs/{id}/attempts/{attempt}/logs/{kind}",
+        "Last lines of a log, and a search",
+        ("lines", "q"),
+        None,
+    ),
+    (
+        "get",
+        "/api/jobs/{id}/attempts/{attempt}/logs/{kind}/raw",
+        "The entire log, streamed",
+        ("download",),
+        None,
+    ),
+    ("get", "/api/tokens", "The caller's tokens (all tokens for admins)", (), None),
+    ("post", "/api/tokens", 'New token: {"kind": "api"|"pilot", "dataset": id, "name": str}', (), "json"),
+    ("delete", "/api/tokens/{token_id}", "Revoke a token", (), None),
+    ("post", "/api/pilot/datasets/{id}/claim", 'Claim one runnable job ({"host": str})', (), "json"),
+    (
+        "post",
+        "/api/pilot/datasets/{id}/heartbeat",
+        'A claimed attempt is alive: {"node", "attempt"}',
+        (),
+        "json",
+    ),
+    (
+        "post",
+        "/api/pilot/datasets/{id}/reports",
+        'One stats record, or {"records": [...]}; stale ones refused',
+        (),
+        "json",
+    ),
+    ("put", "/api/pilot/datasets/{id}/logs/{node}/{attempt}/{kind}", "Upload an attempt's log", (), "text"),
+]
+
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "field": {"type": "string"}, "status": {"type": "integer"}},
+    "required": ["error"],
+}
+
+
+def _operation(
+    method: str, path: str, summary: str, query: tuple[str, ...], body: str | None
+) -> dict[str, Any]:
+    params = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string" if name in ("kind", "node") else "integer"},
+        }
+        for name in (seg[1:-1] for seg in path.split("/") if seg.startswith("{"))
+    ]
+    params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query]
+    op: dict[str, Any] = {
+        "summary": summary,
+        "operationId": (
+            method
+            + path.replace("/api", "").replace("/", "_").replace("{", "").replace("}", "").replace("-", "_")
+        ),
+        "parameters": params,
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "4XX": {
+                "description": "Error naming the field",
+                "content": {"application/json": {"schema": _ERROR}},
+            },
+        },
+    }
+    if body == "json":
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    elif body == "dataset":
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/yaml": {"schema": {"type": "string"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                },
+            },
+        }
+    elif body == "text":
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    if path.startswith("/api/pilot") or path == "/api/openapi.json":
+        op["security"] = [{"bearer": []}]
+    else:
+        op["security"] = [{"bearer": []}, {"session": []}]
+    return op
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, query, body in ROUTES:
+        paths.setdefault(path, {})[method] = _operation(method, path, summary, query, body)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "iceprod-dag",
+            "version": "1",
+            "description": "Datasets, jobs, statistics, logs and ClassAds of iceprod-dag runs.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "API token (iceprod-dag user token) or a dataset's pilot token",
+                },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "iceprod_dag_session",
+                    "description": "Browser session; unsafe methods also need header X-CSRF-Token",
+                },
+            },
+            "schemas": {"Error": _ERROR},
+        },
+    }

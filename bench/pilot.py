@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,8 @@ TARGET_RSS_MB = 40.0
 RSS_WRAPPER = (
     "import resource, sys; sys.path.insert(0, sys.argv[1]); "
     "from iceprod_dag.pilot.__main__ import main; rc = main(sys.argv[2:]); "
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0); sys.exit(rc)"
+    "u = resource.getrusage(resource.RUSAGE_SELF); "
+    "print(u.ru_maxrss / 1024.0, (u.ru_utime + u.ru_stime) * 1000); sys.exit(rc)"
 )
 
 
@@ -65,14 +67,19 @@ def bare(command: str, jobs: int) -> float:
     return (time.perf_counter() - start) / jobs * 1000
 
 
-def pilot_in_process(spec: str, jobs: int, folder: Path) -> float:
+def _cpu_ms() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def pilot_in_process(spec: str, jobs: int, folder: Path) -> tuple:
     os.chdir(folder)
     source = ListWorkSource([WorkItem(spec, job) for job in range(jobs)])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_ms()
     records = Pilot(source, Resources(cpus=1, memory_mb=4096), sample_interval_s=1.0, poll_s=0.5).run()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, _cpu_ms() - cpu
     assert len(records) == jobs and all(r["failure"] is None for r in records), records[:1]
-    return elapsed / jobs * 1000
+    return elapsed / jobs * 1000, cpu / jobs
 
 
 def pilot_process(pyz: str, spec: str, jobs: int, folder: Path, psutil: bool) -> tuple:
@@ -88,7 +95,8 @@ def pilot_process(pyz: str, spec: str, jobs: int, folder: Path, psutil: bool) ->
     done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, check=True)
     elapsed = time.perf_counter() - start
     assert len(os.listdir(queue / "done")) == jobs
-    return elapsed / jobs * 1000, float(done.stdout.strip().splitlines()[-1])
+    rss, cpu = map(float, done.stdout.split()[-2:])
+    return elapsed / jobs * 1000, rss, cpu / jobs
 
 
 def oneshot(pyz: str, spec: str, jobs: int, folder: Path) -> float:
@@ -113,9 +121,9 @@ def main() -> None:
         os.environ["TMPDIR"] = tmp
         bare(args.command, 10)  # warm up
         base = bare(args.command, args.jobs)
-        inproc = pilot_in_process(spec, args.jobs, folder)
-        proc_ps, rss_ps = pilot_process(pyz, spec, args.jobs, folder, psutil=True)
-        proc_nops, rss_nops = pilot_process(pyz, spec, args.jobs, folder, psutil=False)
+        inproc, cpu_in = pilot_in_process(spec, args.jobs, folder)
+        proc_ps, rss_ps, cpu_ps = pilot_process(pyz, spec, args.jobs, folder, psutil=True)
+        proc_nops, rss_nops, cpu_nops = pilot_process(pyz, spec, args.jobs, folder, psutil=False)
         base_one = bare(args.command, args.oneshot_jobs)
         one = oneshot(pyz, spec, args.oneshot_jobs, folder)
     rows = [
@@ -124,11 +132,12 @@ def main() -> None:
         ("pilot mode, zipapp process (/proc)", args.jobs, base, proc_nops),
         ("one-shot `pilot.pyz run`", args.oneshot_jobs, base_one, one),
     ]
-    print(f"folder: {args.dir or tempfile.gettempdir()}; command: {args.command}; bare: {base:.2f} ms per job")
     print(f"{'mode':40} {'jobs':>5} {'ms/job':>8} {'extra ms':>9} {'ratio':>6}")
     for name, jobs, ref, value in rows:
         print(f"{name:40} {jobs:5d} {value:8.2f} {value - ref:9.2f} {value / ref:6.1f}")
-    print(f"pilot peak RSS: {rss_ps:.1f} MB with psutil, {rss_nops:.1f} MB without (target <= {TARGET_RSS_MB:.0f})")
+    print(
+        f"pilot peak RSS: {rss_ps:.1f} MB with psutil, {rss_nops:.1f} MB without (target <= {TARGET_RSS_MB:.0f})"
+    )
     extra = max(inproc, proc_ps, proc_nops) - base
     verdict = "OK" if extra <= TARGET_EXTRA_MS and max(rss_ps, rss_nops) <= TARGET_RSS_MB else "OVER TARGET"
     print(f"worst pilot-mode extra: {extra:.2f} ms per job (target <= {TARGET_EXTRA_MS:.0f}): {verdict}")

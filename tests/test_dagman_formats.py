@@ -188,7 +188,7 @@ def test_real_condor_logs_still_read() -> None:
 
 
 # ---- node status file ----------------------------------------------------------------------------------------------
-def test_node_status_reproduces_dagman_byte_for_byte() -> None:
+def test_node_status_reproduces_dagman_byte_for_byte(tmp_path: Path) -> None:
     text = (REAL / "r1.status").read_text()
     report = ns.read_node_status(REAL / "r1.status")
     assert report.dag_files == ["/srv/htc/dagfmt/r1/r1.dag"]
@@ -202,6 +202,11 @@ def test_node_status_reproduces_dagman_byte_for_byte() -> None:
     assert (c.node, c.status, c.retry_count) == ("C", ns.NodeStatus.ERROR, 2)
     assert c.details == "Job exited with status 3 and POST Script failed with status 3 (after 2 node retries)"
     assert ns.render(report) == text
+    # another layout of the same ads (tabs, no comments) goes through the general parser: same result
+    other = tmp_path / "other.status"
+    other.write_text(text.replace("\n  ", "\n\t").replace(' /* "STATUS_DONE" */', ""))
+    again = ns.read_node_status(other)
+    assert (again.nodes, again.counts, again.status_note) == (report.nodes, report.counts, "failed")
 
 
 def test_node_status_written_is_parsed_by_classad2(tmp_path: Path) -> None:

@@ -68,7 +68,12 @@ def test_usage_stats_peaks_and_averages():
     stats.add(TreeUsage([1], rss_mb=10, pss_mb=8), disk_mb=1.0, gpu=(100.0, 50.0))
     stats.add(TreeUsage([1], rss_mb=30, pss_mb=None), disk_mb=3.0, gpu=(None, 70.0))
     assert (stats.peak_rss_mb, stats.peak_pss_mb, stats.peak_memory_mb) == (30, 8, 30)
-    assert (stats.avg_rss_mb, stats.peak_disk_mb, stats.peak_gpu_mem_mb, stats.avg_gpu_util) == (20, 3, 100, 60)
+    assert (stats.avg_rss_mb, stats.peak_disk_mb, stats.peak_gpu_mem_mb, stats.avg_gpu_util) == (
+        20,
+        3,
+        100,
+        60,
+    )
 
 
 def test_dir_size(tmp_path):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -136,3 +138,34 @@ def test_directory_source_through_the_cli(pilot_spec, tmp_path):
 def test_detect_envelope():
     env = detect_envelope()
     assert env.cpus >= 1 and env.memory_mb and env.memory_mb > 0 and env.disk_mb and env.disk_mb > 0
+
+
+def test_wake_claims_at_once_and_signal_jobs(pilot_spec):
+    """A source that gets work later wakes the pilot (no waiting for the 10 s poll); the site can signal jobs."""
+    spec = pilot_spec(command="sleep 5", requirements={"memory_mb": 10})
+    source = ListWorkSource([])
+    source.finished = lambda: source.records != []  # type: ignore[method-assign]
+    pilot = Pilot(source, Resources(cpus=1, memory_mb=100), poll_s=10, sample_interval_s=0.05)
+    thread = threading.Thread(target=pilot.run)
+    thread.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    source.items.append(WorkItem(spec, 0))
+    pilot.wake()
+    while pilot.signal_jobs(signal.SIGTERM) == 0 and time.monotonic() - started < 5:
+        time.sleep(0.02)
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 3
+    (rec,) = source.records
+    assert (rec["failure"], rec["signal"]) == ("task_failed", signal.SIGTERM)
+
+
+def test_envelope_time_limits_jobs(pilot_spec):
+    # a job without a time limit is bounded by the pilot's time; one asking for more time is not started
+    spec = pilot_spec(command="sleep 5", requirements={"walltime_s": None})
+    started = time.monotonic()
+    (rec,) = run_pilot([WorkItem(spec, 0)], Resources(cpus=1, memory_mb=1000, walltime_s=0.5))
+    assert rec["failure"] == "over_time" and time.monotonic() - started < 3
+    source = ListWorkSource([WorkItem(pilot_spec(command="true", requirements={"walltime_s": 60}), 0)])
+    assert Pilot(source, Resources(cpus=1, walltime_s=0.3), poll_s=0.05).run() == [] and source.items

@@ -15,12 +15,19 @@ SPEC = {
     "task": {
         "name": "generate",
         "modules": [
-            {"name": "gen", "executable": "/bin/sh", "args": ["-c", "echo $(seed) $(x) $(iter)"], "env": {"A": 1}}
+            {
+                "name": "gen",
+                "executable": "/bin/sh",
+                "args": ["-c", "echo $(seed) $(x) $(iter)"],
+                "env": {"A": 1},
+            }
         ],
         "iterations": 2,
         "parameters": {"x": "t$eval($(job) * 2)"},
         "requirements": {"cpus": 2, "memory_mb": "2 GB", "disk_mb": 1024, "gpus": 0, "walltime_s": "1h30m"},
-        "data": [{"url": "http://h/in_$(job).dat", "local": "in.dat", "direction": "input", "transfer": "yes"}],
+        "data": [
+            {"url": "http://h/in_$(job).dat", "local": "in.dat", "direction": "input", "transfer": "yes"}
+        ],
     },
     "pilot": {"memory_allowance": 0.5, "sample_interval_s": 0.5},
 }

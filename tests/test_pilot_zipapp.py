@@ -18,7 +18,9 @@ from iceprod_dag.pilot import exitcodes
 from iceprod_dag.pilot.build import build_bytes, build_zipapp
 
 # the oldest Python the pilot supports, when this machine has one (pyenv builds)
-INTERPRETERS = [sys.executable] + sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8")))[:1]
+INTERPRETERS = [sys.executable] + sorted(
+    glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8"))
+)[:1]
 
 
 def test_build_is_deterministic_and_stdlib_only(tmp_path: Path):
@@ -29,7 +31,9 @@ def test_build_is_deterministic_and_stdlib_only(tmp_path: Path):
         listed = archive.namelist()
     assert "__main__.py" in listed and "iceprod_dag/pilot/runjob.py" in listed
     assert "iceprod_dag/expressions.py" in listed
-    assert not [n for n in listed if n.startswith(("iceprod_dag/cli", "iceprod_dag/stats", "iceprod_dag/plugins"))]
+    assert not [
+        n for n in listed if n.startswith(("iceprod_dag/cli", "iceprod_dag/stats", "iceprod_dag/plugins"))
+    ]
 
 
 @pytest.mark.parametrize("python", INTERPRETERS, ids=lambda p: os.path.basename(p))

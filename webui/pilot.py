@@ -1,7 +1,8 @@
 """Pilot endpoints (the server work source): claim work, heartbeat, report stats in batches, upload logs.
 
 A pilot token is scoped to one dataset and can do nothing else; a user who may change the dataset can use
-these too. Reports go through ``iceprod_dag.stats.ingest`` so an update for a superseded attempt is refused.
+these too. Reports follow ``iceprod_dag.stats.ingest``'s rules (webui.fastreport) so an update for a superseded attempt
+is refused.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import time
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from iceprod_dag.webui import accounts, actions, logfiles, queries
+from iceprod_dag.webui import accounts, actions, fastreport, logfiles, queries
 from iceprod_dag.webui.logfiles import KINDS, LogPathError
 from iceprod_dag.webui.web import ApiError, engine, json_body, login_required, who
 
 from iceprod_dag.exceptions import IceprodDagError, StaleUpdateError, StatsError
-from iceprod_dag.stats import ingest
 
 bp = Blueprint("pilot", __name__, url_prefix="/api/pilot")
 
@@ -127,9 +127,7 @@ def report(pk: int) -> Any:
     if len(records) > MAX_BATCH:
         raise ApiError(413, f"field 'records': at most {MAX_BATCH} records per request", "records")
     try:
-        result = ingest.ingest_records(
-            engine(), records, run_dir=ds["run_dir"], site=ds["site"], on_stale="skip"
-        )
+        result = fastreport.report(engine(), ds, records)
     except StatsError as exc:
         # validate_record names the field; find which record for batches
         field = "records" if "records" in body else "record"

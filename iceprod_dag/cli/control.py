@@ -19,8 +19,21 @@ from iceprod_dag.states import JobState
 RUN_ARG = click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, path_type=Path))
 #: attributes of a stats record `dag why` prints, in this order
 RECORD_FIELDS = (
-    "attempt", "host", "site", "exit_code", "signal", "pilot_exit_code", "failure", "error", "wall_s",
-    "cpu_efficiency", "peak_rss_mb", "memory_limit_mb", "peak_disk_mb", "peak_gpu_mem_mb", "next_memory_mb",
+    "attempt",
+    "host",
+    "site",
+    "exit_code",
+    "signal",
+    "pilot_exit_code",
+    "failure",
+    "error",
+    "wall_s",
+    "cpu_efficiency",
+    "peak_rss_mb",
+    "memory_limit_mb",
+    "peak_disk_mb",
+    "peak_gpu_mem_mb",
+    "next_memory_mb",
 )
 
 
@@ -75,10 +88,19 @@ def status_command(run_dir: Path, as_json: bool) -> None:
     site = site_for(run_dir)
     status = site.status(run_dir)
     if as_json:
-        click.echo(json.dumps({
-            "finished": status.finished, "exit_code": status.exit_code, "counts": status.counts(),
-            "nodes": {n: s.value for n, s in status.nodes.items()}, "reasons": dict(status.reasons),
-        }, indent=2, sort_keys=True))
+        click.echo(
+            json.dumps(
+                {
+                    "finished": status.finished,
+                    "exit_code": status.exit_code,
+                    "counts": status.counts(),
+                    "nodes": {n: s.value for n, s in status.nodes.items()},
+                    "reasons": dict(status.reasons),
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
         return
     click.echo(format_status(status))
     follower = getattr(site, "follower", None)

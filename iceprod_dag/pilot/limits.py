@@ -129,6 +129,11 @@ class TreeKiller:
             _signal(self.pgid, pids, signal.SIGKILL)
 
 
+def signal_group(pgid: int, sig: int) -> None:
+    """Send ``sig`` to one module's process group, ignoring groups that are already gone."""
+    _signal(pgid, (), sig)
+
+
 def sweep(pgid: int) -> None:
     """KILL whatever a finished module left behind in its process group (daemons, stray children)."""
     _signal(pgid, (), signal.SIGKILL)

@@ -76,8 +76,17 @@ class Pilot:
         self.records: List[Dict[str, Any]] = []
         self._specs: Dict[str, Any] = {}
         self._running: Dict[str, Tuple[WorkItem, JobSpec]] = {}
-        self._done: "queue.Queue[Tuple[str, WorkItem, Dict[str, Any]]]" = queue.Queue()
+        self._done: "queue.Queue[Optional[Tuple[str, WorkItem, Dict[str, Any]]]]" = queue.Queue()
+        self._supervisor: Optional[Supervisor] = None
         self._started = 0.0
+
+    def wake(self) -> None:
+        """Claim at once instead of at the next poll (thread-safe: a WorkSource calls it when work arrives)."""
+        self._done.put(None)
+
+    def signal_jobs(self, sig: int) -> int:
+        """Send ``sig`` to every running module's process group (e.g. the site cancels the run)."""
+        return self._supervisor.signal_all(sig) if self._supervisor is not None else 0
 
     def _resolve(self, item: WorkItem) -> JobSpec:
         path = item.spec if os.path.isabs(item.spec) else os.path.join(self.base_dir, item.spec)
@@ -122,7 +131,13 @@ class Pilot:
         log.info("starting %s (%s)", key, job.request)
 
         def target() -> None:
-            self._done.put((key, item, run.run()))
+            try:
+                rec = run.run()
+            except BaseException as exc:  # run() records its own failures; this is a last resort
+                log.exception("%s: job thread failed", key)
+                rec = runjob.config_failure(item.spec, item.job, item.attempt, repr(exc), self.site, item.stats,
+                                            "pilot_error")  # fmt: skip
+            self._done.put((key, item, rec))
 
         threading.Thread(target=target, name=f"job-{key}", daemon=True).start()
 
@@ -170,6 +185,7 @@ class Pilot:
         pending = None
         idle_since: Optional[float] = None
         with Supervisor(self.sample_interval_s, self.envelope.memory_mb, self.use_psutil) as supervisor:
+            self._supervisor = supervisor
             while True:
                 pending = self._fill(supervisor, pending)
                 if self._running:
@@ -188,14 +204,16 @@ class Pilot:
                         log.info("no work for %.1f s: the pilot exits", self.idle_timeout_s)
                         break
                 try:
-                    key, item, rec = self._done.get(timeout=self.poll_s)
+                    done = self._done.get(timeout=self.poll_s)
                 except queue.Empty:
                     continue
                 while True:  # report every job that finished meanwhile before claiming again
-                    self._running.pop(key, None)
-                    self._report(item, rec)
+                    if done is not None:  # None: wake() was called
+                        key, item, rec = done
+                        self._running.pop(key, None)
+                        self._report(item, rec)
                     try:
-                        key, item, rec = self._done.get_nowait()
+                        done = self._done.get_nowait()
                     except queue.Empty:
                         break
         if pending is not None:

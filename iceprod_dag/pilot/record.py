@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
-import socket
 from typing import Any, Dict, List, Optional
 
 from iceprod_dag import names
@@ -23,6 +21,9 @@ _HOST: Dict[str, str] = {}
 def host_info() -> Dict[str, str]:
     """Host name, OS and Python of this worker (computed once per pilot)."""
     if not _HOST:
+        import platform
+        import socket
+
         uname = platform.uname()
         _HOST.update(
             host=socket.gethostname(),

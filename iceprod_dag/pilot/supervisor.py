@@ -36,7 +36,9 @@ class Watched:
         self.memory_limit_mb = own_limit_mb
         self.workdir = workdir
         self.grace_s = grace_s
-        self.walltime_s = walltime_s if walltime_s is not None else request.walltime_s
+        # the job's own limit, or less when the pilot's envelope ends sooner
+        limits_s = [t for t in (request.walltime_s, walltime_s) if t]
+        self.walltime_s = min(limits_s) if limits_s else None
         self.started = time.monotonic()
         self.pid: Optional[int] = None
         self.killer: Optional[limits.TreeKiller] = None
@@ -104,6 +106,14 @@ class Supervisor:
             watched.killer = None
             last, watched.current = watched.current, TreeUsage()
             return last
+
+    def signal_all(self, sig: int) -> int:
+        """Signal the process group of every running module; returns how many were signalled."""
+        with self.lock:
+            pids = [w.pid for w in self.jobs.values() if w.pid is not None]
+        for pid in pids:
+            limits.signal_group(pid, sig)
+        return len(pids)
 
     def memory_mb(self, key: str) -> float:
         """What a job's current module uses now (0 when it is not registered or between modules)."""

@@ -34,6 +34,7 @@ from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
 log = logging.getLogger(__name__)
 
 CHUNK = 500  # rows per IN (...) lookup: far below every backend's bound-parameter limit
+WHOLE_DATASET = 1000  # above this many nodes, read the dataset's rows instead of IN (...) lookups
 _FAILURES = {f.value for f in FailureCategory}
 
 
@@ -176,6 +177,11 @@ _JOB_COLS = (Job.id, Job.node, Job.task, Job.state, Job.attempts, Job.last_attem
 def _find_jobs(conn: Connection, dataset_pk: int, nodes: Sequence[str]) -> dict[str, dict[str, Any]]:
     """node -> job row (as a dict) for the nodes that exist."""
     found: dict[str, dict[str, Any]] = {}
+    if len(nodes) > WHOLE_DATASET:
+        # one index range scan beats many long IN lists (which PostgreSQL may test row by row)
+        wanted = set(nodes)
+        rows = conn.execute(select(*_JOB_COLS).where(Job.dataset_pk == dataset_pk))
+        return {r.node: dict(r._mapping) for r in rows if r.node in wanted}
     for chunk in _chunks(nodes):
         rows = conn.execute(select(*_JOB_COLS).where(Job.dataset_pk == dataset_pk, Job.node.in_(chunk)))
         found.update({r.node: dict(r._mapping) for r in rows})
@@ -183,11 +189,11 @@ def _find_jobs(conn: Connection, dataset_pk: int, nodes: Sequence[str]) -> dict[
 
 
 def _insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Insert job rows; RETURNING makes SQLAlchemy send them as multi-row INSERTs (insertmanyvalues)."""
+    """Insert job rows (executemany) and read back their ids."""
     if not rows:
         return {}
-    result = conn.execute(insert(Job).returning(*_JOB_COLS), rows)
-    return {r.node: dict(r._mapping) for r in result}
+    conn.execute(insert(Job), rows)
+    return _find_jobs(conn, rows[0]["dataset_pk"], [r["node"] for r in rows])
 
 
 def _jobs(
@@ -359,11 +365,15 @@ def _ingest_site(conn: Connection, site: str, run: str, recs: list[Mapping[str, 
     jobs = _find_jobs(conn, pk, list(dict.fromkeys(r["node"] for r in recs)))
     node_of = {job["id"]: node for node, job in jobs.items()}
     known: dict[tuple[str, int], tuple[int, str | None]] = {}  # (node, attempt) -> (attempt id, hash)
-    for chunk in _chunks(list(node_of)):
-        q = select(Attempt.job_pk, Attempt.attempt, Attempt.id, Attempt.record_hash).where(
-            Attempt.job_pk.in_(chunk)
-        )
-        known.update({(node_of[r.job_pk], r.attempt): (r.id, r.record_hash) for r in conn.execute(q)})
+    cols = (Attempt.job_pk, Attempt.attempt, Attempt.id, Attempt.record_hash)
+    if len(node_of) > WHOLE_DATASET:
+        queries = [select(*cols).where(Attempt.dataset_pk == pk)]
+    else:
+        queries = [select(*cols).where(Attempt.job_pk.in_(chunk)) for chunk in _chunks(list(node_of))]
+    for q in queries:
+        for r in conn.execute(q):
+            if r.job_pk in node_of:
+                known[(node_of[r.job_pk], r.attempt)] = (r.id, r.record_hash)
 
     result = IngestResult()
     inserts: list[dict[str, Any]] = []
@@ -410,7 +420,7 @@ def _ingest_site(conn: Connection, site: str, run: str, recs: list[Mapping[str, 
     if inserts:
         for row in inserts:
             row["job_pk"] = jobs[row.pop("node")]["id"]
-        conn.execute(insert(Attempt).returning(Attempt.id), inserts)
+        conn.execute(insert(Attempt), inserts)
         result.inserted += len(inserts)
     if updates:
         conn.execute(update(Attempt).where(Attempt.id == bindparam("b_id")), updates)

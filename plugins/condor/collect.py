@@ -20,14 +20,36 @@ from iceprod_dag.stats.classads import read_ads, split_ads, write_ad
 from iceprod_dag.stats.ingest import ingest_job_ads, ingest_records, load_record
 
 log = logging.getLogger(__name__)
+_WARNED: set[tuple[str, str, int]] = set()
 
 #: attributes `dag why` shows from a job ad, in this order
 KEY_ATTRIBUTES = (
-    "ClusterId", "ProcId", "DAGNodeName", "IceProdAttempt", "JobStatus", "ExitCode", "ExitBySignal",
-    "ExitSignal", "HoldReason", "HoldReasonCode", "RemoveReason", "RequestCpus", "RequestMemory",
-    "MemoryUsage", "ResidentSetSize_RAW", "RequestDisk", "DiskUsage", "RemoteWallClockTime",
-    "RemoteUserCpu", "RemoteSysCpu", "LastRemoteHost", "NumJobStarts", "QDate", "JobStartDate",
-    "CompletionDate", "EnteredCurrentStatus",
+    "ClusterId",
+    "ProcId",
+    "DAGNodeName",
+    "IceProdAttempt",
+    "JobStatus",
+    "ExitCode",
+    "ExitBySignal",
+    "ExitSignal",
+    "HoldReason",
+    "HoldReasonCode",
+    "RemoveReason",
+    "RequestCpus",
+    "RequestMemory",
+    "MemoryUsage",
+    "ResidentSetSize_RAW",
+    "RequestDisk",
+    "DiskUsage",
+    "RemoteWallClockTime",
+    "RemoteUserCpu",
+    "RemoteSysCpu",
+    "LastRemoteHost",
+    "NumJobStarts",
+    "QDate",
+    "JobStartDate",
+    "CompletionDate",
+    "EnteredCurrentStatus",
 )
 
 
@@ -98,7 +120,11 @@ def read_history_ad(submit_dir: Path, node: str, attempt: int) -> classad2.Class
 
 
 def collect_run(
-    engine: Engine, run_dir: Path, submit_dir: Path, site: str, schedd: htcondor2.Schedd | None,
+    engine: Engine,
+    run_dir: Path,
+    submit_dir: Path,
+    site: str,
+    schedd: htcondor2.Schedd | None,
     clusters: Iterable[int],
 ) -> int:
     """Ingest records and ads of one run; return how many attempts or ads were new to the database."""
@@ -113,7 +139,9 @@ def collect_run(
         res = ingest_records(engine, records, run_dir=run_dir, site=site, on_stale="skip")
         new += res.inserted + res.updated
         for node, attempt, why in res.rejected:
-            log.warning("stats record of %s attempt %d not recorded: %s", node, attempt, why)
+            if (str(submit_dir), node, attempt) not in _WARNED:  # once per process, not every poll
+                _WARNED.add((str(submit_dir), node, attempt))
+                log.warning("stats record of %s attempt %d not recorded: %s", node, attempt, why)
     ads = history_ads(submit_dir)
     if ads:
         res = ingest_job_ads(engine, ads, run_dir=run_dir, site=site, on_stale="skip")

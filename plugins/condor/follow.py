@@ -14,9 +14,9 @@ from pathlib import Path
 
 import classad2
 import htcondor2
+from iceprod_dag.plugins.base import RunStatus
 
 from iceprod_dag import names
-from iceprod_dag.plugins.base import RunStatus
 from iceprod_dag.states import JobState
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,14 @@ STATE_BY_EVENT: dict[ET, JobState] = {
 }
 #: DAGMan's NodeStatus values in the node status file
 STATE_BY_NODE_STATUS = {
-    0: JobState.PENDING, 1: JobState.PENDING, 2: JobState.PENDING, 3: JobState.IDLE,
-    4: JobState.RUNNING, 5: JobState.DONE, 6: JobState.FAILED, 7: JobState.CANCELLED,
+    0: JobState.PENDING,
+    1: JobState.PENDING,
+    2: JobState.PENDING,
+    3: JobState.IDLE,
+    4: JobState.RUNNING,
+    5: JobState.DONE,
+    6: JobState.FAILED,
+    7: JobState.CANCELLED,
 }
 #: condor_dagman exits with 2 when its job is removed (its own log then has only an abort event)
 DAG_REMOVED_EXIT = 2
@@ -76,13 +82,15 @@ def read_node_status(path: Path) -> tuple[dict[str, JobState], dict[str, str], i
 
 def _event_node(event: htcondor2.JobEvent) -> str | None:
     notes = event.get("LogNotes") or ""
-    return notes[len("DAG Node: "):].strip() if notes.startswith("DAG Node: ") else None
+    return notes[len("DAG Node: ") :].strip() if notes.startswith("DAG Node: ") else None
 
 
 class DagFollower:
     """Incremental view of one DAG run; call poll() as often as you like."""
 
-    def __init__(self, dag_file: Path, dagman_cluster: int | None, node_names: list[str] | None = None) -> None:
+    def __init__(
+        self, dag_file: Path, dagman_cluster: int | None, node_names: list[str] | None = None
+    ) -> None:
         self.dag_file = Path(dag_file)
         self.dagman_cluster = dagman_cluster
         self.nodes: dict[str, NodeInfo] = {n: NodeInfo() for n in node_names or ()}

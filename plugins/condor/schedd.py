@@ -17,7 +17,11 @@ def locate_schedd(name: str | None = None, collector: str | None = None) -> htco
     pool = collector or "the local pool"
     try:
         coll = htcondor2.Collector(collector) if collector else htcondor2.Collector()
-        ad = coll.locate(htcondor2.DaemonType.Schedd, name) if name else coll.locate(htcondor2.DaemonType.Schedd)
+        ad = (
+            coll.locate(htcondor2.DaemonType.Schedd, name)
+            if name
+            else coll.locate(htcondor2.DaemonType.Schedd)
+        )
     except Exception as exc:
         raise SiteError(f"cannot locate schedd {name or '(default)'} in {pool}: {exc}") from exc
     return htcondor2.Schedd(ad)

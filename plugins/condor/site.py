@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import htcondor2
-
-from iceprod_dag import names
-from iceprod_dag.exceptions import RunNotFoundError, SiteError
 from iceprod_dag.plugins.base import RunStatus, Site
 from iceprod_dag.plugins.condor import prepare, translate
 from iceprod_dag.plugins.condor.collect import collect_run
 from iceprod_dag.plugins.condor.follow import DagFollower
 from iceprod_dag.plugins.condor.schedd import locate_schedd
 from iceprod_dag.plugins.condor.siteconfig import SiteConfig, load_site_config
+
+from iceprod_dag import names
+from iceprod_dag.exceptions import RunNotFoundError, SiteError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,14 @@ class CondorSite(Site):
             self._db = init_db(self.options.get("db"), site=self.name)
         return self._db
 
+    def _lasting_options(self) -> dict[str, Any]:
+        """The options later commands (status, resubmit) need, with paths made absolute."""
+        kept = {k: v for k, v in self.options.items() if k in ("site_config", "dag_file", "db") and v}
+        for key in ("site_config", "dag_file"):
+            if key in kept and Path(str(kept[key])).exists():
+                kept[key] = str(Path(str(kept[key])).resolve())
+        return kept
+
     def _dag_of(self, info: dict[str, Any]) -> Path:
         return Path(info["dag"])
 
@@ -98,7 +106,7 @@ class CondorSite(Site):
         dataset = self._dataset_meta(submit_dir, dag_file)
         info = {
             "site": self.name,
-            "options": {k: v for k, v in self.options.items() if k in ("site_config", "dag_file", "db")},
+            "options": self._lasting_options(),
             "site_config": cfg.name,
             "submit_dir": str(submit_dir),
             "dag": str(dag_file),
@@ -140,8 +148,12 @@ class CondorSite(Site):
         path = submit_dir / names.DATASET_FILE
         if prepare.is_compiled(submit_dir, dag_file):
             data = json.loads(path.read_text(encoding="utf-8"))
-            return {"name": data.get("name", dag_file.stem), "dataset_id": data.get("dataset_id"),
-                    "jobs": data.get("jobs"), "description": data.get("description", "")}
+            return {
+                "name": data.get("name", dag_file.stem),
+                "dataset_id": data.get("dataset_id"),
+                "jobs": data.get("jobs"),
+                "description": data.get("description", ""),
+            }
         return {"name": dag_file.stem, "dataset_id": None, "jobs": None, "description": ""}
 
     def _register(self, run_dir: Path, dag_file: Path, dataset: dict[str, Any]) -> None:
@@ -240,8 +252,14 @@ class CondorSite(Site):
         except SiteError as exc:
             log.warning("%s", exc)
             schedd = None
-        return collect_run(self._engine(), run_dir, Path(info["submit_dir"]), self.name, schedd,
-                           info.get("clusters") or [info["cluster"]])
+        return collect_run(
+            self._engine(),
+            run_dir,
+            Path(info["submit_dir"]),
+            self.name,
+            schedd,
+            info.get("clusters") or [info["cluster"]],
+        )
 
     def _safe_collect(self, run_dir: Path) -> None:
         try:

@@ -25,11 +25,29 @@ SITE_SCHEMA = "site.schema.yaml"
 #: submit commands a site config may add; job-defining ones (executable, arguments, transfer) stay ours
 ALLOWED_SUBMIT_COMMANDS = frozenset(
     {
-        "priority", "concurrency_limits", "request_gpus", "gpus_minimum_capability", "gpus_maximum_capability",
-        "gpus_minimum_memory", "gpus_minimum_runtime", "periodic_hold", "periodic_hold_reason",
-        "periodic_hold_subcode", "periodic_release", "periodic_remove", "job_max_vacate_time", "rank",
-        "max_retries", "allowed_execute_duration", "allowed_job_duration", "nice_user", "want_graceful_removal",
-        "max_transfer_input_mb", "max_transfer_output_mb", "job_lease_duration", "accounting_group_user",
+        "priority",
+        "concurrency_limits",
+        "request_gpus",
+        "gpus_minimum_capability",
+        "gpus_maximum_capability",
+        "gpus_minimum_memory",
+        "gpus_minimum_runtime",
+        "periodic_hold",
+        "periodic_hold_reason",
+        "periodic_hold_subcode",
+        "periodic_release",
+        "periodic_remove",
+        "job_max_vacate_time",
+        "rank",
+        "max_retries",
+        "allowed_execute_duration",
+        "allowed_job_duration",
+        "nice_user",
+        "want_graceful_removal",
+        "max_transfer_input_mb",
+        "max_transfer_output_mb",
+        "job_lease_duration",
+        "accounting_group_user",
     }
 )
 #: submit commands whose value is a ClassAd expression, parsed before submission
@@ -37,8 +55,23 @@ EXPRESSION_COMMANDS = frozenset({"periodic_hold", "periodic_release", "periodic_
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: attributes HTCondor computes itself; setting them from a config is always a mistake
 RESERVED_ATTRIBUTES = frozenset(
-    a.lower() for a in ("ClusterId", "ProcId", "JobStatus", "Owner", "User", "QDate", "Iwd", "Cmd", "Args",
-                        "DAGManJobId", "DAGNodeName", "RequestMemory", "RequestCpus", "RequestDisk")
+    a.lower()
+    for a in (
+        "ClusterId",
+        "ProcId",
+        "JobStatus",
+        "Owner",
+        "User",
+        "QDate",
+        "Iwd",
+        "Cmd",
+        "Args",
+        "DAGManJobId",
+        "DAGNodeName",
+        "RequestMemory",
+        "RequestCpus",
+        "RequestDisk",
+    )
 )
 
 
@@ -91,14 +124,21 @@ def _semantic_problems(data: Mapping[str, Any]) -> list[tuple[tuple[str | int, .
         if not ATTRIBUTE_NAME.match(bare):
             problems.append((path, f"invalid ClassAd attribute name {name!r}"))
         elif bare.lower() in RESERVED_ATTRIBUTES:
-            problems.append((path, f"attribute {bare!r} is set by HTCondor or iceprod-dag, not by a site config"))
+            problems.append(
+                (path, f"attribute {bare!r} is set by HTCondor or iceprod-dag, not by a site config")
+            )
         elif (why := check_expression(classad_text(value))) is not None:
-            problems.append((path, why + ' (quote strings: \'"value"\')'))
+            problems.append((path, why + " (quote strings: '\"value\"')"))
     for name, value in (data.get("submit_commands") or {}).items():
         path = ("submit_commands", name)
         if name.lower() not in ALLOWED_SUBMIT_COMMANDS:
-            problems.append((path, f"unknown or disallowed submit command {name!r}; allowed: "
-                                   + ", ".join(sorted(ALLOWED_SUBMIT_COMMANDS))))
+            problems.append(
+                (
+                    path,
+                    f"unknown or disallowed submit command {name!r}; allowed: "
+                    + ", ".join(sorted(ALLOWED_SUBMIT_COMMANDS)),
+                )
+            )
         elif name.lower() in EXPRESSION_COMMANDS and (why := check_expression(classad_text(value))):
             problems.append((path, why))
     expr = (data.get("requirements") or {}).get("expression")
@@ -167,5 +207,7 @@ def load_site_config(spec: str | Path | None) -> SiteConfig:
     text = path.read_text(encoding="utf-8")
     data, lines = load_yaml_with_lines(text, str(path))
     if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of site settings, got {type(data).__name__}", path=str(path))
+        raise ConfigError(
+            f"{path}: expected a mapping of site settings, got {type(data).__name__}", path=str(path)
+        )
     return site_config_from_mapping(data, str(path), lines)

@@ -10,8 +10,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from iceprod_dag import units
 from iceprod_dag.plugins.condor.siteconfig import SiteConfig
+
+from iceprod_dag import units
 
 #: marks the block the site appends to a compiled submit file, so applying it twice is a no-op
 ADDITIONS_MARK = "# iceprod-dag condor site additions"
@@ -192,12 +193,19 @@ def dagman_config_text(cfg: SiteConfig) -> str:
     return "".join(f"{key} = {str(v).lower() if isinstance(v, bool) else v}\n" for key, v in sorted(items))
 
 
-def from_dag_options(cfg: SiteConfig, batch_name: str | None = None, resubmit: bool = False) -> dict[str, Any]:
+def from_dag_options(
+    cfg: SiteConfig, batch_name: str | None = None, resubmit: bool = False
+) -> dict[str, Any]:
     """Options for htcondor2.Submit.from_dag (condor_submit_dag's command-line flags)."""
     dm = cfg.dagman
     opts: dict[str, Any] = {}
-    for key, flag in (("max_idle", "MaxIdle"), ("max_jobs", "MaxJobs"), ("max_pre", "MaxPre"),
-                      ("max_post", "MaxPost"), ("priority", "Priority")):
+    for key, flag in (
+        ("max_idle", "MaxIdle"),
+        ("max_jobs", "MaxJobs"),
+        ("max_pre", "MaxPre"),
+        ("max_post", "MaxPost"),
+        ("priority", "Priority"),
+    ):
         if key in dm:
             opts[flag] = int(dm[key])
     name = dm.get("batch_name") or batch_name

@@ -27,12 +27,8 @@ _UNITS = {"k": 1 / 1024, "kb": 1 / 1024, "m": 1, "mb": 1, "g": 1024, "gb": 1024,
 _MACRO = re.compile(r"\$\(([A-Za-z0-9_.+]+)\)")
 
 
-def parse_submit(path: Path, variables: dict[str, str]) -> dict[str, str]:
-    """``key = value`` commands of a submit file up to ``queue``, with $(var) from itself and the node's VARS.
-
-    Kept minimal on purpose (iceprod_dag.dagman.submitdesc is the full reader): $(Cluster) and $(Process)
-    stay for Launch.set_cluster, unknown macros stay as they are.
-    """
+def read_submit(path: Path) -> dict[str, str]:
+    """``key = value`` commands of a submit file up to ``queue`` (keys lower-cased, macros unexpanded)."""
     desc: dict[str, str] = {}
     for raw in path.read_text().splitlines():
         line = raw.strip()
@@ -43,6 +39,12 @@ def parse_submit(path: Path, variables: dict[str, str]) -> dict[str, str]:
         key, sep, value = line.partition("=")
         if sep:
             desc[key.strip().lower()] = value.strip()
+    return desc
+
+
+def expand_submit(desc: dict[str, str], variables: dict[str, str]) -> dict[str, str]:
+    """Substitute $(var) from the node's VARS and the file itself; $(Cluster)/$(Process) and unknown
+    macros stay (Launch.set_cluster does the first two). iceprod_dag.dagman.submitdesc is the full reader."""
     lookup = {k.lower(): v for k, v in variables.items()}
     lookup.update({k: v for k, v in desc.items() if k not in lookup})
 
@@ -91,7 +93,7 @@ class JobFactory:
     def __init__(self, dag: Dag, run_dir: Path) -> None:
         self.dag = dag
         self.run_dir = run_dir
-        self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, str]] = {}
+        self._files: dict[str, dict[str, str]] = {}  # submit file -> its raw commands, read once
         self._env = dict(os.environ)
 
     def submit_dir(self, node: Node) -> Path:
@@ -101,15 +103,13 @@ class JobFactory:
     def description(self, node: Node, attempt: int) -> dict[str, str]:
         sub = self.submit_dir(node) / node.submit_file
         vars_ = {k: v.replace("$(RETRY)", str(attempt)).replace("$(JOB)", node.name) for k, v in node.vars.items()}
-        key = (str(sub), tuple(sorted(vars_.items())))
-        desc = self._cache.get(key)
-        if desc is None:
+        raw = self._files.get(str(sub))
+        if raw is None:
             try:
-                desc = {k.lower(): v for k, v in parse_submit(sub, vars_).items()}
+                raw = self._files[str(sub)] = read_submit(sub)
             except OSError as exc:
                 raise DagSyntaxError(f"node {node.name}: cannot read submit file {sub}: {exc}") from exc
-            if len(self._cache) < 4096:
-                self._cache[key] = desc
+        desc = expand_submit(raw, vars_)
         return desc
 
     def __call__(self, node: Node, attempt: int) -> Launch:

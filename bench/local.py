@@ -62,7 +62,9 @@ def run_ours(work: Path, jobs: int) -> dict[str, float]:
     shutil.rmtree(run_dir, ignore_errors=True)
     (work / "bench.yaml").write_text(DATASET.format(jobs=jobs))
     subprocess.run(
-        ["iceprod-dag", "compile", str(work / "bench.yaml"), "-o", str(run_dir)], check=True, capture_output=True
+        ["iceprod-dag", "compile", str(work / "bench.yaml"), "-o", str(run_dir)],
+        check=True,
+        capture_output=True,
     )
     db = run_dir / "stats.sqlite"
     start = time.perf_counter()
@@ -94,7 +96,9 @@ def run_snakemake(work: Path, jobs: int, cores: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=1000, help="jobs per task (nodes = 2 x jobs + FINAL)")
     parser.add_argument("--large", type=int, default=0, help="also run ours at this many nodes (e.g. 100000)")
     parser.add_argument("--no-snakemake", action="store_true", help="skip the Snakemake side")
@@ -106,7 +110,10 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     result: dict[str, object] = {"cores": cores, "workdir": str(work)}
     result["ours"] = ours = run_ours(work, args.jobs)
-    print(f"ours:      {ours['jobs']} jobs in {ours['seconds']:.1f} s = {ours['jobs_per_s']:.1f} jobs/s", flush=True)
+    print(
+        f"ours:      {ours['jobs']} jobs in {ours['seconds']:.1f} s = {ours['jobs_per_s']:.1f} jobs/s",
+        flush=True,
+    )
     if not args.no_snakemake:
         result["snakemake"] = snk = run_snakemake(work, args.jobs, cores)
         result["speedup"] = ours["jobs_per_s"] / snk["jobs_per_s"]

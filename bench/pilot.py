@@ -126,15 +126,24 @@ def main() -> None:
         proc_nops, rss_nops, cpu_nops = pilot_process(pyz, spec, args.jobs, folder, psutil=False)
         base_one = bare(args.command, args.oneshot_jobs)
         one = oneshot(pyz, spec, args.oneshot_jobs, folder)
+        start = time.perf_counter()
+        for _ in range(args.oneshot_jobs):  # the floor of any one-shot wrapper: starting Python itself
+            subprocess.run([sys.executable, "-I", "-c", "pass"], check=True)
+        python_ms = (time.perf_counter() - start) / args.oneshot_jobs * 1000
     rows = [
-        ("pilot mode, in-process", args.jobs, base, inproc),
-        ("pilot mode, zipapp process (psutil)", args.jobs, base, proc_ps),
-        ("pilot mode, zipapp process (/proc)", args.jobs, base, proc_nops),
-        ("one-shot `pilot.pyz run`", args.oneshot_jobs, base_one, one),
+        ("pilot mode, in-process", args.jobs, base, inproc, cpu_in),
+        ("pilot mode, zipapp process (psutil)", args.jobs, base, proc_ps, cpu_ps),
+        ("pilot mode, zipapp process (/proc)", args.jobs, base, proc_nops, cpu_nops),
+        ("one-shot `pilot.pyz run`", args.oneshot_jobs, base_one, one, None),
     ]
-    print(f"{'mode':40} {'jobs':>5} {'ms/job':>8} {'extra ms':>9} {'ratio':>6}")
-    for name, jobs, ref, value in rows:
-        print(f"{name:40} {jobs:5d} {value:8.2f} {value - ref:9.2f} {value / ref:6.1f}")
+    load = os.getloadavg()[0]
+    print(f"folder: {tmp}; command: {args.command}; cpus: {os.cpu_count()}; load average: {load:.2f}")
+    print(f"bare: {base:.2f} ms per job")
+    print(f"{'mode':40} {'jobs':>5} {'ms/job':>8} {'extra ms':>9} {'ratio':>6} {'pilot cpu ms/job':>17}")
+    for name, jobs, ref, value, cpu in rows:
+        cpu_text = "-" if cpu is None else f"{cpu:.2f}"
+        print(f"{name:40} {jobs:5d} {value:8.2f} {value - ref:9.2f} {value / ref:6.1f} {cpu_text:>17}")
+    print(f"(starting `python3 -I -c pass` alone: {python_ms:.2f} ms)")
     print(
         f"pilot peak RSS: {rss_ps:.1f} MB with psutil, {rss_nops:.1f} MB without (target <= {TARGET_RSS_MB:.0f})"
     )

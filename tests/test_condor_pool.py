@@ -40,11 +40,25 @@ def cli_env(condor_pool: dict[str, str], tmp_path: Path) -> dict[str, str]:
     return {**os.environ, **condor_pool, "ICEPROD_DAG_DB": f"sqlite:///{tmp_path / 'stats.sqlite'}"}
 
 
-def test_submit_dataset_follow_and_collect(tmp_path: Path, condor_run_root: Path, cli_env: dict[str, str]) -> None:
+def test_submit_dataset_follow_and_collect(
+    tmp_path: Path, condor_run_root: Path, cli_env: dict[str, str]
+) -> None:
     run = tmp_path / "run"
     site = _site_config(tmp_path, condor_run_root)
-    proc = _cli(["submit", str(DATA / "fanout.yaml"), "--site", "condor", "--site-config", str(site),
-                 "--run-dir", str(run), "--wait"], cli_env)
+    proc = _cli(
+        [
+            "submit",
+            str(DATA / "fanout.yaml"),
+            "--site",
+            "condor",
+            "--site-config",
+            str(site),
+            "--run-dir",
+            str(run),
+            "--wait",
+        ],
+        cli_env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     info = json.loads((run / "run.json").read_text())
     assert info["site"] == "condor" and info["submit_dir"] == str(condor_run_root / "run")
@@ -58,10 +72,13 @@ def test_submit_dataset_follow_and_collect(tmp_path: Path, condor_run_root: Path
     engine = create_engine(cli_env["ICEPROD_DAG_DB"])
     with engine.connect() as conn:
         rows = conn.execute(
-            select(Job.node, Attempt.attempt, Attempt.failure, Attempt.peak_rss_mb, Attempt.request_memory_mb)
-            .join(Attempt, Attempt.job_pk == Job.id)
+            select(
+                Job.node, Attempt.attempt, Attempt.failure, Attempt.peak_rss_mb, Attempt.request_memory_mb
+            ).join(Attempt, Attempt.job_pk == Job.id)
         ).all()
-        ads = conn.execute(select(Job.node, JobAd.attempt, JobAd.attributes).join(JobAd, JobAd.job_pk == Job.id))
+        ads = conn.execute(
+            select(Job.node, JobAd.attempt, JobAd.attributes).join(JobAd, JobAd.job_pk == Job.id)
+        )
         ads = {(node, attempt): attrs for node, attempt, attrs in ads}
     attempts = {(r.node, r.attempt): r for r in rows}
     # 2 jobs x (gen, merge once; flaky, hungry twice)
@@ -71,8 +88,11 @@ def test_submit_dataset_follow_and_collect(tmp_path: Path, condor_run_root: Path
         assert attempts[(f"flaky_{job}", 1)].failure is None
         first, second = attempts[(f"hungry_{job}", 0)], attempts[(f"hungry_{job}", 1)]
         assert first.failure == "over_memory" and second.failure is None
-        # the retry asked for 1.5x the measured peak, in the pilot and in HTCondor's request
-        assert second.request_memory_mb == pytest.approx(1.5 * first.peak_rss_mb, abs=1.0)
+        # the retry asked for what the killed attempt's record says (1.5x its peak), in the pilot and in
+        # HTCondor's request
+        record = json.loads((condor_run_root / "run" / "stats" / f"hungry_{job}.0.json").read_text())
+        assert record["next_memory_mb"] >= 1.5 * 80 and first.peak_rss_mb > 80
+        assert second.request_memory_mb == record["next_memory_mb"]
         assert ads[(f"hungry_{job}", 1)]["RequestMemory"] == pytest.approx(second.request_memory_mb, abs=1)
         assert ads[(f"hungry_{job}", 0)]["ExitCode"] == 5
     assert set(ads) == set(attempts)
@@ -94,11 +114,25 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def test_hold_release_remove_and_resubmit(tmp_path: Path, condor_run_root: Path, cli_env: dict[str, str]) -> None:
+def test_hold_release_remove_and_resubmit(
+    tmp_path: Path, condor_run_root: Path, cli_env: dict[str, str]
+) -> None:
     run = tmp_path / "run"
     site = _site_config(tmp_path, condor_run_root)
-    proc = _cli(["submit", str(DATA / "slow.yaml"), "--site", "condor", "--site-config", str(site),
-                 "--run-dir", str(run), "--detach"], cli_env)
+    proc = _cli(
+        [
+            "submit",
+            str(DATA / "slow.yaml"),
+            "--site",
+            "condor",
+            "--site-config",
+            str(site),
+            "--run-dir",
+            str(run),
+            "--detach",
+        ],
+        cli_env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     def states() -> dict[str, str]:
@@ -106,8 +140,11 @@ def test_hold_release_remove_and_resubmit(tmp_path: Path, condor_run_root: Path,
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)
 
-    _wait_for(lambda: states()["nodes"].get("fast_0") == "done" and states()["nodes"].get("slow_0") == "running",
-              120, "fast_0 done and slow_0 running")
+    _wait_for(
+        lambda: states()["nodes"].get("fast_0") == "done" and states()["nodes"].get("slow_0") == "running",
+        120,
+        "fast_0 done and slow_0 running",
+    )
     assert _cli(["hold", str(run)], cli_env).returncode == 0
     _wait_for(lambda: states()["nodes"]["slow_0"] == "held", 60, "slow_0 held")
     assert "held: " in states()["reasons"]["slow_0"]
@@ -125,8 +162,9 @@ def test_hold_release_remove_and_resubmit(tmp_path: Path, condor_run_root: Path,
     assert resubmitted.returncode == 0, resubmitted.stdout + resubmitted.stderr
     info = json.loads((run / "run.json").read_text())
     assert len(info["clusters"]) == 2
-    # fast_0 completed before the removal: the rescue DAG does not run it again
+    # fast_0 completed before the removal: the rescue DAG does not run it again (DAGMan starts a new
+    # nodes log for the resubmitted DAG)
     log = (submit_dir / "dataset.dag.nodes.log").read_text()
-    assert log.count("DAG Node: fast_0") == 1
-    assert log.count("DAG Node: slow_0") >= 2
+    assert "DAG Node: fast_0" not in log and "DAG Node: slow_0" in log
+    assert "DONE fast_0" in Path(info["rescue"]).read_text()
     assert json.loads(_cli(["status", str(run), "--json"], cli_env).stdout)["counts"] == {"done": 2}

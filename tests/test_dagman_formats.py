@@ -1,7 +1,8 @@
 """HTCondor's on-disk formats: rescue DAG, job event log, node status file, jobstate log, submit files.
 
 Files under tests/data/dags/condor/ were written by a real HTCondor 23.9 pool (DAGMan and the schedd) running
-tests/data/dags/condor/r1.dag; our writers must reproduce them and our readers must read them.
+r1.dag (retries, POST, UNLESS-EXIT) and r3.dag (PRE/POST/PRE_SKIP/DEFER, a signal, FINAL; r3.scripts.trace is
+what its scripts were given); our writers must reproduce them byte for byte and our readers must read them.
 """
 
 from __future__ import annotations
@@ -86,6 +87,32 @@ def test_rescue_matches_dagman(tmp_path: Path) -> None:
     resumed = load_rescue(tmp_path / "r1.dag")
     assert [n.name for n in resumed.nodes.values() if n.done] == ["A", "B"]
     assert (resumed.nodes["C"].retry, resumed.nodes["E"].retry, resumed.nodes["E"].unless_exit) == (2, 3, 4)
+
+
+def test_rescue_matches_dagman_with_final_node(tmp_path: Path) -> None:
+    # r3: PRE/POST/PRE_SKIP/DEFER cases; Q (PRE failed) and T (signal 9, POST failed) failed, the FINAL node
+    # ran after the rescue DAG was written; P needed one retry (its PRE failed once) and still gets RETRY P 2
+    shutil.copy(REAL / "r3.dag", tmp_path / "r3.dag")
+    dag = parse_dag(tmp_path / "r3.dag")
+    assert dag.final == "F" and dag.nodes["V"].post.defer_status == 4  # type: ignore[union-attr]
+    out = write_rescue(
+        dag,
+        done=["P", "S", "V", "W"],
+        failed=["Q", "T"],
+        retries_used={"P": 1},
+        now=datetime.datetime(2026, 11, 25, 1, 24, 12, tzinfo=datetime.UTC),
+    )
+    expected = (REAL / "r3.dag.rescue001").read_text().replace("/srv/htc/dagfmt/r3/r3.dag", str(dag.path))
+    assert out.read_text() == expected
+    status = ns.read_node_status(REAL / "r3.status")  # the FINAL node's success made the DAG a success
+    assert (status.dag_status, status.status_note, status.count("NodesFailed")) == (
+        ns.NodeStatus.DONE,
+        "success",
+        2,
+    )
+    details = {n.node: n.details for n in status.nodes}
+    assert details["Q"] == "PRE Script failed with status 7"
+    assert details["T"] == "Job died on signal 9 and POST Script failed with status 1"
 
 
 def test_rescue_without_reset_keeps_remaining_retries(tmp_path: Path) -> None:

@@ -9,11 +9,10 @@ from pathlib import Path
 import classad2
 import htcondor2
 import pytest
-
 from iceprod_dag.plugins.local.runner import run_dag
 
 DATA = Path(__file__).parent / "data" / "local"
-SH = 'executable = /bin/sh\narguments = "-c \'{cmd}\'"\noutput = out/$(name).out\nerror = out/$(name).err\nqueue\n'
+SH = "executable = /bin/sh\narguments = \"-c '{cmd}'\"\noutput = out/$(name).out\nerror = out/$(name).err\nqueue\n"
 
 
 def make_run(tmp_path: Path, dag: str, subs: dict[str, str]) -> Path:
@@ -88,7 +87,7 @@ def test_fan_out_fan_in_respects_maxjobs_and_priority(tmp_path: Path) -> None:
 
 
 def test_retry_until_success_records_every_attempt(tmp_path: Path) -> None:
-    dag = "JOB A a.sub\nVARS A name=\"A\"\nRETRY A 3\n"
+    dag = 'JOB A a.sub\nVARS A name="A"\nRETRY A 3\n'
     # fails twice, then succeeds; $(name) comes from VARS
     rd = make_run(tmp_path, dag, {"a.sub": "echo x >> count.A; test $(wc -l < count.A) -ge 3"})
     assert run(rd, tmp_path) == 0
@@ -166,7 +165,9 @@ def test_pre_skip_defer_and_done_nodes(tmp_path: Path) -> None:
     )
     rd = make_run(tmp_path, dag, {"b.sub": "echo x >> count.$(name)"})
     (rd / "skip.sh").write_text("#!/bin/sh\nexit 3\n")
-    (rd / "defer.sh").write_text("#!/bin/sh\necho x >> defer.txt\ntest $(wc -l < defer.txt) -ge 2 || exit 4\n")
+    (rd / "defer.sh").write_text(
+        "#!/bin/sh\necho x >> defer.txt\ntest $(wc -l < defer.txt) -ge 2 || exit 4\n"
+    )
     for s in ("skip.sh", "defer.sh"):
         (rd / s).chmod(0o755)
     assert run(rd, tmp_path) == 0

@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from iceprod_dag.plugins.local.runner import run_dag
 
 N = 8
 SUB = (
-    'executable = /bin/sh\narguments = "-c \'sleep 0.3; echo x >> count.$(name)\'"\n'
+    "executable = /bin/sh\narguments = \"-c 'sleep 0.3; echo x >> count.$(name)'\"\n"
     "output = out/$(name).out\nerror = out/$(name).err\nqueue\n"
 )
 

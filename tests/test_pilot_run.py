@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -99,6 +100,14 @@ def test_memory_override_from_a_retry(pilot_spec):
     assert rec["failure"] is None and rec["request"]["memory_mb"] == 120
 
 
+def test_retry_reads_the_previous_record(pilot_spec):
+    spec = pilot_spec(modules=hog(60, 0.3), requirements={"memory_mb": 30})
+    first = run_attempt(spec, 1)
+    assert first["failure"] == "over_memory" and first["next_memory_mb"] > 60
+    rec = run_attempt(spec, 1, attempt=1)
+    assert rec["failure"] is None and rec["request"]["memory_mb"] == first["next_memory_mb"]
+
+
 def test_over_time_and_term_then_kill(pilot_spec):
     # the child ignores TERM: the pilot must follow with KILL after kill_grace_s
     script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"
@@ -171,3 +180,19 @@ def test_cli_exit_code_and_default_paths(pilot_spec, tmp_path):
         [sys.executable, "-m", "iceprod_dag.pilot", "run", "--job", "x"], capture_output=True
     )
     assert done.returncode == exitcodes.PERMANENT
+
+
+def test_sigterm_to_the_pilot_kills_the_job_and_records_it(pilot_spec, tmp_path):
+    spec = pilot_spec(command=f"sleep 30 & echo $! > {tmp_path}/bg.pid; sleep 30", name="long")
+    pilot = subprocess.Popen([sys.executable, "-m", "iceprod_dag.pilot", "run", "--spec", spec, "--job", "0"])
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "bg.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    started = time.monotonic()
+    pilot.send_signal(signal.SIGTERM)
+    assert pilot.wait(timeout=10) == exitcodes.PILOT_ERROR
+    assert time.monotonic() - started < 3
+    rec = json.loads((tmp_path / "stats/long_0.0.json").read_text())
+    assert rec["failure"] == "killed" and "signal 15" in rec["error"]
+    assert not alive(int((tmp_path / "bg.pid").read_text()))

@@ -146,3 +146,16 @@ def test_unsupported_scheme_and_bad_checksum_spec(pilot_spec):
     assert rec["failure"] == "stage_in" and "unsupported URL scheme" in rec["error"]
     assert parse_checksum("SHA-256:ABC") == ("sha256", "abc")
     assert parse_checksum("abc") == ("sha256", "abc")
+
+
+def test_staged_in_programs_run_from_the_work_dir(pilot_spec, tmp_path: Path):
+    script = tmp_path / "tool.sh"
+    script.write_text("#!/bin/sh\necho tool $1\n")  # not executable: staging never keeps modes
+    data = [{"url": script.as_uri(), "local": "bin/tool.sh"}, {"url": script.as_uri(), "local": "tool.sh"}]
+    mods = [
+        {"name": "a", "executable": "bin/tool.sh", "args": ["$(job)"]},
+        {"name": "b", "executable": "tool.sh", "args": ["b"]},
+    ]
+    rec = run_attempt(pilot_spec(modules=mods, data=data), 5)
+    assert rec["failure"] is None, rec["error"]
+    assert (tmp_path / "logs/gen_5/0/stdout").read_text() == "tool 5\ntool b\n"

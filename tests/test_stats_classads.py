@@ -9,9 +9,17 @@ from iceprod_dag.exceptions import ClassAdError
 from iceprod_dag.stats.classads import ad_to_dict, format_ad, parse_ads, read_ads, split_ads, write_ad
 
 ADS = [
-    {"ClusterId": 101, "ProcId": 0, "DAGNodeName": "generate_0", "Owner": "alice", "ExitCode": 0,
-     "Args": "-c 'echo hi'", "RemoteWallClockTime": 12.5, "MemoryUsage": classad2.ExprTree("ResidentSetSize / 1024"),
-     "ResidentSetSize": 2048},
+    {
+        "ClusterId": 101,
+        "ProcId": 0,
+        "DAGNodeName": "generate_0",
+        "Owner": "alice",
+        "ExitCode": 0,
+        "Args": "-c 'echo hi'",
+        "RemoteWallClockTime": 12.5,
+        "MemoryUsage": classad2.ExprTree("ResidentSetSize / 1024"),
+        "ResidentSetSize": 2048,
+    },
     {"ClusterId": 102, "ProcId": 0, "DAGNodeName": "generate_1", "JobStatus": 4},
     {"ClusterId": 103, "ProcId": 0, "DAGNodeName": "FINAL", "Owner": "bob", "ExitCode": 1},
 ]
@@ -59,7 +67,9 @@ def test_written_file_reads_back_with_every_attribute(tmp_path):
 
 
 def test_values_classad2_cannot_write_on_one_line_are_made_safe():
-    text = format_ad({"Note": "two\nlines", "Missing": None, "Bad": float("nan"), "L": [1, "a"], "D": {"x": 1}})
+    text = format_ad(
+        {"Note": "two\nlines", "Missing": None, "Bad": float("nan"), "L": [1, "a"], "D": {"x": 1}}
+    )
     (ad,) = parse_ads(text)
     values = ad_to_dict(ad)
     assert values["Note"] == "two\\nlines" and values["Missing"] is None and values["Bad"] is None

@@ -21,19 +21,53 @@ def make_record(node: str = "generate_3", attempt: int = 0, **over: object) -> d
     """A stats record as docs/contracts.md shows it."""
     task, job = node.rsplit("_", 1)
     rec = {
-        "format": 1, "dataset": "demo", "dataset_id": 20001, "task": task, "job": int(job), "node": node,
-        "attempt": attempt, "site": "local", "host": "worker1", "os": "Linux-6.1-x86_64", "python": "3.11.7",
-        "start": 1732500000.0, "end": 1732500012.5, "wall_s": 12.5, "cpu_user_s": 10.1, "cpu_sys_s": 0.4,
+        "format": 1,
+        "dataset": "demo",
+        "dataset_id": 20001,
+        "task": task,
+        "job": int(job),
+        "node": node,
+        "attempt": attempt,
+        "site": "local",
+        "host": "worker1",
+        "os": "Linux-6.1-x86_64",
+        "python": "3.11.7",
+        "start": 1732500000.0,
+        "end": 1732500012.5,
+        "wall_s": 12.5,
+        "cpu_user_s": 10.1,
+        "cpu_sys_s": 0.4,
         "cpu_efficiency": 0.84,
         "request": {"cpus": 1, "memory_mb": 1024, "disk_mb": 1024, "gpus": 0, "walltime_s": 3600},
-        "memory_limit_mb": 1280, "peak_rss_mb": 800.2, "peak_pss_mb": 780.0, "avg_rss_mb": 500.1,
-        "peak_disk_mb": 12.0, "peak_gpu_mem_mb": None, "avg_gpu_util": None,
-        "exit_code": 0, "signal": None, "pilot_exit_code": 0, "failure": None,
-        "transfers": [{"url": "http://127.0.0.1/x", "local": "in.dat", "direction": "input", "bytes": 1024,
-                       "seconds": 0.01, "checksum": "sha256:00", "ok": True, "error": None}],
+        "memory_limit_mb": 1280,
+        "peak_rss_mb": 800.2,
+        "peak_pss_mb": 780.0,
+        "avg_rss_mb": 500.1,
+        "peak_disk_mb": 12.0,
+        "peak_gpu_mem_mb": None,
+        "avg_gpu_util": None,
+        "exit_code": 0,
+        "signal": None,
+        "pilot_exit_code": 0,
+        "failure": None,
+        "transfers": [
+            {
+                "url": "http://127.0.0.1/x",
+                "local": "in.dat",
+                "direction": "input",
+                "bytes": 1024,
+                "seconds": 0.01,
+                "checksum": "sha256:00",
+                "ok": True,
+                "error": None,
+            }
+        ],
         "stderr_tail": ["last", "lines"],
-        "logs": {"stdout": f"logs/{node}/{attempt}/stdout", "stderr": f"logs/{node}/{attempt}/stderr",
-                 "pilot": f"logs/{node}/{attempt}/pilot.log"},
+        "logs": {
+            "stdout": f"logs/{node}/{attempt}/stdout",
+            "stderr": f"logs/{node}/{attempt}/stderr",
+            "pilot": f"logs/{node}/{attempt}/pilot.log",
+        },
         "next_memory_mb": None,
     }
     rec.update(over)
@@ -64,8 +98,20 @@ def test_record_lands_in_every_table_column(engine, tmp_path):
         job = conn.execute(select(Job)).one()
         att = conn.execute(select(Attempt)).one()
     assert (ds.name, ds.dataset_id, ds.site, ds.run_dir) == ("demo", 20001, "local", str(tmp_path))
-    assert (job.node, job.task, job.job_index, job.state, job.attempts) == ("generate_3", "generate", 3, "done", 1)
-    assert (att.attempt, att.state, att.wall_s, att.peak_rss_mb, att.request_memory_mb) == (0, "done", 12.5, 800.2, 1024)
+    assert (job.node, job.task, job.job_index, job.state, job.attempts) == (
+        "generate_3",
+        "generate",
+        3,
+        "done",
+        1,
+    )
+    assert (att.attempt, att.state, att.wall_s, att.peak_rss_mb, att.request_memory_mb) == (
+        0,
+        "done",
+        12.5,
+        800.2,
+        1024,
+    )
     assert att.stderr_tail == "last\nlines" and att.log_pilot == "logs/generate_3/0/pilot.log"
     assert att.transfers[0]["bytes"] == 1024 and att.dataset_pk == ds.id and att.task == "generate"
 
@@ -78,8 +124,9 @@ def test_same_record_twice_is_recorded_once(engine, tmp_path):
 
 
 def test_retries_are_rows_and_the_job_follows_the_latest(engine, tmp_path):
-    failed = make_record(attempt=0, failure="over_memory", pilot_exit_code=5, exit_code=None, signal=9,
-                         next_memory_mb=1200.3)
+    failed = make_record(
+        attempt=0, failure="over_memory", pilot_exit_code=5, exit_code=None, signal=9, next_memory_mb=1200.3
+    )
     ingest.ingest_records(engine, [failed], run_dir=tmp_path)
     with engine.connect() as conn:
         job = conn.execute(select(Job)).one()
@@ -87,16 +134,18 @@ def test_retries_are_rows_and_the_job_follows_the_latest(engine, tmp_path):
     ingest.ingest_records(engine, [make_record(attempt=1)], run_dir=tmp_path)
     with engine.connect() as conn:
         job = conn.execute(select(Job)).one()
-        attempts = conn.execute(select(Attempt.attempt, Attempt.state, Attempt.next_memory_mb)
-                                .order_by(Attempt.attempt)).all()
+        attempts = conn.execute(
+            select(Attempt.attempt, Attempt.state, Attempt.next_memory_mb).order_by(Attempt.attempt)
+        ).all()
     assert (job.state, job.last_failure, job.attempts, job.last_attempt) == ("done", None, 2, 1)
     assert [tuple(a) for a in attempts] == [(0, "failed", 1200.3), (1, "done", None)]
 
 
 def test_old_attempt_reporting_after_a_newer_started_is_rejected(engine, tmp_path):
     ingest.record_attempt_started(engine, run_dir=tmp_path, site="local", node="generate_3", attempt=0)
-    ingest.record_attempt_started(engine, run_dir=tmp_path, site="local", node="generate_3", attempt=1,
-                                  host="w2")
+    ingest.record_attempt_started(
+        engine, run_dir=tmp_path, site="local", node="generate_3", attempt=1, host="w2"
+    )
     with engine.connect() as conn:
         assert conn.execute(select(Job.state, Job.attempts)).one() == ("running", 2)
     with pytest.raises(StaleUpdateError, match="attempt 1 already started"):
@@ -119,12 +168,15 @@ def test_second_final_report_with_other_content_is_rejected(engine, tmp_path):
     with pytest.raises(StaleUpdateError, match="different final report"):
         ingest.ingest_records(engine, [changed, make_record("generate_4")], run_dir=tmp_path)
     assert count(engine, Attempt) == 1  # the whole call was refused, generate_4 included
-    skipped = ingest.ingest_records(engine, [changed, make_record("generate_4")], run_dir=tmp_path,
-                                    on_stale="skip")
+    skipped = ingest.ingest_records(
+        engine, [changed, make_record("generate_4")], run_dir=tmp_path, on_stale="skip"
+    )
     assert skipped.inserted == 1 and skipped.rejected[0][:2] == ("generate_3", 0)
     with engine.connect() as conn:
-        assert conn.scalar(select(Attempt.peak_rss_mb).where(Attempt.task == "generate")
-                           .order_by(Attempt.id)) == 800.2
+        assert (
+            conn.scalar(select(Attempt.peak_rss_mb).where(Attempt.task == "generate").order_by(Attempt.id))
+            == 800.2
+        )
 
 
 def test_bad_records_name_the_field(engine, tmp_path):
@@ -140,10 +192,19 @@ def test_bad_records_name_the_field(engine, tmp_path):
 
 def test_register_dataset_then_node_states(engine, tmp_path):
     nodes = [("generate_0", "generate", 0), ("generate_1", "generate", 1), "FINAL"]
-    pk = ingest.register_dataset(engine, run_dir=tmp_path, site="local", name="demo", owner="alice",
-                                 jobs=2, config={"tasks": []}, nodes=nodes)
-    again = ingest.register_dataset(engine, run_dir=tmp_path, site="local", name="demo", owner="alice",
-                                    nodes=nodes, state="running")
+    pk = ingest.register_dataset(
+        engine,
+        run_dir=tmp_path,
+        site="local",
+        name="demo",
+        owner="alice",
+        jobs=2,
+        config={"tasks": []},
+        nodes=nodes,
+    )
+    again = ingest.register_dataset(
+        engine, run_dir=tmp_path, site="local", name="demo", owner="alice", nodes=nodes, state="running"
+    )
     assert pk == again and count(engine, Job) == 3
     ingest.set_node_states(engine, run_dir=tmp_path, site="local", states={"generate_1": "held"})
     ingest.set_dataset_state(engine, run_dir=tmp_path, site="local", state="done")
@@ -155,9 +216,18 @@ def test_register_dataset_then_node_states(engine, tmp_path):
 
 
 def test_job_ads_are_stored_once_with_their_attributes(engine, tmp_path):
-    ad = {"ClusterId": 41, "ProcId": 0, "DAGNodeName": "generate_3", "Cmd": "/bin/sh", "ExitCode": 0,
-          "RemoteWallClockTime": 12.0, "Args": "-c 'echo hi'"}
-    res = ingest.ingest_job_ads(engine, [("generate_3", 0, ad)], run_dir=tmp_path, site="local", dataset="demo")
+    ad = {
+        "ClusterId": 41,
+        "ProcId": 0,
+        "DAGNodeName": "generate_3",
+        "Cmd": "/bin/sh",
+        "ExitCode": 0,
+        "RemoteWallClockTime": 12.0,
+        "Args": "-c 'echo hi'",
+    }
+    res = ingest.ingest_job_ads(
+        engine, [("generate_3", 0, ad)], run_dir=tmp_path, site="local", dataset="demo"
+    )
     again = ingest.ingest_job_ads(engine, [("generate_3", 0, ad)], run_dir=tmp_path, site="local")
     assert (res.inserted, again.unchanged) == (1, 1)
     with engine.connect() as conn:
@@ -165,7 +235,9 @@ def test_job_ads_are_stored_once_with_their_attributes(engine, tmp_path):
     assert (row.cluster_id, row.proc_id, row.attempt) == (41, 0, 0)
     assert row.attributes["Args"] == "-c 'echo hi'" and 'DAGNodeName = "generate_3"' in row.ad_text
     with pytest.raises(StaleUpdateError):
-        ingest.ingest_job_ads(engine, [("generate_3", 0, {**ad, "ExitCode": 1})], run_dir=tmp_path, site="local")
+        ingest.ingest_job_ads(
+            engine, [("generate_3", 0, {**ad, "ExitCode": 1})], run_dir=tmp_path, site="local"
+        )
 
 
 def test_ten_thousand_records_in_one_call_are_fast(engine, tmp_path):
@@ -184,3 +256,38 @@ def test_ten_thousand_records_in_one_call_are_fast(engine, tmp_path):
     again = ingest.ingest_records(engine, records, run_dir=tmp_path)
     assert again.unchanged == 10_000
     assert time.perf_counter() - t0 < 15.0
+
+
+def test_concurrent_writer_processes_on_one_sqlite_file(tmp_path):
+    """The local engine and an import can write at once: BEGIN IMMEDIATE + busy timeout, no 'database is locked'."""
+    import subprocess
+    import sys
+    import textwrap
+
+    url = f"sqlite:///{tmp_path / 'stats.sqlite'}"
+    init_db(url).dispose()
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_stats_ingest import make_record
+        from iceprod_dag.stats import ingest
+        from iceprod_dag.stats.db import make_engine
+        engine = make_engine({url!r})
+        worker = int(sys.argv[1])
+        for i in range(60):
+            node = f"w{{worker}}_{{i}}"
+            ingest.record_attempt_started(engine, run_dir={str(tmp_path)!r}, site="local", node=node, attempt=0,
+                                          dataset="demo")
+            ingest.ingest_records(engine, [make_record(node)], run_dir={str(tmp_path)!r})
+        """)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(w)], stderr=subprocess.PIPE, text=True)
+        for w in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    engine = init_db(url)
+    assert count(engine, Attempt) == 180 and count(engine, Dataset) == 1
+    with engine.connect() as conn:
+        assert set(conn.scalars(select(Job.state))) == {"done"}
+    engine.dispose()

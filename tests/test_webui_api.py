@@ -198,11 +198,16 @@ def test_pilot_claims_in_dependency_order_heartbeats_and_reports(anon, token, ap
     ).get_json() == {"ok": True}
     rec = record("gen_0", 0, dataset="api-set", task="gen", job=0)
     done = anon.post(f"/api/pilot/datasets/{pk}/reports", json=rec, headers=h)
-    assert done.status_code == 200 and done.get_json()["updated"] == 1
+    assert done.status_code == 200 and done.get_json()["queued"] == 1
     nxt = anon.post(f"/api/pilot/datasets/{pk}/claim", json={}, headers=h).get_json()["work"]
     assert nxt["node"] == "use_0"
-    # the same report again changes nothing
+    # the same report again changes nothing, queued or applied
     assert anon.post(f"/api/pilot/datasets/{pk}/reports", json=rec, headers=h).get_json()["unchanged"] == 1
+    job = anon.get(f"/api/jobs?dataset={pk}&task=gen&state=done", headers=auth(token)).get_json()["jobs"]
+    assert [j["node"] for j in job] == ["gen_0"]
+    # a different final report for the same attempt is refused
+    other = anon.post(f"/api/pilot/datasets/{pk}/reports", json={**rec, "wall_s": 1.0}, headers=h)
+    assert other.status_code == 409 and "different" in other.get_json()["error"]
 
 
 def test_superseded_attempt_is_rejected(anon, token, app, engine):  # noqa: F811
@@ -226,6 +231,56 @@ def test_superseded_attempt_is_rejected(anon, token, app, engine):  # noqa: F811
         f"/api/pilot/datasets/{pk}/reports", json=record("gen_0", 1, dataset="api-set"), headers=h
     )
     assert fresh.status_code == 200
+
+
+def test_single_reports_queue_then_apply_like_direct_ones(anon, token, app, engine):  # noqa: F811
+    from iceprod_dag.webui import inbox
+
+    pk = _submit(anon, token)
+    h = auth(token)
+    first = record("gen_0", 0, dataset="api-set")
+    assert anon.post(f"/api/pilot/datasets/{pk}/reports", json=first, headers=h).get_json()["queued"] == 1
+    # a second report for the same attempt with other content, while the first is still queued
+    again = anon.post(f"/api/pilot/datasets/{pk}/reports", json={**first, "wall_s": 5.0}, headers=h)
+    assert again.status_code == 409
+    # a later attempt queued makes an older one stale before anything is drained
+    assert (
+        anon.post(
+            f"/api/pilot/datasets/{pk}/reports", json=record("gen_1", 2, dataset="api-set"), headers=h
+        ).status_code
+        == 200
+    )
+    old = anon.post(
+        f"/api/pilot/datasets/{pk}/reports", json=record("gen_1", 1, dataset="api-set"), headers=h
+    )
+    assert old.status_code == 409 and "attempt 2" in old.get_json()["error"]
+    inbox.drain(engine)
+    jobs = {j["node"]: j for j in anon.get(f"/api/jobs?dataset={pk}&task=gen", headers=h).get_json()["jobs"]}
+    assert jobs["gen_0"]["state"] == "done" and jobs["gen_1"]["last_attempt"] == 2
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM report_inbox").scalar() == 0
+
+
+def test_queued_reports_survive_a_restart(anon, token, app, engine, tmp_path):  # noqa: F811
+    from iceprod_dag.webui import create_app
+
+    pk = _submit(anon, token)
+    app.extensions["iceprod_dag_drainer"].poke = lambda: None  # the server "dies" before draining
+    assert (
+        anon.post(
+            f"/api/pilot/datasets/{pk}/reports",
+            json=record("gen_2", 0, dataset="api-set"),
+            headers=auth(token),
+        ).get_json()["queued"]
+        == 1
+    )
+    create_app({"DB": str(engine.url), "COOKIE_SECURE": False})  # the restart drains
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM report_inbox").scalar() == 0
+        state = conn.exec_driver_sql(
+            f"SELECT state FROM jobs WHERE dataset_pk = {pk} AND node = 'gen_2'"
+        ).scalar()
+    assert state == "done"
 
 
 def test_batched_reports_and_bad_records(anon, token, engine):  # noqa: F811

@@ -21,6 +21,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | 
     """Build the app. ``test_config`` holds explicit settings (the highest layer, e.g. ``{"DB": url}``)."""
     from iceprod_dag.webui import accounts_models  # noqa: F401 - registers the account tables on Base
     from iceprod_dag.webui.auth import LoginThrottle
+    from iceprod_dag.webui.inbox import Drainer, drain, usable
 
     from iceprod_dag.stats.db import init_db, make_engine
 
@@ -41,6 +42,10 @@ def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | 
         init_db(engine)
     app.extensions["iceprod_dag_engine"] = engine
     app.extensions["iceprod_dag_throttle"] = LoginThrottle()
+    app.extensions["iceprod_dag_drainer"] = Drainer(engine)
+    if usable(engine):
+        while drain(engine):  # reports queued before a crash or restart
+            pass
     _register(app)
     return app
 

@@ -33,7 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_SIZE": 50,
     "TAIL_LINES": 40,
     "MAX_UPLOAD_MB": 64,
-    "HEARTBEAT_TIMEOUT_S": 600.0,  # a claimed job with no heartbeat for this long is given to another pilot
+    "HEARTBEAT_TIMEOUT_S": 600.0,
+    "REPORT_INBOX": True,  # SQLite: single pilot reports go through webui.inbox (see there why)  # a claimed job with no heartbeat for this long is given to another pilot
 }
 
 

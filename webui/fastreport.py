@@ -8,7 +8,7 @@ Here the same statements are plain SQL on the pooled connection (sqlite3 caches 
 its content hash) are ingest's own functions; the rules (unchanged repeat, stale attempt, different final
 report) are ingest's too and ``tests/test_webui_fastreport.py`` checks both give identical tables.
 
-Anything unusual goes to ``ingest.ingest_records``: other databases, and nodes with no job row yet.
+Other databases go to ``ingest.ingest_records``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from iceprod_dag.names import split_node_name
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.ingest import IngestResult
 
@@ -40,20 +41,19 @@ def report(engine: Engine, dataset: Mapping[str, Any], records: Sequence[Mapping
         cur = raw.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            result = _ingest(cur, int(dataset["id"]), records)
+            result = ingest_on_cursor(cur, int(dataset["id"]), records)
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        if result is None:
-            cur.execute("ROLLBACK")
-        else:
-            cur.execute("COMMIT")
+        cur.execute("COMMIT")
     finally:
         raw.close()
-    return result if result is not None else _fallback(engine, dataset, records)
+    return result
 
 
-def _fallback(engine: Engine, dataset: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> IngestResult:
+def _fallback(
+    engine: Engine, dataset: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
+) -> IngestResult:
     return ingest.ingest_records(
         engine, list(records), run_dir=dataset["run_dir"], site=dataset["site"], on_stale="skip"
     )
@@ -63,8 +63,8 @@ def _in(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _ingest(cur: Any, pk: int, records: Sequence[Mapping[str, Any]]) -> IngestResult | None:
-    """The work of ingest._ingest_site; None when a node has no job row (the fallback creates it)."""
+def ingest_on_cursor(cur: Any, pk: int, records: Sequence[Mapping[str, Any]]) -> IngestResult:
+    """The work of ingest._ingest_site, in plain SQL, inside the caller's transaction on a sqlite3 cursor."""
     recs = sorted(records, key=lambda r: (r["node"], r["attempt"]))
     nodes = list(dict.fromkeys(r["node"] for r in recs))
     jobs: dict[str, dict[str, Any]] = {}
@@ -77,15 +77,14 @@ def _ingest(cur: Any, pk: int, records: Sequence[Mapping[str, Any]]) -> IngestRe
         )
         for jid, node, task, state, attempts, last in cur.fetchall():
             jobs[node] = {"id": jid, "task": task, "state": state, "attempts": attempts, "last_attempt": last}
-    if len(jobs) < len(nodes):
-        return None
     node_of = {job["id"]: node for node, job in jobs.items()}
     ids = list(node_of)
     known: dict[tuple[str, int], tuple[int, str | None]] = {}
     for lo in range(0, len(ids), CHUNK):
         chunk = ids[lo : lo + CHUNK]
         cur.execute(
-            f"SELECT job_pk, attempt, id, record_hash FROM attempts WHERE job_pk IN ({_in(len(chunk))})", chunk
+            f"SELECT job_pk, attempt, id, record_hash FROM attempts WHERE job_pk IN ({_in(len(chunk))})",
+            chunk,
         )
         for job_pk, attempt, aid, digest in cur.fetchall():
             known[(node_of[job_pk], attempt)] = (aid, digest)
@@ -95,9 +94,12 @@ def _ingest(cur: Any, pk: int, records: Sequence[Mapping[str, Any]]) -> IngestRe
     updates: list[dict[str, Any]] = []
     touched: dict[str, dict[str, Any]] = {}
     now = time.time()
+    new_jobs: dict[str, dict[str, Any]] = {}
     for rec in recs:
         node, attempt = rec["node"], rec["attempt"]
-        job = jobs[node]
+        job = jobs.get(node) or new_jobs.get(node)
+        if job is None:  # first record of a node never registered: its row is inserted below, complete
+            job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"), now)
         row = ingest.attempt_row(rec)
         seen = known.get((node, attempt))
         if seen is not None and seen[1] == row["record_hash"]:
@@ -111,7 +113,7 @@ def _ingest(cur: Any, pk: int, records: Sequence[Mapping[str, Any]]) -> IngestRe
             continue
         row.update(updated_at=now, dataset_pk=pk, task=rec.get("task") or job.get("task"))
         if seen is None:
-            inserts.append({**row, "job_pk": job["id"], "attempt": attempt})
+            inserts.append({**row, "node": node, "attempt": attempt})
             job["attempts"] += 1
         else:
             updates.append({**row, "id": seen[0]})
@@ -120,8 +122,12 @@ def _ingest(cur: Any, pk: int, records: Sequence[Mapping[str, Any]]) -> IngestRe
             state=row["state"], last_attempt=attempt, last_failure=row["failure"], exit_code=row["exit_code"],
             updated_at=row["ended_at"] or now, site=row["site"], host=row["host"],
         )  # fmt: skip
-        touched[node] = job
+        if node in jobs:
+            touched[node] = job
+    _insert_jobs(cur, pk, list(new_jobs.values()), jobs)
     if inserts:
+        for r in inserts:
+            r["job_pk"] = jobs[r.pop("node")]["id"]
         cols = list(inserts[0])
         cur.executemany(
             f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({_in(len(cols))})",
@@ -142,6 +148,39 @@ def _ingest(cur: Any, pk: int, records: Sequence[Mapping[str, Any]]) -> IngestRe
     return result
 
 
+def _job_values(pk: int, node: str, task: str | None, job: int | None, now: float) -> dict[str, Any]:
+    """A new job row as ingest makes it (ingest._job_values)."""
+    if task is None:
+        split = split_node_name(node)
+        if split:
+            task, job = split
+    return {"dataset_pk": pk, "node": node, "task": task, "job_index": job, "state": "pending", "attempts": 0,
+            "last_attempt": -1, "last_failure": None, "exit_code": None, "updated_at": now, "site": None,
+            "host": None}  # fmt: skip
+
+
+def _insert_jobs(cur: Any, pk: int, rows: list[dict[str, Any]], jobs: dict[str, dict[str, Any]]) -> None:
+    if not rows:
+        return
+    cols = list(rows[0])
+    cur.executemany(
+        f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({_in(len(cols))})", [_values(r, cols) for r in rows]
+    )
+    by_node = {r["node"]: r for r in rows}
+    names = list(by_node)
+    for lo in range(0, len(names), CHUNK):
+        chunk = names[lo : lo + CHUNK]
+        cur.execute(
+            f"SELECT id, node FROM jobs WHERE dataset_pk = ? AND node IN ({_in(len(chunk))})", (pk, *chunk)
+        )
+        for jid, node in cur.fetchall():
+            jobs[node] = {**by_node[node], "id": jid}
+
+
 def _values(row: Mapping[str, Any], cols: Sequence[str]) -> tuple[Any, ...]:
-    # SQLAlchemy's JSON type stores Python None as JSON 'null' text: do the same so both paths agree
-    return tuple(json.dumps(row[c]) if c in _JSON_COLUMNS else row[c] for c in cols)
+    values = [row[c] for c in cols]
+    for i, col in enumerate(cols):
+        # SQLAlchemy's JSON type stores Python None as JSON 'null' text: do the same so both paths agree
+        if col in _JSON_COLUMNS:
+            values[i] = json.dumps(values[i])
+    return tuple(values)

@@ -12,11 +12,12 @@ import time
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from iceprod_dag.webui import accounts, actions, fastreport, logfiles, queries
+from iceprod_dag.webui import accounts, actions, fastreport, inbox, logfiles, queries
 from iceprod_dag.webui.logfiles import KINDS, LogPathError
 from iceprod_dag.webui.web import ApiError, engine, json_body, login_required, who
 
 from iceprod_dag.exceptions import IceprodDagError, StaleUpdateError, StatsError
+from iceprod_dag.stats import ingest
 
 bp = Blueprint("pilot", __name__, url_prefix="/api/pilot")
 
@@ -84,6 +85,8 @@ def claim(pk: int) -> Any:
     host = body.get("host")
     if host is not None and not isinstance(host, str):
         raise ApiError(400, "field 'host': expected a string", "host")
+    if inbox.usable(engine()):
+        inbox.drain(engine())  # parents' reports may still be queued
     item = actions.claim(engine(), ds, host, current_app.config["HEARTBEAT_TIMEOUT_S"])
     if item is None:
         return jsonify(work=None, finished=ds["state"] in actions.NO_WORK_STATES)
@@ -126,6 +129,8 @@ def report(pk: int) -> Any:
         raise ApiError(400, "field 'records': expected a non-empty list of stats records", "records")
     if len(records) > MAX_BATCH:
         raise ApiError(413, f"field 'records': at most {MAX_BATCH} records per request", "records")
+    if "records" not in body and current_app.config["REPORT_INBOX"] and inbox.usable(engine()):
+        return _queue_one(ds, body)
     try:
         result = fastreport.report(engine(), ds, records)
     except StatsError as exc:
@@ -146,6 +151,24 @@ def report(pk: int) -> Any:
         )
         body_out["field"] = "attempt"
     return jsonify(body_out), status
+
+
+def _queue_one(ds: dict[str, Any], record: dict[str, Any]) -> Any:
+    """One record into the inbox (webui.inbox): same answers as a direct report, minus the row counts."""
+    try:
+        ingest.validate_record(record, "record")
+        outcome = inbox.accept(engine(), ds["id"], record)
+    except StaleUpdateError as exc:
+        reason = str(exc)
+        return jsonify(
+            error=f"stale update: {reason}", field="attempt", inserted=0, updated=0, unchanged=0, queued=0,
+            rejected=[{"node": record["node"], "attempt": record["attempt"], "reason": reason}],
+        ), 409  # fmt: skip
+    except StatsError as exc:
+        raise ApiError(400, str(exc), "record") from None
+    current_app.extensions["iceprod_dag_drainer"].poke()
+    unchanged = int(outcome == "unchanged")
+    return jsonify(inserted=0, updated=0, unchanged=unchanged, queued=1 - unchanged, rejected=[])
 
 
 @bp.put("/datasets/<int:pk>/logs/<node>/<int:attempt>/<kind>")

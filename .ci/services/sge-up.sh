@@ -6,7 +6,7 @@ set -euo pipefail
 H=$(hostname)
 export DEBIAN_FRONTEND=noninteractive
 # two callers at once (CI + a test fixture) must not race on apt or start two masters
-exec 9>"/tmp/sge-up.lock"; flock 9
+exec 9>"/tmp/sge-up.lock"; flock 9   # daemons below get 9>&-: they must not hold it
 APT_OPTS="-o DPkg::Lock::Timeout=600"
 # the normal user jobs are submitted as in tests (same user and uid as the HTCondor recipe)
 U=${SGE_TEST_USER:-htcuser}; UIDN=${SGE_TEST_UID:-2000}
@@ -21,7 +21,7 @@ apt-get $APT_OPTS install -y -q gridengine-master gridengine-exec gridengine-cli
 echo "$H localhost" > "$SGE_ROOT/$SGE_CELL/common/host_aliases"
 install -d -o sgeadmin -g sgeadmin /run/gridengine
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-alive /var/spool/gridengine/qmaster/qmaster.pid || SGE_MASTER_PIDFILE=/run/gridengine/qmaster.pid /usr/sbin/sge_qmaster
+alive /var/spool/gridengine/qmaster/qmaster.pid || SGE_MASTER_PIDFILE=/run/gridengine/qmaster.pid /usr/sbin/sge_qmaster 9>&-
 for i in $(seq 100); do qconf -sh >/dev/null 2>&1 && break; sleep 0.2; done
 qconf -as "$H" >/dev/null 2>&1 || true
 T=$(mktemp -d)
@@ -32,7 +32,9 @@ printf '#!/bin/sh\nsed -i -e "s/^schedule_interval .*/schedule_interval 0:0:1/" 
 chmod +x "$T"/*.sh
 qconf -sq all.q >/dev/null 2>&1 || EDITOR="$T/q.sh" qconf -aq all.q >/dev/null
 EDITOR="$T/s.sh" qconf -msconf >/dev/null
+# a busy CI machine (load above 1.75 per core) puts the queue in alarm state and nothing starts
+qconf -rattr queue load_thresholds NONE all.q >/dev/null 2>&1 || true
 rm -rf "$T"
-alive /run/gridengine/execd.pid || SGE_EXECD_PIDFILE=/run/gridengine/execd.pid /usr/sbin/sge_execd
+alive /run/gridengine/execd.pid || SGE_EXECD_PIDFILE=/run/gridengine/execd.pid /usr/sbin/sge_execd 9>&-
 for i in $(seq 100); do qstat -f 2>/dev/null | grep -q "all.q@$H .*lx-amd64" && break; sleep 0.2; done
 qstat -f

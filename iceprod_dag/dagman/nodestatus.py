@@ -251,7 +251,10 @@ def read_node_status(path: Path | str) -> DagStatusReport:
     head = next((a for a in ads if a.get("Type") == "DagStatus"), None)
     if head is None:
         raise ValueError(f"{path}: no DagStatus ad (not a DAGMan node status file?)")
-    report = DagStatusReport(dag_files=[str(f) for f in head.get("DagFiles", [])], nodes=nodes)  # type: ignore[union-attr]
+    files = head.get("DagFiles")
+    report = DagStatusReport(
+        dag_files=[str(f) for f in files] if isinstance(files, list) else [], nodes=nodes
+    )
     report.dag_status = NodeStatus(int(head.get("DagStatus", 3)))  # type: ignore[call-overload]
     note = re.search(r"\((.*)\)", str(head.get("DagStatus/*", "")))
     report.status_note = note.group(1) if note else ""

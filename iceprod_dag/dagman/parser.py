@@ -201,12 +201,12 @@ class _Parser:
                 node.abort_dag_on = (value, ret)
         elif kw == "DONE":
             self.expect(t, 2, 2, "DONE node", lineno)
-            node = self.dag.nodes.get(t[1])
-            if node is None:
+            done = self.dag.nodes.get(t[1])
+            if done is None:
                 raise self.err(f"DONE: unknown node {t[1]!r}", lineno)
-            if node.final:
+            if done.final:
                 raise self.err(f"the FINAL node {t[1]!r} cannot be set to DONE", lineno)
-            node.done = True
+            done.done = True
         elif kw == "NODE_STATUS_FILE":
             self.expect(t, 2, 4, "NODE_STATUS_FILE file [min-update-seconds] [ALWAYS-UPDATE]", lineno)
             self.dag.node_status_file = t[1]

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import htcondor2
+import htcondor2  # type: ignore[import-untyped]
 
 from ..exceptions import DagSyntaxError
 
@@ -109,7 +109,7 @@ def parse_environment(value: str) -> dict[str, str]:
 
 
 _UNIT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGTP]?)B?\s*$", re.IGNORECASE)
-_FACTOR = {"": None, "K": 1, "M": 1024, "G": 1024**2, "T": 1024**3, "P": 1024**4}  # in KiB
+_FACTOR = {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3, "P": 1024**4}  # in KiB
 
 
 def parse_quantity(value: str, default_unit: str) -> int:

@@ -115,7 +115,9 @@ def main(argv: Optional[List[str]] = None, configure_logging: bool = True) -> in
                 setattr(envelope, field, value)
         envelope.gpus, envelope.walltime_s = args.gpus, args.walltime
         source = DirectoryWorkSource(os.path.abspath(args.queue))
-        Pilot(
+        from iceprod_dag.pilot.runjob import terminate_on_signals
+
+        pilot = Pilot(
             source,
             envelope,
             args.site,
@@ -123,7 +125,9 @@ def main(argv: Optional[List[str]] = None, configure_logging: bool = True) -> in
             args.poll,
             use_psutil,
             idle_timeout_s=args.idle_timeout,
-        ).run()
+        )
+        with terminate_on_signals(pilot.stop):
+            pilot.run()
         return exitcodes.SUCCESS
     except KeyboardInterrupt:
         log.error("interrupted")

@@ -24,3 +24,6 @@ BY_CATEGORY = {
     "pilot_error": PILOT_ERROR,
 }
 CATEGORY_BY_CODE = {code: category for category, code in BY_CATEGORY.items()}
+#: the pilot itself was told to stop (SIGTERM from the batch system, the site cancelling the run): its jobs
+#: are recorded as "killed"; not a category of its own for DAGMan, which does not retry removed jobs
+BY_CATEGORY["killed"] = PILOT_ERROR

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,15 @@ class ProcBackend:
     def __init__(self) -> None:
         self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.page_mb = (os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096) / MB
+        self._usage: Dict[int, Tuple[float, float, float]] = {}
 
     @staticmethod
     def available() -> bool:
         return os.path.exists("/proc/self/stat")
 
-    def table(self) -> Dict[int, Tuple[int, int, float, float, float]]:
-        """pid -> (ppid, session, user s, sys s, rss MB) of every live process."""
-        out = {}
+    def table(self) -> Dict[int, Tuple[int, int]]:
+        """pid -> (ppid, session) of every live process; their usage is kept for usage() this tick."""
+        out, self._usage = {}, {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -65,14 +66,18 @@ class ProcBackend:
             fields = raw[raw.rfind(b")") + 2 :].split()
             if fields[0] == b"Z":
                 continue
-            out[int(entry)] = (
-                int(fields[1]),
-                int(fields[3]),
+            pid = int(entry)
+            out[pid] = (int(fields[1]), int(fields[3]))
+            self._usage[pid] = (
                 int(fields[11]) / self.tick,
                 int(fields[12]) / self.tick,
                 int(fields[21]) * self.page_mb,
             )
         return out
+
+    def usage(self, pid: int) -> Optional[Tuple[float, float, float]]:
+        """(user s, sys s, rss MB) of a process seen by the last table()."""
+        return self._usage.get(pid)
 
     @staticmethod
     def pss_mb(pid: int) -> Optional[float]:
@@ -92,22 +97,33 @@ class PsutilBackend:
     name = "psutil"
 
     def __init__(self) -> None:
-        import psutil
+        import psutil  # type: ignore[import-untyped,unused-ignore]
 
         self.psutil = psutil
+        self._procs: Dict[int, Any] = {}
 
-    def table(self) -> Dict[int, Tuple[int, int, float, float, float]]:
-        out = {}
-        for proc in self.psutil.process_iter():
-            try:
-                with proc.oneshot():
-                    if proc.status() == self.psutil.STATUS_ZOMBIE:
-                        continue
-                    times = proc.cpu_times()
-                    out[proc.pid] = (proc.ppid(), -1, times.user, times.system, proc.memory_info().rss / MB)
-            except (self.psutil.Error, OSError):
-                continue
+    def table(self) -> Dict[int, Tuple[int, int]]:
+        """pid -> (ppid, -1); only tree members are asked for their usage (the expensive part)."""
+        out, self._procs = {}, {}
+        for proc in self.psutil.process_iter(["ppid"]):
+            ppid = proc.info.get("ppid")
+            if ppid is not None:
+                out[proc.pid] = (ppid, -1)
+                self._procs[proc.pid] = proc
         return out
+
+    def usage(self, pid: int) -> Optional[Tuple[float, float, float]]:
+        proc = self._procs.get(pid)
+        if proc is None:
+            return None
+        try:
+            with proc.oneshot():
+                if proc.status() == self.psutil.STATUS_ZOMBIE:
+                    return None
+                times = proc.cpu_times()
+                return times.user, times.system, proc.memory_info().rss / MB
+        except (self.psutil.Error, OSError):
+            return None
 
     def pss_mb(self, pid: int) -> Optional[float]:
         try:
@@ -149,7 +165,7 @@ class Sampler:
         table = self.backend.table()  # type: ignore[attr-defined]
         children: Dict[int, List[int]] = {}
         by_session: Dict[int, List[int]] = {}
-        for pid, (ppid, sid, _u, _s, _r) in table.items():
+        for pid, (ppid, sid) in table.items():
             children.setdefault(ppid, []).append(pid)
             by_session.setdefault(sid, []).append(pid)
         result = {}
@@ -162,10 +178,14 @@ class Sampler:
                     if child not in members:
                         members.add(child)
                         stack.append(child)
-            usage = TreeUsage(pids=sorted(members))
+            usage = TreeUsage()
             pss_total: Optional[float] = 0.0
-            for pid in usage.pids:
-                _p, _sid, user, system, rss = table[pid]
+            for pid in sorted(members):
+                numbers = self.backend.usage(pid)  # type: ignore[attr-defined]
+                if numbers is None:
+                    continue  # exited (or a zombie) since the table was read
+                user, system, rss = numbers
+                usage.pids.append(pid)
                 usage.cpu_user_s += user
                 usage.cpu_sys_s += system
                 usage.rss_mb += rss

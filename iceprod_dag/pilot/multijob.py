@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import shutil
+import tempfile
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -78,7 +79,27 @@ class Pilot:
         self._running: Dict[str, Tuple[WorkItem, JobSpec]] = {}
         self._done: "queue.Queue[Optional[Tuple[str, WorkItem, Dict[str, Any]]]]" = queue.Queue()
         self._supervisor: Optional[Supervisor] = None
+        self._stopping = False
+        # GPUs are handed out by id (CUDA_VISIBLE_DEVICES), not just counted, so jobs do not share one
+        visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        self._free_gpus = visible if len(visible) >= envelope.gpus else [str(i) for i in range(envelope.gpus)]
+        self._gpus_of: Dict[str, List[str]] = {}
+        self._workdirs: List[str] = []
+        self._all_workdirs: List[str] = []
         self._started = 0.0
+
+    def _new_workdir(self) -> str:
+        scratch = self.scratch or runjob.scratch_dir()
+        workdir = tempfile.mkdtemp(prefix=f"pilot{os.getpid()}-", dir=scratch)
+        self._all_workdirs.append(workdir)
+        return workdir
+
+    def stop(self, reason: str = "the pilot was told to stop") -> None:
+        """Claim no more work and kill the running jobs (recorded as "killed"); run() then returns."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.terminate(reason)
+        self.wake()
 
     def wake(self) -> None:
         """Claim at once instead of at the next poll (thread-safe: a WorkSource calls it when work arrives)."""
@@ -117,6 +138,13 @@ class Pilot:
 
     def _start(self, item: WorkItem, job: JobSpec, supervisor: Supervisor) -> None:
         key = f"{job.node}.{job.attempt}"
+        # work dirs are reused: making and removing a dir per job is a large part of the per-job cost on
+        # some file systems (rmdir with online discard takes milliseconds)
+        workdir = self._workdirs.pop() if self._workdirs else self._new_workdir()
+        remaining = self._remaining_s()
+        count = min(int(job.request.gpus), len(self._free_gpus))
+        gpus = self._gpus_of[key] = [self._free_gpus.pop(0) for _ in range(count)]
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if job.request.gpus else {}
         run = runjob.JobRun(
             job,
             supervisor,
@@ -124,8 +152,10 @@ class Pilot:
             item.stats,
             item.logdir,
             self.base_dir,
-            self._remaining_s(),
+            remaining,
             self.scratch,
+            workdir,
+            env,
         )
         self._running[key] = (item, job)
         log.info("starting %s (%s)", key, job.request)
@@ -135,8 +165,12 @@ class Pilot:
                 rec = run.run()
             except BaseException as exc:  # run() records its own failures; this is a last resort
                 log.exception("%s: job thread failed", key)
-                rec = runjob.config_failure(item.spec, item.job, item.attempt, repr(exc), self.site, item.stats,
-                                            "pilot_error")  # fmt: skip
+                error = repr(exc)
+                rec = runjob.config_failure(
+                    item.spec, item.job, item.attempt, error, self.site, item.stats, "pilot_error"
+                )
+            if not job.settings.keep_workdir and runjob.empty_dir(workdir):
+                self._workdirs.append(workdir)  # list.append is atomic: no lock needed
             self._done.put((key, item, rec))
 
         threading.Thread(target=target, name=f"job-{key}", daemon=True).start()
@@ -163,7 +197,7 @@ class Pilot:
                 pending = None
                 continue
             remaining = self._remaining_s()
-            if remaining is not None and remaining <= 0:
+            if self._stopping or (remaining is not None and remaining <= 0):
                 return None
             item = self.source.claim(free)
             if item is None:
@@ -192,7 +226,7 @@ class Pilot:
                     idle_since = None
                 else:
                     remaining = self._remaining_s()
-                    if pending is None and self.source.finished():
+                    if self._stopping or (pending is None and self.source.finished()):
                         break
                     if remaining is not None and remaining <= 0:
                         break
@@ -211,11 +245,14 @@ class Pilot:
                     if done is not None:  # None: wake() was called
                         key, item, rec = done
                         self._running.pop(key, None)
+                        self._free_gpus.extend(self._gpus_of.pop(key, []))
                         self._report(item, rec)
                     try:
                         done = self._done.get_nowait()
                     except queue.Empty:
                         break
+        for workdir in self._all_workdirs:
+            shutil.rmtree(workdir, ignore_errors=True)
         if pending is not None:
             self._fail(pending[0], "the pilot's envelope ended before this job could start", "pilot_error")
         log.info("pilot done: %d jobs", len(self.records))

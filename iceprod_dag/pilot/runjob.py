@@ -11,6 +11,7 @@ import logging
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,22 @@ def scratch_dir() -> str:
         if value and os.path.isdir(value):
             return value
     return os.getcwd()
+
+
+def empty_dir(path: str) -> bool:
+    """Remove everything inside ``path`` (best effort); True if it is empty afterwards."""
+    try:
+        for entry in os.scandir(path):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+        return not os.listdir(path)
+    except OSError:
+        return False
 
 
 class _JobLogHandler(logging.FileHandler):
@@ -81,8 +98,13 @@ class JobRun:
         base_dir: Optional[str] = None,
         walltime_s: Optional[float] = None,
         scratch: Optional[str] = None,
+        workdir: Optional[str] = None,
+        extra_env: Optional[Dict[str, str]] = None,
     ) -> None:
         self.job = job
+        self.extra_env = extra_env or {}
+        #: an empty dir lent by a multi-job pilot (emptied, not removed, afterwards); else one is made
+        self.lent_workdir = workdir
         self.supervisor = supervisor
         self.base_dir = base_dir or os.getcwd()
         self.stats_path = stats_path or os.path.join(self.base_dir, names.stats_record(job.node, job.attempt))
@@ -119,7 +141,7 @@ class JobRun:
         error: Optional[str] = None
         workdir = None
         try:
-            workdir = tempfile.mkdtemp(prefix=f"{self.key}.", dir=self.scratch)
+            workdir = self.lent_workdir or tempfile.mkdtemp(prefix=f"{self.key}.", dir=self.scratch)
             log.info("%s: attempt %d on %s in %s", job.node, job.attempt, rec["host"], workdir)
             own = limits.own_limit_mb(job.request.memory_mb, job.settings.memory_allowance)
             watched = Watched(self.key, job.request, own, workdir, job.settings.kill_grace_s, self.walltime_s)
@@ -141,7 +163,10 @@ class JobRun:
             package_log.removeHandler(handler)
             handler.close()
             if workdir and not job.settings.keep_workdir:
-                shutil.rmtree(workdir, ignore_errors=True)
+                if workdir == self.lent_workdir:
+                    empty_dir(workdir)
+                else:
+                    shutil.rmtree(workdir, ignore_errors=True)
             try:
                 record.write(self.stats_path, rec)
             except OSError as exc:
@@ -152,11 +177,12 @@ class JobRun:
         self, watched: Watched, workdir: str, paths: Dict[str, str]
     ) -> Tuple[Optional[str], Optional[str]]:
         job, rec = self.job, self.rec
-        transfers, error = staging.stage(job.data, "input", workdir, job.settings, self.base_dir)
-        rec["transfers"].extend(transfers)
-        if error:
-            return "stage_in", error
+        # stdout and stderr exist for every attempt the record points to, even one failing to stage in
         with open(paths[names.STDOUT], "ab") as out, open(paths[names.STDERR], "ab") as err:
+            transfers, error = staging.stage(job.data, "input", workdir, job.settings, self.base_dir)
+            rec["transfers"].extend(transfers)
+            if error:
+                return "stage_in", error
             for module in job.modules:
                 if watched.failure is not None:
                     break
@@ -188,18 +214,37 @@ class JobRun:
             ICEPROD_WORKDIR=workdir,
             TMPDIR=workdir,  # scratch is the only disk we may assume; it is also what the disk limit measures
         )
+        env.update(self.extra_env)
         env.update(module.env)
         return env
+
+    def _executable(self, exe: str, workdir: str) -> str:
+        """Where a module's program is: a relative path is looked up in the work dir (staged in), then
+        where the pilot started; a bare name on PATH, else in the work dir."""
+        if os.path.isabs(exe):
+            return exe
+        if os.sep not in exe:
+            local = os.path.join(workdir, exe)
+            if shutil.which(exe) is None and os.path.isfile(local):
+                return self._runnable(local, workdir)
+            return exe
+        for folder in (workdir, self.base_dir):
+            if os.path.exists(os.path.join(folder, exe)):
+                return self._runnable(os.path.join(folder, exe), workdir)
+        return os.path.join(workdir, exe)
+
+    @staticmethod
+    def _runnable(path: str, workdir: str) -> str:
+        """Staged-in programs arrive without the execute bit: give it to them (only in the work dir)."""
+        if path.startswith(workdir + os.sep) and os.path.isfile(path) and not os.access(path, os.X_OK):
+            os.chmod(path, os.stat(path).st_mode | 0o700)
+        return path
 
     def _module(
         self, module: ModuleSpec, watched: Watched, workdir: str, out: Any, err: Any
     ) -> Tuple[Any, Any]:
         """Run one module to its end; returns (exit code, signal)."""
-        exe = module.executable
-        if os.sep in exe and not os.path.isabs(exe):
-            exe = os.path.join(
-                self.base_dir, exe
-            )  # relative to where the pilot was started, not the work dir
+        exe = self._executable(module.executable, workdir)
         entry: Dict[str, Any] = {"name": module.name, "iteration": module.iteration, "exit_code": None}
         self.rec["modules"].append(entry)
         started = time.monotonic()
@@ -289,6 +334,21 @@ def config_failure(
     return rec
 
 
+def previous_next_memory(job: JobSpec, stats_path: Optional[str]) -> Optional[float]:
+    """``next_memory_mb`` of the previous attempt's record, when it is next to this one's (shared file
+    systems, the local site); batch systems that bring no old records pass --memory-mb instead."""
+    folder = os.path.dirname(stats_path) if stats_path else names.STATS_DIR
+    path = os.path.join(folder, os.path.basename(names.stats_record(job.node, job.attempt - 1)))
+    try:
+        wanted = record.read(path).get("next_memory_mb")
+    except (OSError, ValueError):
+        return None
+    if wanted and (job.request.memory_mb is None or wanted > job.request.memory_mb):
+        log.info("%s: attempt %d asks for %s MB, as %s says", job.node, job.attempt, wanted, path)
+        return float(wanted)
+    return None
+
+
 def run_attempt(
     spec_path: str,
     job: int,
@@ -308,5 +368,37 @@ def run_attempt(
     except ConfigError as exc:
         log.error("%s", exc)
         return config_failure(spec_path, job, attempt, str(exc), site, stats_path)
+    if memory_mb is None and attempt > 0:
+        spec.request.memory_mb = previous_next_memory(spec, stats_path) or spec.request.memory_mb
     with Supervisor(spec.settings.sample_interval_s, use_psutil=use_psutil) as supervisor:
-        return JobRun(spec, supervisor, site, stats_path, logdir).run()
+        with _terminate_on_signals(supervisor.terminate):
+            return JobRun(spec, supervisor, site, stats_path, logdir).run()
+
+
+class _terminate_on_signals:  # noqa: N801 - a context manager used like a function
+    """While active (main thread only), SIGTERM/SIGINT/SIGHUP/SIGUSR1 stop the jobs cleanly: the batch
+    system's kill becomes a "killed" stats record instead of an orphaned job tree and no record."""
+
+    SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1")
+
+    def __init__(self, stop: Any) -> None:
+        self.stop = stop
+        self.previous: Dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.stop(f"the pilot received signal {signum}")
+
+    def __enter__(self) -> "_terminate_on_signals":
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self.previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+terminate_on_signals = _terminate_on_signals

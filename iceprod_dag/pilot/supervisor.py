@@ -62,7 +62,7 @@ class Supervisor:
         self.envelope_mb = envelope_mb
         self.sampler = Sampler(use_psutil)
         self.gpu = GpuProbe()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # re-entrant: terminate() may run in a signal handler
         self.jobs: Dict[str, Watched] = {}
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -106,6 +106,19 @@ class Supervisor:
             watched.killer = None
             last, watched.current = watched.current, TreeUsage()
             return last
+
+    def terminate(self, reason: str) -> None:
+        """Kill every job (TERM, then KILL after its grace) and record it as "killed" with ``reason``.
+
+        Safe to call from a signal handler in the main thread: the lock is only ever held briefly.
+        """
+        with self.lock:
+            for w in self.jobs.values():
+                if w.failure is None:
+                    w.failure, w.reason = "killed", reason
+                    if w.pid is not None:
+                        w.killer = limits.TreeKiller(w.pid, w.grace_s)
+                        w.killer.start(w.current.pids)
 
     def signal_all(self, sig: int) -> int:
         """Signal the process group of every running module; returns how many were signalled."""
@@ -165,11 +178,11 @@ class Supervisor:
             dying = sum(w.memory_mb for w in jobs if w.failure is not None)
             envelope = None if self.envelope_mb is None else self.envelope_mb - dying
             for key, (category, limit, reason) in limits.decide(views, envelope).items():
-                w = self.jobs.get(key)
-                if w is None:
+                victim = self.jobs.get(key)
+                if victim is None:
                     continue
-                w.failure, w.reason, w.memory_limit_mb = category, reason, limit
+                victim.failure, victim.reason, victim.memory_limit_mb = category, reason, limit
                 log.warning("%s: %s: %s", key, category, reason, extra={"node": key})
-                if w.pid is not None:
-                    w.killer = limits.TreeKiller(w.pid, w.grace_s)
-                    w.killer.start(w.current.pids)
+                if victim.pid is not None:
+                    victim.killer = limits.TreeKiller(victim.pid, victim.grace_s)
+                    victim.killer.start(victim.current.pids)

@@ -1,1 +1,34 @@
-"""Package."""
+"""The stats database: every dataset run, job (DAG node), attempt and job ClassAd, on SQLite or PostgreSQL.
+
+- ``models``: the tables (SQLAlchemy 2); ``migrations``: their Alembic history (``init_db`` runs it).
+- ``db``: where the database is (``--db`` > ``$ICEPROD_DAG_DB`` > ``$ICEPROD_DAG_HOME/<site>.sqlite``).
+- ``ingest``: writes as jobs start and finish, idempotent, stale updates rejected.
+- ``records`` / ``classads``: the stats record and the ``condor_history -long`` formats.
+- ``importer``: ``import-stats FOLDER``; ``sync``: site database -> central database; ``query``: listings.
+"""
+
+from __future__ import annotations
+
+from iceprod_dag.stats.db import init_db, make_engine, resolve_url
+from iceprod_dag.stats.ingest import (
+    IngestResult,
+    ingest_job_ads,
+    ingest_records,
+    record_attempt_started,
+    register_dataset,
+    set_dataset_state,
+    set_node_states,
+)
+
+__all__ = [
+    "IngestResult",
+    "init_db",
+    "ingest_job_ads",
+    "ingest_records",
+    "make_engine",
+    "record_attempt_started",
+    "register_dataset",
+    "resolve_url",
+    "set_dataset_state",
+    "set_node_states",
+]

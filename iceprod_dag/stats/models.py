@@ -67,10 +67,12 @@ class Job(Base):
         Index("ix_jobs_dataset_state_updated", "dataset_pk", "state", "updated_at", "id"),
         Index("ix_jobs_dataset_updated", "dataset_pk", "updated_at", "id"),
         Index("ix_jobs_dataset_task_state", "dataset_pk", "task", "state"),
+        Index("ix_jobs_dataset_task_updated", "dataset_pk", "task", "updated_at", "id"),
         Index("ix_jobs_state_updated", "state", "updated_at", "id"),
         Index("ix_jobs_updated", "updated_at", "id"),
         Index("ix_jobs_task_updated", "task", "updated_at", "id"),
         Index("ix_jobs_site_state_updated", "site", "state", "updated_at"),
+        Index("ix_jobs_site_updated", "site", "updated_at"),
         Index("ix_jobs_host_updated", "host", "updated_at"),
         Index("ix_jobs_failure_updated", "last_failure", "updated_at"),
     )

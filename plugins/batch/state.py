@@ -34,6 +34,7 @@ class NodeState:
     exit_codes: list[int | None] = dataclasses.field(default_factory=list)
     reason: str = ""
     missing_polls: int = 0  # polls the job was absent from the queue without an exit marker
+    missing_since: float | None = None  # when the job was first seen ended without an exit marker
     jobs: dict[str, str] = dataclasses.field(default_factory=dict)  # attempt -> batch job id, for accounting
     acct_ids: dict[str, str] = dataclasses.field(default_factory=dict)  # attempt -> id in the accounting
 

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 MISSING_POLLS = 3
 #: seconds between polls right after something changed; doubles up to the site's poll interval when quiet
 FAST_POLL_S = 0.5
+#: seconds an ended job may lack its exit marker (shared filesystem lag) before it counts as killed
+MARKER_GRACE_S = 5.0
 
 
 class Watcher:
@@ -134,10 +136,13 @@ class Watcher:
             found = live.get(ns.job_id or "")
             if rc is None:
                 if found is not None and not found[0].finished:
-                    ns.missing_polls = 0
+                    ns.missing_polls, ns.missing_since = 0, None
                     continue
-                ns.missing_polls += 1  # a shared filesystem may show the marker a little late
-                if ns.missing_polls < MISSING_POLLS:
+                # a shared filesystem may show the marker a little late: give it a few polls and seconds
+                ns.missing_polls += 1
+                ns.missing_since = ns.missing_since or time.time()
+                grace = float(self.site.options.get("marker_grace_s", MARKER_GRACE_S))
+                if ns.missing_polls < MISSING_POLLS or time.time() - ns.missing_since < grace:
                     continue
                 ns.reason = f"job {ns.job_id} ended without an exit code ({found[1] if found else 'gone'})"
             elif found is not None and not found[0].finished:
@@ -148,7 +153,7 @@ class Watcher:
 
     def _attempt_ended(self, name: str, ns: st.NodeState, rc: int | None) -> None:
         node = self.dag.nodes[name]
-        ns.missing_polls = 0
+        ns.missing_polls, ns.missing_since = 0, None
         if rc == DEPENDENCY_NOT_MET:  # started before its parents succeeded: not an attempt
             st.exit_marker(self.run_dir, name, ns.attempt).unlink(missing_ok=True)
             ns.status, ns.job_id = st.WAITING, None

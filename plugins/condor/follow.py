@@ -80,6 +80,20 @@ def read_node_status(path: Path) -> tuple[dict[str, JobState], dict[str, str], i
     return nodes, details, dag_status
 
 
+def rescue_done_nodes(rescue: Path) -> frozenset[str]:
+    """The nodes a rescue DAG marks DONE."""
+    done: set[str] = set()
+    try:
+        text = rescue.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return frozenset()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].upper() == "DONE":
+            done.update(parts[1:])
+    return frozenset(done)
+
+
 def _event_node(event: htcondor2.JobEvent) -> str | None:
     notes = event.get("LogNotes") or ""
     return notes[len("DAG Node: ") :].strip() if notes.startswith("DAG Node: ") else None
@@ -89,11 +103,22 @@ class DagFollower:
     """Incremental view of one DAG run; call poll() as often as you like."""
 
     def __init__(
-        self, dag_file: Path, dagman_cluster: int | None, node_names: list[str] | None = None
+        self,
+        dag_file: Path,
+        dagman_cluster: int | None,
+        node_names: list[str] | None = None,
+        ignore: frozenset[str] = frozenset(),
+        done: frozenset[str] = frozenset(),
     ) -> None:
         self.dag_file = Path(dag_file)
+        #: nodes not reported (the FINAL node: bookkeeping, not work)
+        self.ignore = ignore
         self.dagman_cluster = dagman_cluster
         self.nodes: dict[str, NodeInfo] = {n: NodeInfo() for n in node_names or ()}
+        # nodes an earlier submission finished (the rescue DAG DAGMan resumed from): DAGMan starts a fresh
+        # nodes log, so their events are gone
+        for name in done:
+            self.nodes[name] = NodeInfo(state=JobState.DONE)
         self._by_cluster: dict[int, str] = {}
         self._nodes_log: htcondor2.JobEventLog | None = None
         self._dagman_log: htcondor2.JobEventLog | None = None
@@ -114,14 +139,13 @@ class DagFollower:
             return
         for event in jel.events(stop_after=0):
             node = _event_node(event) if event.type == ET.SUBMIT else self._by_cluster.get(event.cluster)
-            if event.type == ET.SUBMIT and node:
-                self._by_cluster[event.cluster] = node
-                info = self.nodes.setdefault(node, NodeInfo())
-                info.cluster, info.reason, info.exit_code = event.cluster, "", None
-                info.attempts += 1
-            if node is None:
+            if node is None or node in self.ignore:
                 continue
             info = self.nodes.setdefault(node, NodeInfo())
+            if event.type == ET.SUBMIT:
+                self._by_cluster[event.cluster] = node
+                info.cluster, info.reason, info.exit_code = event.cluster, "", None
+                info.attempts += 1
             if event.type in STATE_BY_EVENT:
                 info.state = STATE_BY_EVENT[event.type]
             if event.type == ET.EXECUTE:
@@ -163,6 +187,8 @@ class DagFollower:
             # the final status file knows nodes that never got a job (futile, or skipped)
             final, details, _ = read_node_status(Path(names.status_file(str(self.dag_file))))
             for name, state in final.items():
+                if name in self.ignore:
+                    continue
                 if states.get(name) in (None, JobState.PENDING, JobState.UNKNOWN) or state == JobState.FAILED:
                     states[name] = state
                 if details.get(name) and name not in reasons:

@@ -18,7 +18,7 @@ import htcondor2
 from iceprod_dag.plugins.base import RunStatus, Site
 from iceprod_dag.plugins.condor import prepare, translate
 from iceprod_dag.plugins.condor.collect import collect_run
-from iceprod_dag.plugins.condor.follow import DagFollower
+from iceprod_dag.plugins.condor.follow import DagFollower, rescue_done_nodes
 from iceprod_dag.plugins.condor.schedd import locate_schedd
 from iceprod_dag.plugins.condor.siteconfig import SiteConfig, load_site_config
 
@@ -178,11 +178,14 @@ class CondorSite(Site):
 
             dag_file = self._dag_of(info)
             try:
-                node_names = [n for n, node in parse_dag(dag_file).nodes.items() if not node.final]
+                nodes = parse_dag(dag_file).nodes.values()
+                node_names = [n.name for n in nodes if not n.final]
+                finals = frozenset(n.name for n in nodes if n.final)
             except Exception as exc:  # a DAG our parser does not know still runs; nodes appear as they log
                 log.debug("cannot list the nodes of %s: %s", dag_file, exc)
-                node_names = []
-            current = DagFollower(dag_file, info["cluster"], node_names)
+                node_names, finals = [], frozenset()
+            done = rescue_done_nodes(Path(info["rescue"])) if info.get("rescue") else frozenset()
+            current = DagFollower(dag_file, info["cluster"], node_names, finals, done)
             self._followers[run_dir] = current
         return current
 
@@ -234,7 +237,13 @@ class CondorSite(Site):
         if not status.finished:
             raise SiteError(f"{run_dir}: DAGMan job {info['cluster']} is still running; remove it first")
         dag_file = self._dag_of(info)
+        from iceprod_dag.dagman.rescue import find_rescue
+
+        rescue = find_rescue(dag_file)
+        if rescue is None:
+            raise SiteError(f"{run_dir}: DAGMan left no rescue DAG to resume from ({dag_file}.rescueNNN)")
         cluster = self._submit_dag(dag_file, Path(info["submit_dir"]), dag_file.stem, resubmit=True)
+        info["rescue"] = str(rescue)
         info["cluster"] = cluster
         info["clusters"] = [*info.get("clusters", []), cluster]
         info["submitted_at"] = time.time()

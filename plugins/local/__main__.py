@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pilot", action="store_true", help="run pilot nodes as their own processes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_dag(args.run_dir, args.cpus, args.memory_mb, args.db, progress=False, use_pilot=not args.no_pilot)
+    return run_dag(
+        args.run_dir, args.cpus, args.memory_mb, args.db, progress=False, use_pilot=not args.no_pilot
+    )
 
 
 if __name__ == "__main__":

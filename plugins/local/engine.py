@@ -18,108 +18,27 @@ Semantics follow condor_dagman where its manual leaves a doubt:
 
 from __future__ import annotations
 
-import enum
 import heapq
 import logging
 import os
 import re
 import shlex
 import time
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Iterable
 
-from iceprod_dag.dagman.model import Dag, Node, Script
+from iceprod_dag.dagman.model import Dag, Script
 
 from .executor import Exit, Launch
+from .nodestate import DagStatus, Executor, JobBuilder, NodeRun, NodeState, Recorder
+
+__all__ = ["DagEngine", "DagStatus", "NodeState"]
 
 logger = logging.getLogger(__name__)
 
 
-class DagStatus(enum.IntEnum):
-    """$DAG_STATUS values, as condor_dagman defines them."""
-
-    OK = 0
-    ERROR = 1
-    NODE_FAILED = 2
-    ABORT = 3
-    RM = 4
-    CYCLE = 5
-    HALTED = 6
-
-
-class NodeState(enum.Enum):
-    """Where one node is in its life (the node status file's states)."""
-
-    NOT_READY = "not_ready"
-    READY = "ready"
-    PRERUN = "prerun"
-    SUBMITTED = "submitted"
-    POSTRUN = "postrun"
-    DONE = "done"
-    ERROR = "error"
-    FUTILE = "futile"
-
-
-class Executor(Protocol):
-    """Starts and reaps processes (see executor.ProcessExecutor)."""
-
-    def fits(self, cpus: int, memory_mb: int) -> bool: ...
-    def start(self, launch: Launch) -> None: ...
-    def wait(self, timeout: float | None) -> list[Exit]: ...
-    def active(self) -> int: ...
-    def kill_all(self) -> None: ...
-
-
-class Recorder(Protocol):
-    """Writes what happens to disk as it happens (see state.RunRecorder)."""
-
-    def pre_started(self, node: Node, retry: int) -> None: ...
-    def pre_finished(self, node: Node, exit: Exit) -> None: ...
-    def job_started(self, node: Node, attempt: int, cluster: int, launch: Launch) -> None: ...
-    def job_finished(self, node: Node, attempt: int, cluster: int, launch: Launch, exit: Exit) -> None: ...
-    def post_started(self, node: Node, cluster: int) -> None: ...
-    def post_finished(self, node: Node, cluster: int, exit: Exit) -> None: ...
-    def node_finished(self, node: Node, ok: bool) -> None: ...
-    def flush(self, engine: DagEngine, force: bool = False) -> None: ...
-
-
-#: builds the process of one attempt of a node's job (jobs.JobFactory)
-JobBuilder = Callable[[Node, int], Launch]
-
-_MACRO = re.compile(r"\$(JOBID|JOB|RETRY|MAX_RETRIES|RETURN|PRE_SCRIPT_RETURN|DAG_STATUS|FAILED_COUNT|NODE_NAME)")
-
-
-class NodeRun:
-    """Mutable run state of one node."""
-
-    __slots__ = (
-        "node",
-        "state",
-        "waiting",
-        "retries",
-        "attempt_base",
-        "cluster",
-        "pre_rc",
-        "job_rc",
-        "launch",
-        "seq",
-    )
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.state = NodeState.NOT_READY
-        self.waiting = len(node.parents)  # parents not yet done
-        self.retries = 0  # retries used in this run
-        self.attempt_base = 0  # attempts made by earlier runs of this DAG (resume)
-        self.cluster = 0
-        self.pre_rc = -1
-        self.job_rc = 0
-        self.launch: Launch | None = None
-        self.seq = 0
-
-    @property
-    def attempt(self) -> int:
-        return self.attempt_base + self.retries
+_MACRO = re.compile(
+    r"\$(JOBID|JOB|RETRY|MAX_RETRIES|RETURN|PRE_SCRIPT_RETURN|DAG_STATUS|FAILED_COUNT|NODE_NAME)"
+)
 
 
 class DagEngine:
@@ -186,7 +105,11 @@ class DagEngine:
             if self.stopping:
                 break
             if not self._busy():
-                if self._final is not None and self._final.state is NodeState.NOT_READY and self._may_finish():
+                if (
+                    self._final is not None
+                    and self._final.state is NodeState.NOT_READY
+                    and self._may_finish()
+                ):
                     self._start_final()
                     continue
                 break
@@ -352,7 +275,9 @@ class DagEngine:
         if script.defer_status is None or rc != script.defer_status:
             return False
         self._seq += 1
-        heapq.heappush(self._timers, (time.time() + (script.defer_time or 0), self._seq, run.node.name, script.kind))
+        heapq.heappush(
+            self._timers, (time.time() + (script.defer_time or 0), self._seq, run.node.name, script.kind)
+        )
         logger.info("%s script of %s deferred %ss", script.kind, run.node.name, script.defer_time)
         return True
 

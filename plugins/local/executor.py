@@ -44,7 +44,9 @@ class Launch:
         self.cluster = cluster
 
         def sub(text: str) -> str:
-            return _CLUSTER.sub(lambda m: "0" if m.group(1).lower().startswith("proc") else str(cluster), text)
+            return _CLUSTER.sub(
+                lambda m: "0" if m.group(1).lower().startswith("proc") else str(cluster), text
+            )
 
         if self.stdout and "$(" in self.stdout:
             self.stdout = sub(self.stdout)
@@ -195,7 +197,7 @@ class ProcessExecutor:
             if not key:  # the pilot process died: its jobs are lost, report them failed
                 self._poll.unregister(fd)
                 del self._pilots[fd]
-                for k, (launch, start, c) in list(self._in_pilot.items()):
+                for k, (_launch, start, c) in list(self._in_pilot.items()):
                     if c is client:
                         out.append(self._pilot_exit(k, start, None, "the pilot process died"))
                 continue
@@ -227,6 +229,8 @@ class ProcessExecutor:
         done, self._pending = self._pending, []
         if done:
             timeout = 0
+        for client in self._pilots.values():
+            client.flush()
         if self._kill_deadline is not None and time.time() > self._kill_deadline:
             self._signal_all(signal.SIGKILL)
             self._kill_deadline = None

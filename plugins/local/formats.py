@@ -1,7 +1,7 @@
-"""The HTCondor file formats the local engine writes: job event log, JOBSTATE_LOG and NODE_STATUS_FILE.
+"""The NODE_STATUS_FILE of a local run, written straight from the engine's node table.
 
-Kept to exactly what condor_dagman and the schedd write for DAG node jobs, so ``htcondor2.JobEventLog``,
-``condor_q -dag`` habits and our own readers see a local run like a pool run.
+The event log and the jobstate log come from iceprod_dag.dagman (eventlog.py, jobstate.py); the status file
+is written here because a 100,000-node DAG must not build an intermediate object per node on every rewrite.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any
-
-from .executor import Exit
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .engine import DagEngine
@@ -28,80 +26,6 @@ STATUS_CODES = {
     "futile": 7,
 }
 STATUS_NAMES = {v: k for k, v in STATUS_CODES.items()}
-_HOST = "<127.0.0.1:0?addrs=127.0.0.1-0>"
-
-
-def _stamp(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
-
-
-def _usage(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 86400} {s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-class EventLog:
-    """Appends job events in the user log format; buffered, flushed once per scheduling round."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
-
-    def _event(self, code: int, cluster: int, t: float, text: str) -> None:
-        self._f.write(f"{code:03d} ({cluster:03d}.000.000) {_stamp(t)} {text}...\n")
-
-    def submit(self, cluster: int, node: str, t: float, dag_cluster: int) -> None:
-        self._event(0, cluster, t, f"Job submitted from host: {_HOST}\n    DAG Node: {node}\n")
-
-    def execute(self, cluster: int, t: float) -> None:
-        self._event(1, cluster, t, f"Job executing on host: {_HOST}\n")
-
-    def terminated(self, cluster: int, ex: Exit) -> None:
-        if ex.exit_code is not None:
-            how = f"\t(1) Normal termination (return value {ex.exit_code})\n"
-        else:
-            how = f"\t(0) Abnormal termination (signal {ex.signal})\n\t(0) No core file\n"
-        run = f"\t\tUsr {_usage(ex.user_cpu)}, Sys {_usage(ex.sys_cpu)}  -  Run Remote Usage\n"
-        local = "\t\tUsr 0 00:00:00, Sys 0 00:00:00  -  Run Local Usage\n"
-        total = run.replace("Run Remote", "Total Remote") + local.replace("Run Local", "Total Local")
-        io = "".join(f"\t0  -  {w} Bytes {d} By Job\n" for w in ("Run", "Total") for d in ("Sent", "Received"))
-        self._event(5, cluster, ex.end, "Job terminated.\n" + how + run + local + total + io)
-
-    def aborted(self, cluster: int, t: float, reason: str) -> None:
-        self._event(9, cluster, t, f"Job was aborted.\n\t{reason}\n")
-
-    def post_terminated(self, cluster: int, node: str, ex: Exit) -> None:
-        if ex.exit_code is not None:
-            how = f"\t(1) Normal termination (return value {ex.exit_code})\n"
-        else:
-            how = f"\t(0) Abnormal termination (signal {ex.signal})\n"
-        self._event(16, cluster, ex.end, f"POST Script terminated.\n{how}    DAG Node: {node}\n")
-
-    def flush(self) -> None:
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
-
-
-class JobStateLog:
-    """JOBSTATE_LOG lines: ``time node event condorID jobTag - sequence``."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
-
-    def line(self, node: str, event: str, condor_id: Any, tag: str, unused: str, seq: int) -> None:
-        self._f.write(f"{int(time.time())} {node} {event} {condor_id} {tag} {unused} {seq}\n")
-
-    def internal(self, event: str, dag_id: str) -> None:
-        self._f.write(f"{int(time.time())} INTERNAL *** {event} {dag_id} ***\n")
-
-    def flush(self) -> None:
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
 
 
 def write_node_status(path: str, engine: DagEngine) -> None:
@@ -123,7 +47,7 @@ def write_node_status(path: str, engine: DagEngine) -> None:
         dag_state = "done" if engine.exit_status == 0 else "error"
     header = (
         f'[\n  Type = "DagStatus";\n  DagFiles = {{\n    "{os.path.basename(str(engine.dag.path))}"\n  }};\n'
-        f"  Timestamp = {now};\n  DagStatus = {STATUS_CODES[dag_state]}; /* \"STATUS_{dag_state.upper()}\" */\n"
+        f'  Timestamp = {now};\n  DagStatus = {STATUS_CODES[dag_state]}; /* "STATUS_{dag_state.upper()}" */\n'
         f"  NodesTotal = {len(engine.runs)};\n  NodesDone = {counts['done']};\n  NodesPre = {counts['prerun']};\n"
         f"  NodesQueued = {counts['submitted']};\n  NodesPost = {counts['postrun']};\n"
         f"  NodesReady = {counts['ready']};\n  NodesUnready = {counts['not_ready']};\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ class JobFactory:
         self.run_dir = run_dir
         self._files: dict[str, dict[str, str]] = {}  # submit file -> its raw commands, read once
         self._env = dict(os.environ)
+        self._exes: dict[tuple[str, str], str] = {}
 
     def submit_dir(self, node: Node) -> Path:
         base = self.dag.directory
@@ -102,7 +104,9 @@ class JobFactory:
 
     def description(self, node: Node, attempt: int) -> dict[str, str]:
         sub = self.submit_dir(node) / node.submit_file
-        vars_ = {k: v.replace("$(RETRY)", str(attempt)).replace("$(JOB)", node.name) for k, v in node.vars.items()}
+        vars_ = {
+            k: v.replace("$(RETRY)", str(attempt)).replace("$(JOB)", node.name) for k, v in node.vars.items()
+        }
         raw = self._files.get(str(sub))
         if raw is None:
             try:
@@ -119,9 +123,7 @@ class JobFactory:
         executable = desc.get("executable")
         if not executable:
             raise DagSyntaxError(f"node {node.name}: submit file {node.submit_file} has no executable")
-        exe = executable if os.path.isabs(executable) else str(subdir / executable)
-        if not os.path.exists(exe) and "/" not in executable:
-            exe = executable  # a bare name: found on PATH, like transfer_executable = false
+        exe = self._executable(subdir, executable)
         argv = [exe, *split_arguments(desc.get("arguments", desc.get("args", "")))]
         cpus = int(float(desc.get("request_cpus", "1") or 1))
         env = self._environment(desc)
@@ -133,8 +135,8 @@ class JobFactory:
             "pilot": is_pilot(argv),
             "UserLog": desc.get("log"),
         }
-        if info["pilot"] and exe.endswith(names.PILOT_ZIPAPP) and not os.access(exe, os.X_OK):
-            argv.insert(0, "python3")
+        if info["pilot"] and argv[0] == exe and exe.endswith(names.PILOT_ZIPAPP):
+            argv.insert(0, sys.executable)  # run by its own process (no in-engine pilot): needs no x bit
         return Launch(
             argv=argv,
             cwd=str(initialdir),
@@ -145,6 +147,16 @@ class JobFactory:
             memory_mb=memory_mb(desc.get("request_memory")),
             info=info,
         )
+
+    def _executable(self, subdir: Path, executable: str) -> str:
+        key = (str(subdir), executable)
+        exe = self._exes.get(key)
+        if exe is None:
+            exe = executable if os.path.isabs(executable) else str(subdir / executable)
+            if not os.path.exists(exe) and "/" not in executable:
+                exe = executable  # a bare name: found on PATH, like transfer_executable = false
+            self._exes[key] = exe
+        return exe
 
     @staticmethod
     def _path(initialdir: Path, value: str | None) -> str | None:

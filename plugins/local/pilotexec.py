@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
 class PilotClient:
     """One pilot process as the executor sees it: send items, read records from its stdout fd."""
 
-    def __init__(self, cpus: int, memory_mb: int, cwd: str, log_path: str | None, site: str = "local") -> None:
+    def __init__(
+        self, cpus: int, memory_mb: int, cwd: str, log_path: str | None, site: str = "local"
+    ) -> None:
         cmd = [sys.executable, "-m", "iceprod_dag.plugins.local.pilotexec", "--cpus", str(cpus),
                "--memory-mb", str(memory_mb), "--site", site]  # fmt: skip
         err = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
@@ -196,10 +198,21 @@ class PilotClient:
         self.running = 0
 
     def send(self, item: WorkItem) -> None:
+        """Queue an item; flush() sends every queued one at once (one wake-up of the pilot per round)."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(item.to_dict()).encode() + b"\n")
-        self.proc.stdin.flush()
         self.running += 1
+        self.unsent = True
+
+    unsent = False
+
+    def flush(self) -> None:
+        if self.unsent:
+            self.unsent = False
+            try:
+                self.proc.stdin.flush()  # type: ignore[union-attr]
+            except BrokenPipeError:
+                pass  # the pilot died: its EOF on stdout reports its jobs
 
     def kill(self, sig: int) -> None:
         try:

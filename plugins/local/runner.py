@@ -151,6 +151,7 @@ def run_dag(
     db_url: str | None = None,
     progress: bool = False,
     use_pilot: bool = True,
+    pilot_procs: int | None = None,
 ) -> int:
     """Run (or resume) the DAG of a run folder in this process; returns DAGMan's exit status."""
     run_dir = Path(run_dir).resolve()
@@ -163,15 +164,26 @@ def run_dag(
     if done or attempts:
         new = collect_records(run_dir, db_url, db)
         logger.info("resuming %s: %d nodes done, %d stats records recovered", dag_file, len(done), new)
+    _register(db, run_dir, dag)
     dag_cluster = max_cluster + 1
     write_run_info(
-        run_dir, site="local", pid=os.getpid(), started=time.time(), dag=dag_file, exit_code=None, cluster=dag_cluster
+        run_dir,
+        site="local",
+        pid=os.getpid(),
+        started=time.time(),
+        dag=dag_file,
+        exit_code=None,
+        cluster=dag_cluster,
     )
     executor = ProcessExecutor(
-        cpus, memory_mb, use_pilot=use_pilot, pilot_dir=str(run_dir), pilot_log=str(run_dir / "local.pilot.log")
+        cpus,
+        memory_mb,
+        use_pilot=use_pilot,
+        pilot_dir=str(run_dir),
+        pilot_log=str(run_dir / "local.pilot.log"),
     )
     recorder = RunRecorder(dag, run_dir, db, dag_cluster, executor.records)
-    recorder.jobstate.internal("DAGMAN_STARTED", f"{dag_cluster}.0")
+    recorder.jobstate.dagman_started(dag_cluster)
     engine = DagEngine(
         dag,
         executor,
@@ -191,6 +203,7 @@ def run_dag(
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     display = _Progress(engine) if progress else None
+    status = 1
     try:
         if display is not None:
             recorder.on_round = display.update
@@ -205,7 +218,8 @@ def run_dag(
         for s, handler in old.items():
             signal.signal(s, handler)
         recorder.commit()
-        recorder.jobstate.internal("DAGMAN_FINISHED", f"{dag_cluster}.0")
+        if not stopped:
+            recorder.jobstate.dagman_finished(status)
         recorder.close()
         executor.close()
     if stopped or engine.failed or engine.status.value != 0 or status != 0:
@@ -214,7 +228,39 @@ def run_dag(
             retries = {n: r.retries for n, r in engine.runs.items()}
             write_rescue(dag, engine.done_nodes(), engine.failed, retries_used=retries)
     write_run_info(run_dir, exit_code=None if stopped else status, ended=time.time())
+    from iceprod_dag.stats.ingest import set_dataset_state
+
+    state = "cancelled" if stopped else ("done" if status == 0 else "failed")
+    set_dataset_state(db, run_dir=run_dir, site="local", state=state)
     return status
+
+
+def _register(db: Any, run_dir: Path, dag: Dag) -> None:
+    """The run and its nodes in the stats database (pending), so listings show what has not run yet."""
+    from iceprod_dag.stats.ingest import register_dataset
+
+    meta: dict[str, Any] = {}
+    try:
+        meta = json.loads((run_dir / names.DATASET_FILE).read_text())
+    except (OSError, ValueError):
+        pass  # a hand-written DAG: no dataset description
+    nodes = []
+    for name, node in dag.nodes.items():
+        if node.final:
+            continue
+        split = names.split_node_name(name)
+        nodes.append((name, split[0], split[1]) if split else name)
+    register_dataset(
+        db,
+        run_dir=run_dir,
+        site="local",
+        name=str(meta.get("name") or dag.path.stem),
+        dataset_id=meta.get("dataset_id") if isinstance(meta.get("dataset_id"), int) else None,
+        description=str(meta.get("description") or ""),
+        jobs=meta.get("jobs") if isinstance(meta.get("jobs"), int) else None,
+        state="running",
+        nodes=nodes,
+    )
 
 
 def _reap_after_stop(engine: DagEngine, executor: ProcessExecutor, recorder: RunRecorder) -> None:

@@ -39,12 +39,7 @@ class LocalSite(Site):
 
     def submit(self, run_dir: Path, wait: bool = False) -> int | None:
         run_dir = Path(run_dir).resolve()
-        if not run_dir.is_dir():
-            raise RunNotFoundError(f"{run_dir}: no such run folder")
-        try:
-            names.find_dag_file(str(run_dir))
-        except FileNotFoundError as exc:
-            raise RunNotFoundError(str(exc)) from exc
+        _dag_file(run_dir)
         if wait:
             return run_dag(run_dir, **self._engine_options())
         return self._detach(run_dir)
@@ -74,8 +69,8 @@ class LocalSite(Site):
 
     def status(self, run_dir: Path) -> RunStatus:
         run_dir = Path(run_dir)
+        dag_file = _dag_file(run_dir)
         info = read_run_info(run_dir)
-        dag_file = info.get("dag") or names.find_dag_file(str(run_dir))
         status_path = Path(names.status_file(str(dag_file)))
         nodes: dict[str, JobState] = {}
         finished = False
@@ -90,6 +85,7 @@ class LocalSite(Site):
         return RunStatus(nodes=nodes, finished=finished, exit_code=exit_code)
 
     def cancel(self, run_dir: Path) -> None:
+        _dag_file(Path(run_dir))
         info = read_run_info(Path(run_dir))
         pid = info.get("pid")
         if not _alive(pid):
@@ -103,6 +99,15 @@ class LocalSite(Site):
 
     def collect(self, run_dir: Path) -> int:
         return collect_records(Path(run_dir), self.options.get("db"))
+
+
+def _dag_file(run_dir: Path) -> str:
+    if not run_dir.is_dir():
+        raise RunNotFoundError(f"{run_dir}: no such run folder")
+    try:
+        return names.find_dag_file(str(run_dir))
+    except FileNotFoundError as exc:
+        raise RunNotFoundError(str(exc)) from exc
 
 
 def _alive(pid: Any) -> bool:
@@ -120,4 +125,3 @@ def _alive(pid: Any) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
-

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iceprod_dag import names
+from iceprod_dag.dagman.eventlog import EventLogWriter, Usage
+from iceprod_dag.dagman.jobstate import JobstateLogWriter, read_jobstate
 from iceprod_dag.dagman.model import Dag, Node
 from iceprod_dag.states import FailureCategory
 from iceprod_dag.stats import classads
 
 from .executor import Exit, Launch
-from .formats import EventLog, JobStateLog, write_node_status
+from .formats import write_node_status
 
 if TYPE_CHECKING:
     from .engine import DagEngine
@@ -55,8 +57,11 @@ class RunRecorder:
         self.dag_cluster = dag_cluster
         self.records = records  # pilot records by executor key (ProcessExecutor.records)
         dag_file = str(dag.path)
-        self.events = EventLog(names.nodes_log(dag_file))
-        self.jobstate = JobStateLog(dag.jobstate_log and str(dag.directory / dag.jobstate_log) or names.jobstate_log(dag_file))
+        self.events = EventLogWriter(names.nodes_log(dag_file))
+        jobstate = str(dag.directory / dag.jobstate_log) if dag.jobstate_log else names.jobstate_log(dag_file)
+        self.jobstate = JobstateLogWriter(jobstate)
+        if os.path.exists(jobstate):
+            self.jobstate.resume_sequence(read_jobstate(jobstate))  # a resumed run appends to the same log
         self.status_path = (
             str(dag.directory / dag.node_status_file) if dag.node_status_file else names.status_file(dag_file)
         )
@@ -69,7 +74,7 @@ class RunRecorder:
         (run_dir / names.HISTORY_DIR).mkdir(exist_ok=True)
         (run_dir / names.STATS_DIR).mkdir(exist_ok=True)
         self.recorded = 0
-        self.batch_s = 0.25
+        self.batch_s = 1.0
         self.batch_max = 2000
         self._last_commit = 0.0
         self.on_round: Any = None  # called at the end of every round (the progress display)
@@ -77,29 +82,40 @@ class RunRecorder:
     # ---- Recorder -------------------------------------------------------------------------------------------
 
     def pre_started(self, node: Node, retry: int) -> None:
-        self.jobstate.line(node.name, "PRE_SCRIPT_STARTED", "-", "local", "-", retry)
+        self.jobstate.pre_script_started(node.name)
 
     def pre_finished(self, node: Node, ex: Exit) -> None:
-        event = "PRE_SCRIPT_SUCCESS" if ex.value == 0 else "PRE_SCRIPT_FAILURE"
-        self.jobstate.line(node.name, event, ex.value, "local", "-", 0)
+        self.jobstate.pre_script_result(node.name, ex.value)
 
     def job_started(self, node: Node, attempt: int, cluster: int, launch: Launch) -> None:
         now = time.time()
-        self.events.submit(cluster, node.name, now, self.dag_cluster)
-        self.events.execute(cluster, now)
-        jobid = f"{cluster}.0.0"
-        self.jobstate.line(node.name, "SUBMIT", jobid, "local", "-", attempt)
-        self.jobstate.line(node.name, "EXECUTE", jobid, "local", "-", attempt)
+        self.events.submit(cluster, 0, node.name, now)
+        props = {"Cpus": launch.cpus, "Memory": launch.memory_mb}
+        self.events.execute(cluster, 0, slot=f"slot1@{self.host}", props=props, when=now)
+        self.jobstate.submit(node.name, cluster)
+        self.jobstate.job_event(node.name, "EXECUTE", cluster)
 
     def job_finished(self, node: Node, attempt: int, cluster: int, launch: Launch, ex: Exit) -> None:
-        self.events.terminated(cluster, ex)
-        jobid = f"{cluster}.0.0"
-        self.jobstate.line(node.name, "JOB_TERMINATED", jobid, "local", "-", attempt)
-        ok = ex.exit_code == 0
-        self.jobstate.line(node.name, "JOB_SUCCESS" if ok else "JOB_FAILURE", ex.value, "local", "-", attempt)
         record = self.records.pop(launch.key, None)
         if record is None:
             record = self._make_record(node, attempt, launch, ex)
+        peak_mb = record.get("peak_rss_mb") or ex.maxrss_kb / 1024.0
+        usage = Usage(
+            user_cpu_s=ex.user_cpu,
+            sys_cpu_s=ex.sys_cpu,
+            cpus_request=launch.cpus,
+            memory_mb_usage=int(peak_mb + 0.999),
+            memory_mb_request=launch.memory_mb or None,
+            time_execute_s=int(ex.end - ex.start),
+        )
+        if ex.exit_code is not None:
+            self.events.terminated(cluster, 0, return_value=ex.exit_code, usage=usage, when=ex.end)
+        elif ex.signal is not None:
+            self.events.terminated(cluster, 0, signal=ex.signal, usage=usage, when=ex.end)
+        else:  # it never started
+            self.events.aborted(cluster, 0, ex.error or "the job could not be started", when=ex.end)
+        self.jobstate.job_event(node.name, "JOB_TERMINATED", cluster)
+        self.jobstate.job_result(node.name, ex.value)
         ad = self._job_ad(node, attempt, cluster, launch, ex, record)
         text = classads.format_ad(ad)
         (self.run_dir / names.job_ad(node.name, attempt)).write_text(text)
@@ -108,21 +124,18 @@ class RunRecorder:
         self._pending_ads.append((node.name, attempt, text.rstrip("\n") + "\n"))
 
     def post_started(self, node: Node, cluster: int) -> None:
-        self.jobstate.line(node.name, "POST_SCRIPT_STARTED", f"{cluster}.0.0", "local", "-", 0)
+        self.jobstate.post_script_started(node.name, cluster)
 
     def post_finished(self, node: Node, cluster: int, ex: Exit) -> None:
-        self.events.post_terminated(cluster, node.name, ex)
-        event = "POST_SCRIPT_SUCCESS" if ex.value == 0 else "POST_SCRIPT_FAILURE"
-        self.jobstate.line(node.name, "POST_SCRIPT_TERMINATED", ex.value, "local", "-", 0)
-        self.jobstate.line(node.name, event, ex.value, "local", "-", 0)
+        self.events.post_script_terminated(cluster, 0, node.name, ex.exit_code, ex.signal, when=ex.end)
+        self.jobstate.job_event(node.name, "POST_SCRIPT_TERMINATED", cluster)
+        self.jobstate.post_script_result(node.name, ex.value, cluster)
 
     def node_finished(self, node: Node, ok: bool) -> None:
         pass  # the events above already say it; the status file is rewritten by flush()
 
     def flush(self, engine: DagEngine, force: bool = False) -> None:
         """End of a scheduling round: flush the logs, commit the round's attempts, maybe rewrite the status."""
-        self.events.flush()
-        self.jobstate.flush()
         now = time.time()
         # one transaction per round, but rounds of one job each would make the DB the bottleneck: commit
         # when the batch is big or old enough. Stats records are on disk already; resume re-ingests them.
@@ -163,7 +176,9 @@ class RunRecorder:
         cpu = ex.user_cpu + ex.sys_cpu
         failure = None
         if ex.error is not None or ex.signal is not None:
-            failure = FailureCategory.KILLED.value if ex.signal is not None else FailureCategory.PILOT_ERROR.value
+            failure = (
+                FailureCategory.KILLED.value if ex.signal is not None else FailureCategory.PILOT_ERROR.value
+            )
         elif ex.exit_code:
             failure = FailureCategory.TASK_FAILED.value
         rel = os.path.relpath

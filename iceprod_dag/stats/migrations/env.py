@@ -5,19 +5,16 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from iceprod_dag.stats.migrations import load_models
 from iceprod_dag.stats.models import Base
 
-try:  # the web UI's account tables live on the same Base and in this migration history
-    import iceprod_dag.webui.accounts_models  # noqa: F401
-except ImportError:  # pragma: no cover - the web UI is part of the package; tolerate a partial install
-    pass
-
+load_models()
 config = context.config
 target_metadata = Base.metadata
 
 
 def run_migrations_online() -> None:
-    engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))
+    engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as connection:
         context.configure(
             connection=connection,

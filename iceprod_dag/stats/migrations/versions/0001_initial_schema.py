@@ -68,10 +68,14 @@ def upgrade() -> None:
             "ix_jobs_dataset_state_updated", ["dataset_pk", "state", "updated_at", "id"], unique=False
         )
         batch_op.create_index("ix_jobs_dataset_task_state", ["dataset_pk", "task", "state"], unique=False)
+        batch_op.create_index(
+            "ix_jobs_dataset_task_updated", ["dataset_pk", "task", "updated_at", "id"], unique=False
+        )
         batch_op.create_index("ix_jobs_dataset_updated", ["dataset_pk", "updated_at", "id"], unique=False)
         batch_op.create_index("ix_jobs_failure_updated", ["last_failure", "updated_at"], unique=False)
         batch_op.create_index("ix_jobs_host_updated", ["host", "updated_at"], unique=False)
         batch_op.create_index("ix_jobs_site_state_updated", ["site", "state", "updated_at"], unique=False)
+        batch_op.create_index("ix_jobs_site_updated", ["site", "updated_at"], unique=False)
         batch_op.create_index("ix_jobs_state_updated", ["state", "updated_at", "id"], unique=False)
         batch_op.create_index("ix_jobs_task_updated", ["task", "updated_at", "id"], unique=False)
         batch_op.create_index("ix_jobs_updated", ["updated_at", "id"], unique=False)
@@ -166,10 +170,12 @@ def downgrade() -> None:
         batch_op.drop_index("ix_jobs_updated")
         batch_op.drop_index("ix_jobs_task_updated")
         batch_op.drop_index("ix_jobs_state_updated")
+        batch_op.drop_index("ix_jobs_site_updated")
         batch_op.drop_index("ix_jobs_site_state_updated")
         batch_op.drop_index("ix_jobs_host_updated")
         batch_op.drop_index("ix_jobs_failure_updated")
         batch_op.drop_index("ix_jobs_dataset_updated")
+        batch_op.drop_index("ix_jobs_dataset_task_updated")
         batch_op.drop_index("ix_jobs_dataset_task_state")
         batch_op.drop_index("ix_jobs_dataset_state_updated")
 

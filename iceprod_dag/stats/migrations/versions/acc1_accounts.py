@@ -1,4 +1,4 @@
-"""web UI accounts: users, API tokens, dataset visibility
+"""web UI tables: users, API tokens, dataset visibility, the pilot report inbox
 
 Revision ID: acc1
 Revises: 0001
@@ -57,9 +57,24 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["dataset_pk"], ["datasets.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("dataset_pk"),
     )
+    op.create_table(
+        "report_inbox",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("dataset_pk", sa.Integer(), nullable=False),
+        sa.Column("node", sa.String(length=255), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("record_hash", sa.String(length=64), nullable=False),
+        sa.Column("record", sa.Text(), nullable=False),
+        sa.Column("received_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["dataset_pk"], ["datasets.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_report_inbox_node", "report_inbox", ["dataset_pk", "node", "attempt"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_report_inbox_node", table_name="report_inbox")
+    op.drop_table("report_inbox")
     op.drop_table("dataset_access")
     op.drop_index("ix_api_tokens_user", table_name="api_tokens")
     op.drop_table("api_tokens")

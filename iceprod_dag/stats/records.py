@@ -1,0 +1,91 @@
+"""The pilot's stats record (docs/contracts.md): validation, and its flattening into an attempts row."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from iceprod_dag.exceptions import StatsError
+from iceprod_dag.states import FailureCategory, JobState
+
+_FAILURES = {f.value for f in FailureCategory}
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of a record: equal content, equal hash."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def validate_record(record: Any, where: str = "stats record") -> dict[str, Any]:
+    """Check the fields ingest relies on; the error names the source and the field."""
+    if not isinstance(record, dict):
+        raise StatsError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for field, types in (("node", str), ("attempt", int), ("dataset", str)):
+        value = record.get(field)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise StatsError(f"{where}: field {field!r} must be a {types.__name__}, got {value!r}")
+    if record["attempt"] < 0:
+        raise StatsError(f"{where}: field 'attempt' must be >= 0, got {record['attempt']}")
+    failure = record.get("failure")
+    if failure is not None and failure not in _FAILURES:
+        raise StatsError(
+            f"{where}: field 'failure' must be null or one of {sorted(_FAILURES)}, got {failure!r}"
+        )
+    return record
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    """Read and validate one stats record file."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StatsError(f"{path}: cannot read stats record: {exc}") from exc
+    return validate_record(record, str(path))
+
+
+def attempt_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The attempts-table columns of one stats record (without keys)."""
+    req = record.get("request") or {}
+    logs = record.get("logs") or {}
+    failed = record.get("failure") is not None or record.get("pilot_exit_code") not in (0, None)
+    tail = record.get("stderr_tail")
+    return {
+        "state": JobState.FAILED.value if failed else JobState.DONE.value,
+        "started_at": record.get("start"),
+        "ended_at": record.get("end"),
+        "wall_s": record.get("wall_s"),
+        "cpu_user_s": record.get("cpu_user_s"),
+        "cpu_sys_s": record.get("cpu_sys_s"),
+        "cpu_efficiency": record.get("cpu_efficiency"),
+        "peak_rss_mb": record.get("peak_rss_mb"),
+        "peak_pss_mb": record.get("peak_pss_mb"),
+        "avg_rss_mb": record.get("avg_rss_mb"),
+        "peak_disk_mb": record.get("peak_disk_mb"),
+        "peak_gpu_mem_mb": record.get("peak_gpu_mem_mb"),
+        "avg_gpu_util": record.get("avg_gpu_util"),
+        "request_cpus": req.get("cpus"),
+        "request_memory_mb": req.get("memory_mb"),
+        "request_disk_mb": req.get("disk_mb"),
+        "request_gpus": req.get("gpus"),
+        "request_walltime_s": req.get("walltime_s"),
+        "memory_limit_mb": record.get("memory_limit_mb"),
+        "exit_code": record.get("exit_code"),
+        "signal": record.get("signal"),
+        "pilot_exit_code": record.get("pilot_exit_code"),
+        "failure": record.get("failure"),
+        "host": record.get("host"),
+        "site": record.get("site"),
+        "os": record.get("os"),
+        "python": record.get("python"),
+        "stderr_tail": "\n".join(tail) if isinstance(tail, list) else tail,
+        "log_stdout": logs.get("stdout"),
+        "log_stderr": logs.get("stderr"),
+        "log_pilot": logs.get("pilot"),
+        "transfers": record.get("transfers"),
+        "next_memory_mb": record.get("next_memory_mb"),
+        "record_hash": record_hash(record),
+    }

@@ -1,0 +1,165 @@
+"""Single pilot reports on SQLite: checked, then committed to an append-only inbox; a drainer moves them into
+the stats tables in batches.
+
+Why: applying one stats record rewrites a job row whose table carries ten indexes, so its commit writes ~20
+pages; an inbox row writes two. The report is durable when the pilot gets its answer (same guarantee as
+any other commit here), and the stale checks run before it is accepted, so a superseded attempt is still
+refused with 409: its node already started a higher attempt (in ``jobs`` or in the inbox), or the same
+attempt already has a different final report (in ``attempts`` or in the inbox). The drainer applies
+``ingest``'s rules once more (``fastreport.ingest_on_cursor``); anything it refuses then is logged.
+
+Readers see a report once drained: at most ``DRAIN_INTERVAL_S`` later, and at once for work claims (claim
+drains first).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from iceprod_dag.webui import fastreport
+from sqlalchemy import Engine, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from iceprod_dag.stats import ingest
+from iceprod_dag.stats.models import Base
+
+log = logging.getLogger(__name__)
+
+DRAIN_INTERVAL_S = 0.25
+DRAIN_BATCH = 20_000
+
+
+class ReportInbox(Base):
+    """A pilot's single stats report, accepted and not yet applied to the stats tables."""
+
+    __tablename__ = "report_inbox"
+    __table_args__ = (Index("ix_report_inbox_node", "dataset_pk", "node", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_pk: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    node: Mapped[str] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer)
+    record_hash: Mapped[str] = mapped_column(String(64))
+    #: the stats record as JSON text
+    record: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[float] = mapped_column(Float)
+
+
+def usable(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def accept(engine: Engine, dataset_pk: int, rec: Mapping[str, Any]) -> str | None:
+    """Queue one validated record; returns None when accepted, "unchanged" for an exact repeat, or raises
+    StaleUpdateError naming why it is refused."""
+    from iceprod_dag.exceptions import StaleUpdateError
+
+    node, attempt = rec["node"], rec["attempt"]
+    digest = ingest.record_hash(rec)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            row = cur.execute(
+                "SELECT id, last_attempt FROM jobs WHERE dataset_pk = ? AND node = ?", (dataset_pk, node)
+            ).fetchone()
+            queued = cur.execute(
+                "SELECT max(attempt) FROM report_inbox WHERE dataset_pk = ? AND node = ?", (dataset_pk, node)
+            ).fetchone()[0]
+            latest = max(row[1] if row else -1, queued if queued is not None else -1)
+            if latest > attempt:
+                raise StaleUpdateError(f"{node} attempt {attempt}: attempt {latest} already started")
+            hashes = []
+            if row is not None:
+                hashes += cur.execute(
+                    "SELECT record_hash FROM attempts WHERE job_pk = ? AND attempt = ?", (row[0], attempt)
+                ).fetchall()
+            hashes += cur.execute(
+                "SELECT record_hash FROM report_inbox WHERE dataset_pk = ? AND node = ? AND attempt = ?",
+                (dataset_pk, node, attempt),
+            ).fetchall()
+            known = {h for (h,) in hashes if h is not None}
+            if digest in known:
+                cur.execute("ROLLBACK")
+                return "unchanged"
+            if known:
+                raise StaleUpdateError(
+                    f"{node} attempt {attempt}: a different final report was already recorded"
+                )
+            cur.execute(
+                "INSERT INTO report_inbox (dataset_pk, node, attempt, record_hash, record, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (dataset_pk, node, attempt, digest, json.dumps(rec, separators=(",", ":")), time.time()),
+            )
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+    finally:
+        raw.close()
+    return None
+
+
+def drain(engine: Engine, limit: int = DRAIN_BATCH) -> int:
+    """Apply queued reports to the stats tables (one transaction per call); returns how many."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        if cur.execute("SELECT 1 FROM report_inbox LIMIT 1").fetchone() is None:
+            return 0
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            rows = cur.execute(
+                "SELECT id, dataset_pk, record FROM report_inbox ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+            by_dataset: dict[int, list[dict[str, Any]]] = {}
+            for _, pk, text in rows:
+                by_dataset.setdefault(pk, []).append(json.loads(text))
+            for pk, records in by_dataset.items():
+                result = fastreport.ingest_on_cursor(cur, pk, records)
+                for node, attempt, why in result.rejected:
+                    log.warning(
+                        "dataset %s: queued report of %s attempt %s refused: %s", pk, node, attempt, why
+                    )
+            if rows:
+                cur.execute("DELETE FROM report_inbox WHERE id <= ?", (rows[-1][0],))
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+    finally:
+        raw.close()
+    return len(rows)
+
+
+class Drainer:
+    """A daemon thread draining the inbox every DRAIN_INTERVAL_S while the server runs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def poke(self) -> None:
+        """Make sure the thread runs (started on the first queued report)."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="report-inbox", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                while drain(self.engine) >= DRAIN_BATCH:
+                    pass
+            except Exception:  # keep draining later: a locked database or a bad row must not stop it
+                log.exception("draining the report inbox failed; retrying")
+            time.sleep(DRAIN_INTERVAL_S)

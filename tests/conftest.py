@@ -123,15 +123,16 @@ def sge_cluster():
 @pytest.fixture
 def small_dataset(tmp_path: Path):
     """Factory: the small dataset every site runs (fan-out + fan-in, a job failing once, a job over its memory
-    request) compiled by `iceprod-dag compile` into tmp_path/run; returns the run folder."""
+    request) compiled by `iceprod-dag compile` into <base or tmp_path>/run; returns the run folder."""
     import subprocess
 
-    def make() -> Path:
-        marks = tmp_path / "marks"
+    def make(base: Path | None = None) -> Path:
+        base = base or tmp_path
+        marks = base / "marks"
         marks.mkdir(exist_ok=True)
-        source = tmp_path / "small.yaml"
+        source = base / "small.yaml"
         source.write_text((DATA / "batch" / "small.yaml").read_text().replace("@MARKS@", str(marks)))
-        run = tmp_path / "run"
+        run = base / "run"
         proc = subprocess.run(["iceprod-dag", "compile", str(source), "-o", str(run)], capture_output=True,
                               text=True, timeout=120)
         if proc.returncode != 0:

@@ -1,5 +1,5 @@
 """The pure translation from a site configuration to submit commands, DAG lines and DAGMan options, and the
-POST script that turns an over-memory stats record into the next attempt's bigger request."""
+memory script that turns an over-memory stats record into the next attempt's bigger request."""
 
 from __future__ import annotations
 
@@ -93,9 +93,11 @@ def test_apply_additions_expected_text() -> None:
         + "transfer_input_files = specs,empty/stats,empty/logs\n"
         + '+ProjectName = "P"\n'
         + "periodic_remove = (JobStatus == 5 && HoldReasonCode =!= 1 && time() - EnteredCurrentStatus > 1800)\n"
-        + 'arguments = "run --spec specs/gen.json --job $(job) --attempt $(retry) $(iceprod_memory_args)"\n'
+        + 'arguments = "run --spec specs/gen.json --job $(job) --attempt $(iceprod_attempt) $(iceprod_memory_args)"\n'
+        + "iceprod_attempt = $(retry)\n"
         + "iceprod_memory_args =\n"
-        + "if $(retry)\n  include : memory/gen_$(job).$(retry).sub\nendif\n"
+        + "if defined iceprod_resubmitted\n  include : ./iceprod_attempt.sh gen_$(job) $(retry) 1 1 |\n"
+        + "elif $(retry)\n  include : ./iceprod_attempt.sh gen_$(job) $(retry) 0 1 |\nendif\n"
         + "queue\n"
     )
     # applying twice changes nothing
@@ -104,7 +106,8 @@ def test_apply_additions_expected_text() -> None:
 
 def test_apply_additions_without_memory_retry_and_without_queue() -> None:
     text = translate.apply_additions(COMPILED, {}, "gen", memory_retry=False)
-    assert "iceprod_memory_args" not in text and text.endswith("queue\n")
+    assert "elif" not in text and "iceprod_attempt.sh gen_$(job) $(retry) 1 0 |" in text
+    assert text.endswith("endif\nqueue\n")
     with pytest.raises(ValueError, match="queue"):
         translate.apply_additions("executable = x\n", {}, "gen", memory_retry=False)
 
@@ -128,12 +131,11 @@ def test_dag_lines_and_from_dag_options() -> None:
             }
         }
     )
-    assert translate.dag_lines(cfg, memory_retry=True) == [
+    assert translate.dag_lines(cfg) == [
         translate.DAG_MARK,
         "MAXJOBS gpu 7",
         "MAXJOBS io 2",
         "CONFIG dagman.config",
-        "SCRIPT POST ALL_NODES iceprod_post.sh $JOB $RETRY $RETURN",
     ]
     assert translate.dagman_config_text(cfg) == (
         "DAGMAN_ALWAYS_RUN_POST = true\nDAGMAN_MAX_SUBMITS_PER_INTERVAL = 100\n"
@@ -152,29 +154,47 @@ def test_dag_lines_and_from_dag_options() -> None:
     }
 
 
-def _post(folder: Path, node: str, retry: int, ret: int) -> int:
-    script = folder / translate.POST_SCRIPT
+def _memory(folder: Path, node: str, retry: int, resubmitted: int = 0, memory: int = 1) -> str:
+    script = folder / translate.ATTEMPT_SCRIPT
     if not script.exists():
-        script.write_text(translate.post_script_text())
+        script.write_text(translate.attempt_script_text())
         script.chmod(0o755)
-    return subprocess.run(["/bin/sh", str(script), node, str(retry), str(ret)], timeout=10).returncode
+    args = [node, str(retry), str(resubmitted), str(memory)]
+    proc = subprocess.run(["/bin/sh", str(script), *args], capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
-def test_post_script_writes_the_next_request_and_passes_the_verdict(tmp_path: Path) -> None:
+def test_memory_script_asks_for_the_newest_bigger_request(tmp_path: Path) -> None:
     (tmp_path / "stats").mkdir()
     record = {"node": "hungry_0", "attempt": 0, "next_memory_mb": 321, "failure": "over_memory"}
     (tmp_path / "stats" / "hungry_0.0.json").write_text(json.dumps(record, indent=1))
-    assert _post(tmp_path, "hungry_0", 0, 5) == 5
-    fragment = (tmp_path / "memory" / "hungry_0.1.sub").read_text()
-    assert fragment == "request_memory = 321\niceprod_memory_args = --memory-mb 321\n"
-    # the next attempt fails differently (no new request): it keeps the bigger request
+    expected = "request_memory = 321\niceprod_memory_args = --memory-mb 321\n"
+    assert _memory(tmp_path, "hungry_0", 1) == expected
+    # attempt 1 failed otherwise (no new request): attempt 2 keeps the bigger request
     (tmp_path / "stats" / "hungry_0.1.json").write_text(json.dumps({"next_memory_mb": None}))
-    assert _post(tmp_path, "hungry_0", 1, 1) == 1
-    assert (tmp_path / "memory" / "hungry_0.2.sub").read_text() == fragment
+    assert _memory(tmp_path, "hungry_0", 2) == expected
+    # a newer over-memory record wins
+    (tmp_path / "stats" / "hungry_0.2.json").write_text(json.dumps({"next_memory_mb": 700}))
+    assert _memory(tmp_path, "hungry_0", 3) == "request_memory = 700\niceprod_memory_args = --memory-mb 700\n"
 
 
-def test_post_script_without_a_record(tmp_path: Path) -> None:
-    # a removed job (negative $RETURN) without a stats record: empty fragment, plain failure
-    assert _post(tmp_path, "gen_3", 0, -1004) == 1
-    assert (tmp_path / "memory" / "gen_3.1.sub").read_text() == ""
-    assert _post(tmp_path, "gen_3", 0, 0) == 0
+def test_memory_script_without_records(tmp_path: Path) -> None:
+    # the attempt died before its record came back: the retry keeps the compiled request
+    assert _memory(tmp_path, "gen_3", 1) == ""
+    assert _memory(tmp_path, "gen_3", 0) == ""
+
+
+def test_attempt_script_continues_numbers_after_an_earlier_submission(tmp_path: Path) -> None:
+    (tmp_path / "stats").mkdir()
+    (tmp_path / "history").mkdir()
+    assert _memory(tmp_path, "gen_1", 0, resubmitted=1) == "iceprod_attempt = 0\n"
+    (tmp_path / "stats" / "gen_1.0.json").write_text(json.dumps({"next_memory_mb": None}))
+    (tmp_path / "history" / "gen_1.1.ad").write_text("ClusterId = 4\n")  # killed: an ad, no record
+    (tmp_path / "stats" / "gen_10.7.json").write_text("{}")  # another node
+    assert _memory(tmp_path, "gen_1", 0, resubmitted=1) == "iceprod_attempt = 2\n"
+    (tmp_path / "stats" / "gen_1.1.json").write_text(json.dumps({"next_memory_mb": 99}))
+    assert _memory(tmp_path, "gen_1", 1, resubmitted=1) == (
+        "iceprod_attempt = 2\nrequest_memory = 99\niceprod_memory_args = --memory-mb 99\n"
+    )
+    assert _memory(tmp_path, "gen_1", 1, resubmitted=1, memory=0) == "iceprod_attempt = 2\n"

@@ -95,7 +95,7 @@ def test_job_larger_than_the_envelope(pilot_spec):
     source = ListWorkSource([WorkItem(spec, 0)])
     started = time.monotonic()
     assert Pilot(source, Resources(cpus=2), poll_s=0.05, idle_timeout_s=0.3).run() == []
-    assert 0.3 <= time.monotonic() - started < 2 and len(source.items) == 1, "never claimed: idle exit"
+    assert 0.3 <= time.monotonic() - started < 5 and len(source.items) == 1, "never claimed: idle exit"
     # a source that hands it out anyway gets a permanent failure back
     source = ListWorkSource([WorkItem(spec, 0)], requirements=lambda item: Resources(cpus=0))
     (rec,) = Pilot(source, Resources(cpus=2, memory_mb=1000), poll_s=0.05).run()
@@ -142,7 +142,7 @@ def test_detect_envelope():
 
 def test_wake_claims_at_once_and_signal_jobs(pilot_spec):
     """A source that gets work later wakes the pilot (no waiting for the 10 s poll); the site can signal jobs."""
-    spec = pilot_spec(command="sleep 5", requirements={"memory_mb": 10})
+    spec = pilot_spec(command="sleep 30", requirements={"memory_mb": 10})
     source = ListWorkSource([])
     source.finished = lambda: source.records != []  # type: ignore[method-assign]
     pilot = Pilot(source, Resources(cpus=1, memory_mb=100), poll_s=10, sample_interval_s=0.05)
@@ -156,17 +156,17 @@ def test_wake_claims_at_once_and_signal_jobs(pilot_spec):
         time.sleep(0.02)
     thread.join(timeout=10)
     assert not thread.is_alive()
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10
     (rec,) = source.records
     assert (rec["failure"], rec["signal"]) == ("task_failed", signal.SIGTERM)
 
 
 def test_envelope_time_limits_jobs(pilot_spec):
     # a job without a time limit is bounded by the pilot's time; one asking for more time is not started
-    spec = pilot_spec(command="sleep 5", requirements={"walltime_s": None})
+    spec = pilot_spec(command="sleep 30", requirements={"walltime_s": None})
     started = time.monotonic()
     (rec,) = run_pilot([WorkItem(spec, 0)], Resources(cpus=1, memory_mb=1000, walltime_s=0.5))
-    assert rec["failure"] == "over_time" and time.monotonic() - started < 3
+    assert rec["failure"] == "over_time" and time.monotonic() - started < 10
     source = ListWorkSource([WorkItem(pilot_spec(command="true", requirements={"walltime_s": 60}), 0)])
     assert Pilot(source, Resources(cpus=1, walltime_s=0.3), poll_s=0.05).run() == [] and source.items
 
@@ -187,7 +187,7 @@ def test_stop_kills_running_jobs_and_claims_no_more(pilot_spec):
     threading.Timer(0.5, pilot.stop).start()
     started = time.monotonic()
     (rec,) = pilot.run()
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 10
     assert (rec["failure"], rec["pilot_exit_code"]) == ("killed", exitcodes.PILOT_ERROR)
     assert len(source.items) == 2
 

@@ -17,7 +17,7 @@ from iceprod_dag.pilot.runjob import run_attempt
 HOG = "import time; b = b'x' * ({mb} * 1024 * 1024); time.sleep({sleep})"
 
 
-def hog(mb: int, sleep: float = 3.0) -> list:
+def hog(mb: int, sleep: float = 10.0) -> list:
     return [
         {
             "name": "hog",
@@ -77,7 +77,7 @@ def test_missing_executable_is_a_task_failure(pilot_spec):
 def test_over_memory_kills_the_tree_and_asks_for_more(pilot_spec, use_psutil):
     started = time.monotonic()
     rec = run_attempt(pilot_spec(modules=hog(200), requirements={"memory_mb": 40}), 2, use_psutil=use_psutil)
-    assert time.monotonic() - started < 2.5, "killed well before the hog's 3 s sleep"
+    assert time.monotonic() - started < 8, "killed well before the hog's 10 s sleep"
     assert (rec["failure"], rec["pilot_exit_code"]) == ("over_memory", exitcodes.OVER_MEMORY)
     assert rec["memory_limit_mb"] == 50.0
     assert rec["peak_memory_mb"] > 50.0
@@ -116,7 +116,7 @@ def test_over_time_and_term_then_kill(pilot_spec):
     rec = run_attempt(
         pilot_spec(modules=mods, requirements={"walltime_s": 0.3}, pilot={"kill_grace_s": 0.3}), 0
     )
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10
     assert (rec["failure"], rec["pilot_exit_code"], rec["signal"]) == ("over_time", exitcodes.OVER_TIME, 9)
 
 
@@ -191,8 +191,8 @@ def test_sigterm_to_the_pilot_kills_the_job_and_records_it(pilot_spec, tmp_path)
     time.sleep(0.1)
     started = time.monotonic()
     pilot.send_signal(signal.SIGTERM)
-    assert pilot.wait(timeout=10) == exitcodes.PILOT_ERROR
-    assert time.monotonic() - started < 3
+    assert pilot.wait(timeout=20) == exitcodes.PILOT_ERROR
+    assert time.monotonic() - started < 10
     rec = json.loads((tmp_path / "stats/long_0.0.json").read_text())
     assert rec["failure"] == "killed" and "signal 15" in rec["error"]
     assert not alive(int((tmp_path / "bg.pid").read_text()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import subprocess
@@ -25,12 +26,15 @@ INTERPRETERS = [sys.executable] + sorted(
 
 def test_build_is_deterministic_and_stdlib_only(tmp_path: Path):
     assert build_bytes() == build_bytes()
+    script = "import sys, hashlib; from iceprod_dag.pilot.build import build_bytes; print(hashlib.sha256(build_bytes()).hexdigest())"
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == hashlib.sha256(build_bytes()).hexdigest(), "same bytes in another process"
     target = build_zipapp(tmp_path / "pilot.pyz")
     assert os.access(target, os.X_OK)
     with zipfile.ZipFile(target) as archive:
         listed = archive.namelist()
     assert "__main__.py" in listed and "iceprod_dag/pilot/runjob.py" in listed
-    assert "iceprod_dag/expressions.py" in listed
+    assert "iceprod_dag/expressions.py" in listed and "iceprod_dag/pilot/runjob.pyc" in listed
     assert not [
         n for n in listed if n.startswith(("iceprod_dag/cli", "iceprod_dag/stats", "iceprod_dag/plugins"))
     ]
@@ -61,6 +65,17 @@ def test_zipapp_runs_a_job_isolated(tmp_path: Path, pilot_spec, python: str):
     cmd = [python, "-I", "-S", str(pyz), "run", "--spec", over, "--job", "0"]
     done = subprocess.run(cmd, cwd=run, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == exitcodes.OVER_TIME, done.stderr
+
+
+@pytest.mark.parametrize("python", INTERPRETERS, ids=lambda p: os.path.basename(p))
+def test_bytecode_is_used_by_the_same_python_only(tmp_path: Path, python: str):
+    pyz = build_zipapp(tmp_path / "pilot.pyz")
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import iceprod_dag.pilot.runjob as m; print(m.__file__)"
+    )
+    done = subprocess.run([python, "-I", "-S", "-c", script, pyz], capture_output=True, text=True, check=True)
+    same = python == sys.executable
+    assert done.stdout.strip().endswith("runjob.pyc" if same else "runjob.py")
 
 
 def test_cli_pilot_build_and_run(tmp_path: Path, pilot_spec, monkeypatch):

@@ -274,7 +274,7 @@ def test_concurrent_writer_processes_on_one_sqlite_file(tmp_path):
         from iceprod_dag.stats.db import make_engine
         engine = make_engine({url!r})
         worker = int(sys.argv[1])
-        for i in range(60):
+        for i in range(40):
             node = f"w{{worker}}_{{i}}"
             ingest.record_attempt_started(engine, run_dir={str(tmp_path)!r}, site="local", node=node, attempt=0,
                                           dataset="demo")
@@ -287,7 +287,7 @@ def test_concurrent_writer_processes_on_one_sqlite_file(tmp_path):
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     engine = init_db(url)
-    assert count(engine, Attempt) == 180 and count(engine, Dataset) == 1
+    assert count(engine, Attempt) == 120 and count(engine, Dataset) == 1
     with engine.connect() as conn:
         assert set(conn.scalars(select(Job.state))) == {"done"}
     engine.dispose()

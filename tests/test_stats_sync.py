@@ -143,18 +143,38 @@ def test_killed_mid_sync_loses_nothing(source, target_url, tmp_path):
     target.dispose()
 
 
-def test_cli_sync_twice(source, target_url):
+def run_main(monkeypatch, capsys, *args: str) -> subprocess.CompletedProcess:
+    """`iceprod-dag ARGS` in this process through main(), exit code and error printing included."""
+    from iceprod_dag.cli.main import main
+
+    capsys.readouterr()
+    monkeypatch.setattr("sys.argv", ["iceprod-dag", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+def test_cli_sync_twice(source, tmp_path, monkeypatch, capsys):
+    # the command line on SQLite; the PostgreSQL side of sync is covered by the tests above
+    target_url = f"sqlite:///{tmp_path / 'central.sqlite'}"
     env = {**os.environ, "ICEPROD_DAG_DB": str(source.url)}
     cmd = ["iceprod-dag", "-q", "sync", "--to", target_url]
-    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)  # the installed command
     assert first.returncode == 0, first.stderr
     assert "2 datasets, 242 jobs" in first.stdout
-    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
-    assert "0 datasets, 0 jobs, 0 attempts, 0 job ClassAds written" in second.stdout
-    missing = subprocess.run(
-        ["iceprod-dag", "sync", "--from", "sqlite:////nonexistent/x.sqlite", "--to", target_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    monkeypatch.setenv("ICEPROD_DAG_DB", str(source.url))
+    second = run_main(monkeypatch, capsys, *cmd[1:])
+    assert (
+        second.returncode == 0 and "0 datasets, 0 jobs, 0 attempts, 0 job ClassAds written" in second.stdout
+    )
+    missing = run_main(
+        monkeypatch, capsys, "sync", "--from", "sqlite:////nonexistent/x.sqlite", "--to", target_url
     )
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+    monkeypatch.delenv("ICEPROD_DAG_CENTRAL_DB", raising=False)
+    no_target = run_main(monkeypatch, capsys, "sync")
+    assert no_target.returncode == 2 and "--to" in no_target.stderr

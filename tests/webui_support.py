@@ -110,7 +110,7 @@ def fill_demo(engine: Any, run_dir: Path, owner: str = "alice", site: str = "loc
     for rec in recs:
         write_logs(run_dir, rec["node"], rec["attempt"], STDERR_LINES if rec["failure"] else ["ok"])
     ingest.ingest_records(engine, recs, run_dir=run_dir, site=site)
-    # as text: classads.format_ad ends with a blank line that parse_ad refuses (reported to the stats helper)
+    # as condor_history -long prints it
     ad = (
         f'ClusterId = 42\nProcId = 0\nOwner = "{owner}"\nJobStatus = 4\nExitCode = 0\nRequestMemory = 256\n'
         'Cmd = "pilot.pyz"\nMachineAttrGLIDEIN_Site0 = "local"\nDAGNodeName = "generate_0"\n'

@@ -123,7 +123,8 @@ def claim(engine: Engine, ds: dict[str, Any], host: str | None, timeout_s: float
     parents = _parents(ds.get("config"))
     now = time.time()
     with writer(engine).begin() as conn:
-        for task in _topo(parents) or [None]:
+        tasks: list[str | None] = list(_topo(parents)) or [None]
+        for task in tasks:
             q = select(Job.id, Job.node, Job.task, Job.job_index, Job.last_attempt).where(
                 Job.dataset_pk == ds["id"], Job.state == "pending"
             )

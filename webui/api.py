@@ -16,7 +16,7 @@ from iceprod_dag.webui.logs import attempt_log, resolve, send
 from iceprod_dag.webui.openapi import openapi_document
 from iceprod_dag.webui.web import ApiError, dataset_or_404, engine, int_arg, json_body, login_required, who
 
-from iceprod_dag.exceptions import ConfigError, IceprodDagError
+from iceprod_dag.exceptions import AuthError, ConfigError, IceprodDagError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -274,7 +274,7 @@ def create_token() -> Any:
 def revoke_token(token_id: int) -> Any:
     try:
         accounts.revoke_token(engine(), token_id, by=who())
-    except accounts.AuthError as exc:
+    except AuthError as exc:
         raise ApiError(403, str(exc), "token") from None
     except IceprodDagError as exc:
         raise ApiError(404, str(exc), "token") from None

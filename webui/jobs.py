@@ -34,11 +34,8 @@ def index() -> Any:
     if sort not in queries.JOB_SORTS:
         abort(400, f"query 'sort': must be one of {', '.join(queries.JOB_SORTS)}")
     desc = request.args.get("order", "desc") != "asc"
-    size = (
-        min(max(int(request.args.get("size", "50") or 50), 1), 500)
-        if request.args.get("size", "").isdigit()
-        else 50
-    )
+    raw_size = request.args.get("size", "")
+    size = min(max(int(raw_size), 1), 500) if raw_size.isdigit() else 50
     try:
         with engine().connect() as conn:
             rows, cursor = queries.list_jobs(

@@ -16,7 +16,7 @@ from typing import Any
 
 from iceprod_dag.webui.accounts import Principal, can_read
 from iceprod_dag.webui.accounts_models import DatasetAccess
-from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy import Connection, func, literal, select, tuple_
 
 from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
 
@@ -183,8 +183,8 @@ def list_jobs(
             q = q.where(Job.dataset_pk.not_in(hidden))
     if after:
         value, row_id = decode_cursor(after)
-        key = tuple_(col, Job.id)
-        q = q.where(key < tuple_(value, row_id) if desc else key > tuple_(value, row_id))
+        here, last = tuple_(col, Job.id), tuple_(literal(value), literal(row_id))
+        q = q.where(here < last if desc else here > last)
     q = q.order_by(col.desc(), Job.id.desc()) if desc else q.order_by(col.asc(), Job.id.asc())
     rows = [dict(r._mapping) for r in conn.execute(q.limit(limit + 1))]
     more = len(rows) > limit
@@ -227,12 +227,14 @@ def ads_of(conn: Connection, job_pk: int) -> list[dict[str, Any]]:
 
 
 def histogram(values: Sequence[float], bins: int = 20) -> dict[str, list[Any]]:
-    """Equal-width bins: labels (bin starts) and counts."""
+    """Equal-width bins: labels (bin starts) and counts; one bin when every value is the same."""
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return {"labels": [], "counts": []}
     lo, hi = min(values), max(values)
-    width = (hi - lo) / bins or 1.0
+    if hi == lo:
+        return {"labels": [round(lo, 3)], "counts": [len(values)]}
+    width = (hi - lo) / bins
     counts = [0] * bins
     for v in values:
         counts[min(int((v - lo) / width), bins - 1)] += 1

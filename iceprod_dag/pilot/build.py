@@ -1,14 +1,17 @@
 """Build the pilot zipapp: one file that runs with only a Python >= 3.8 interpreter on the worker.
 
 It holds the standard-library-only part of the package (the lazy ``iceprod_dag/__init__.py``, names,
-units, expressions, exceptions and ``pilot/``) and a ``__main__`` calling the pilot's CLI. The archive is
+units, expressions, exceptions and ``pilot/``), their bytecode for the building Python, and a ``__main__``
+calling the pilot's CLI. The archive is
 written with fixed timestamps and a fixed file order, so the same sources always give the same bytes
 (compile's output is deterministic and includes this file).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import marshal
 import os
 import stat
 import zipfile
@@ -52,7 +55,20 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     archive.writestr(info, data)
 
 
-def build_bytes() -> bytes:
+def bytecode(name: str, source: bytes) -> bytes:
+    """An unchecked hash-based .pyc (PEP 552) of ``source`` for this Python.
+
+    zipimport cannot cache compiled code, so without it every pilot start compiles ~3000 lines (a good part
+    of a one-shot run's start-up). A worker whose Python has another magic number ignores it and compiles
+    the .py next to it. Marshal format 2 has no back-references, whose presence depends on reference
+    counts: the bytes depend on the source and the Python version only.
+    """
+    code = compile(source, name, "exec", dont_inherit=True)
+    flags = (1).to_bytes(4, "little")  # hash-based, source not checked: the archive is immutable
+    return importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) + marshal.dumps(code, 2)
+
+
+def build_bytes(with_bytecode: bool = True) -> bytes:
     """The zipapp's bytes: a shebang line followed by the zip archive."""
     buffer = io.BytesIO()
     buffer.write(f"#!{INTERPRETER}\n".encode())
@@ -60,7 +76,10 @@ def build_bytes() -> bytes:
         _add(archive, "__main__.py", MAIN.encode())
         for name, path in sources():
             with open(path, "rb") as handle:
-                _add(archive, name, handle.read())
+                source = handle.read()
+            _add(archive, name, source)
+            if with_bytecode:
+                _add(archive, name[: -len(".py")] + ".pyc", bytecode(name, source))
     return buffer.getvalue()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from typing import Any, Dict, List, Optional
 
 from iceprod_dag import names
@@ -21,14 +22,12 @@ _HOST: Dict[str, str] = {}
 def host_info() -> Dict[str, str]:
     """Host name, OS and Python of this worker (computed once per pilot)."""
     if not _HOST:
-        import platform
-        import socket
-
-        uname = platform.uname()
+        # os.uname rather than platform/socket: the same answers without importing them at every start
+        uname = os.uname()
         _HOST.update(
-            host=socket.gethostname(),
-            os=f"{uname.system}-{uname.release}-{uname.machine}",
-            python=platform.python_version(),
+            host=uname.nodename,
+            os=f"{uname.sysname}-{uname.release}-{uname.machine}",
+            python="%d.%d.%d" % sys.version_info[:3],
         )
     return dict(_HOST)
 

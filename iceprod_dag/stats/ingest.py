@@ -8,7 +8,8 @@ fraction of a second on SQLite.
 A stale update is rejected with :class:`StaleUpdateError` and not applied: a report for an attempt lower than
 one already started for that node, or a second final report for the same attempt with different content.
 
-A dataset is identified by ``(site, run_dir)``; ``run_dir`` is made absolute.
+A dataset is identified by ``(site, run_dir)``; ``run_dir`` is made absolute. Every call that writes a row
+of a dataset also moves that dataset's ``updated_at``.
 """
 
 from __future__ import annotations
@@ -153,14 +154,18 @@ def register_dataset(
     name: str,
     dataset_id: int | None = None,
     owner: str | None = None,
-    description: str = "",
+    description: str | None = None,
     jobs: int | None = None,
     config: Mapping[str, Any] | None = None,
     state: str = "submitted",
     submitted_at: float | None = None,
     nodes: Iterable[str | tuple[str, str | None, int | None]] = (),
 ) -> int:
-    """Record a dataset run (or refresh its description) and its nodes as pending jobs; returns its id."""
+    """Record a dataset run and its nodes as pending jobs; returns its id.
+
+    Registering a known run again refreshes the fields given (None leaves a field as it is) and adds the
+    nodes it lacks; jobs already recorded keep their state.
+    """
     meta = {
         "name": name,
         "dataset_id": dataset_id,
@@ -169,13 +174,13 @@ def register_dataset(
         "jobs": jobs,
         "config": dict(config) if config is not None else None,
         "state": state,
-        "submitted_at": submitted_at or time.time(),
     }
     run = _abs(run_dir)
     with writer(engine).begin() as conn:
-        pk = _dataset_pk(conn, site, run, meta)
-        meta.pop("submitted_at")
-        conn.execute(update(Dataset).where(Dataset.id == pk).values(**meta, updated_at=time.time()))
+        create = {**meta, "description": description or "", "submitted_at": submitted_at or time.time()}
+        pk = _dataset_pk(conn, site, run, create)
+        given = {k: v for k, v in meta.items() if v is not None}
+        conn.execute(update(Dataset).where(Dataset.id == pk).values(**given, updated_at=time.time()))
         wanted: dict[str, tuple[str | None, int | None]] = {}
         for item in nodes:
             node, task, job = (item, None, None) if isinstance(item, str) else item
@@ -202,6 +207,7 @@ def set_node_states(
         params = [{"b_id": jobs[n]["id"], "state": s, "updated_at": now} for n, s in states.items()]
         if params:
             conn.execute(update(Job).where(Job.id == bindparam("b_id")), params)
+            conn.execute(update(Dataset).where(Dataset.id == pk).values(updated_at=time.time()))
 
 
 # ---------------------------------------------------------------- attempts
@@ -260,6 +266,7 @@ def record_attempt_started(
                 site=site,
             )
         )
+        conn.execute(update(Dataset).where(Dataset.id == pk).values(updated_at=time.time()))
 
 
 def ingest_records(
@@ -436,5 +443,6 @@ def ingest_job_ads(
             raise StaleUpdateError("; ".join(f"{n} attempt {a}: {why}" for n, a, why in result.rejected))
         if inserts:
             conn.execute(insert(JobAd), inserts)
+            conn.execute(update(Dataset).where(Dataset.id == pk).values(updated_at=now))
             result.inserted = len(inserts)
     return result

@@ -23,6 +23,7 @@ from iceprod_dag.dagman.model import Dag, Node
 from iceprod_dag.dagman.parser import load_rescue
 from iceprod_dag.exceptions import IceprodDagError, SiteError
 from iceprod_dag.pilot import exitcodes
+from iceprod_dag.states import JobState
 
 from . import state as st
 from .jobdesc import JobRequest, job_request, read_submit
@@ -145,8 +146,10 @@ class Watcher:
                 if ns.missing_polls < MISSING_POLLS or time.time() - ns.missing_since < grace:
                     continue
                 ns.reason = f"job {ns.job_id} ended without an exit code ({found[1] if found else 'gone'})"
-            elif found is not None and not found[0].finished:
-                stale.append(ns.job_id or "")  # Grid Engine keeps a failed (exit 100) job in error state
+            elif rc != 0 and found is not None and found[0] is JobState.HELD:
+                # Grid Engine keeps a failed (exit 100) job in error state: remove it. A job that succeeded
+                # but is still finishing must be left alone: its children's afterok waits for its end.
+                stale.append(ns.job_id or "")
             self._attempt_ended(name, ns, rc)
         if stale:
             self.site.cancel_jobs(stale)
@@ -291,7 +294,13 @@ class Watcher:
         if path not in self._submits:
             self._submits[path] = read_submit(path)
         return job_request(
-            name, ns.attempt, self._submits[path], node.vars, ns.memory_mb, where=str(path), site=self.site.name
+            name,
+            ns.attempt,
+            self._submits[path],
+            node.vars,
+            ns.memory_mb,
+            where=str(path),
+            site=self.site.name,
         )
 
     def _submit(self, batch: list[str]) -> None:

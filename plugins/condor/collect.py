@@ -5,7 +5,9 @@ history/<node>.<attempt>.ad so a run folder can be re-ingested (or read by `dag 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -53,10 +55,26 @@ KEY_ATTRIBUTES = (
 )
 
 
-def stats_records(submit_dir: Path) -> list[dict[str, Any]]:
-    """Every readable stats record of the run; unreadable ones are logged and skipped."""
+def _is_new(path: Path, seen: dict[str, float] | None) -> bool:
+    """True (and remembered) when path was not seen with its current mtime; always True without a memory."""
+    if seen is None:
+        return True
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if seen.get(str(path)) == mtime:
+        return False
+    seen[str(path)] = mtime
+    return True
+
+
+def stats_records(submit_dir: Path, seen: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """The run's readable stats records (only new or changed ones when given `seen`); bad ones are logged."""
     records = []
     for path in sorted((submit_dir / names.STATS_DIR).glob("*.json")):
+        if not _is_new(path, seen):
+            continue
         try:
             records.append(load_record(path))
         except StatsError as exc:
@@ -74,13 +92,35 @@ def _attempt_of(ad: classad2.ClassAd, seen: dict[str, int]) -> int:
     return seen[node]
 
 
-def fetch_history(schedd: htcondor2.Schedd, clusters: Iterable[int], history_dir: Path) -> list[Path]:
-    """Write the history ads of the DAGs' node jobs that are not on disk yet; return the new files."""
+@dataclasses.dataclass
+class CollectState:
+    """What earlier collect calls of one run already did, so each poll only reads what is new."""
+
+    #: file path -> mtime of stats records and job ads already ingested
+    ingested: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: history query lower bound (EnteredCurrentStatus); None reads the whole history of the DAG
+    history_since: float | None = None
+
+
+#: seconds of overlap between successive history queries (a job's ad reaches the history after it ends)
+HISTORY_OVERLAP_S = 120
+
+
+def fetch_history(
+    schedd: htcondor2.Schedd, clusters: Iterable[int], history_dir: Path, since: float | None = None
+) -> list[Path]:
+    """Write the history ads of the DAGs' node jobs that are not on disk yet; return the new files.
+
+    `since` limits the query to jobs that ended after that time; use it only when every ad carries
+    IceProdAttempt (compiled runs): hand-written DAGs number attempts by the order of the whole history.
+    """
     clusters = list(clusters)
     if not clusters:
         return []
     history_dir.mkdir(exist_ok=True)
-    constraint = " || ".join(f"DAGManJobId == {c}" for c in clusters)
+    constraint = "(" + " || ".join(f"DAGManJobId == {c}" for c in clusters) + ")"
+    if since is not None:
+        constraint += f" && EnteredCurrentStatus >= {int(since)}"
     ads = schedd.history(constraint=constraint, projection=[])
     # history comes newest first; attempt numbers by order need oldest first
     ads = sorted(ads, key=lambda ad: (int(ad.get("ClusterId", 0)), int(ad.get("ProcId", 0))))
@@ -97,12 +137,12 @@ def fetch_history(schedd: htcondor2.Schedd, clusters: Iterable[int], history_dir
     return written
 
 
-def history_ads(submit_dir: Path) -> list[tuple[str, int, str]]:
-    """The (node, attempt, ad text) triples on disk under history/ (text: the file's first ad)."""
+def history_ads(submit_dir: Path, seen: dict[str, float] | None = None) -> list[tuple[str, int, str]]:
+    """The (node, attempt, ad text) triples on disk under history/ (only new ones when given `seen`)."""
     out = []
     for path in sorted((submit_dir / names.HISTORY_DIR).glob("*.ad")):
         node, _, attempt = path.name[: -len(".ad")].rpartition(".")
-        if not attempt.isdigit():
+        if not attempt.isdigit() or not _is_new(path, seen):
             continue
         # the text, not a parsed ad: ingest keeps it verbatim and compares it to detect repeats
         for _, chunk in list(split_ads(path.read_text(encoding="utf-8", errors="replace")))[:1]:
@@ -126,15 +166,24 @@ def collect_run(
     site: str,
     schedd: htcondor2.Schedd | None,
     clusters: Iterable[int],
+    state: CollectState | None = None,
+    incremental_history: bool = False,
 ) -> int:
-    """Ingest records and ads of one run; return how many attempts or ads were new to the database."""
+    """Ingest records and ads of one run; return how many attempts or ads were new to the database.
+
+    With a state kept between calls, only files new or changed since the last call are read.
+    """
+    state = state if state is not None else CollectState()
     if schedd is not None:
+        started = time.time()
         try:
-            fetch_history(schedd, clusters, submit_dir / names.HISTORY_DIR)
+            fetch_history(schedd, clusters, submit_dir / names.HISTORY_DIR, state.history_since)
+            if incremental_history:
+                state.history_since = started - HISTORY_OVERLAP_S
         except Exception as exc:  # a busy or unreachable schedd must not lose the records we have
             log.warning("cannot read the schedd's history for %s: %s", run_dir, exc)
     new = 0
-    records = stats_records(submit_dir)
+    records = stats_records(submit_dir, state.ingested)
     if records:
         res = ingest_records(engine, records, run_dir=run_dir, site=site, on_stale="skip")
         new += res.inserted + res.updated
@@ -142,7 +191,7 @@ def collect_run(
             if (str(submit_dir), node, attempt) not in _WARNED:  # once per process, not every poll
                 _WARNED.add((str(submit_dir), node, attempt))
                 log.warning("stats record of %s attempt %d not recorded: %s", node, attempt, why)
-    ads = history_ads(submit_dir)
+    ads = history_ads(submit_dir, state.ingested)
     if ads:
         res = ingest_job_ads(engine, ads, run_dir=run_dir, site=site, on_stale="skip")
         new += res.inserted

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 ET = htcondor2.JobEventType
 #: one table from event type to the state of the node whose job logged it
-STATE_BY_EVENT: dict[ET, JobState] = {
+STATE_BY_EVENT: dict[htcondor2.JobEventType, JobState] = {
     ET.SUBMIT: JobState.IDLE,
     ET.EXECUTE: JobState.RUNNING,
     ET.JOB_HELD: JobState.HELD,

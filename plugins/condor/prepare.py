@@ -1,5 +1,5 @@
 """Make a run folder ready for the schedd: copy it under the site's run_root, apply the site's submit
-additions to the compiled submit files, and add the POST script and DAG lines. Idempotent: preparing a
+additions to the compiled submit files, and add the attempt script and DAG lines. Idempotent: preparing a
 prepared folder changes nothing, so a resubmit can call it again.
 """
 
@@ -44,32 +44,30 @@ def is_compiled(submit_dir: Path, dag_file: Path) -> bool:
 def apply_site(submit_dir: Path, dag_file: Path, cfg: SiteConfig) -> list[Path]:
     """Rewrite the compiled submit files and DAG with the site's additions; return the files written."""
     written: list[Path] = []
-    for sub in (names.STATS_DIR, names.LOGS_DIR):
-        (submit_dir / translate.EMPTY_DIRS / sub).mkdir(parents=True, exist_ok=True)
+    for folder in (names.STATS_DIR, names.LOGS_DIR):
+        (submit_dir / translate.EMPTY_DIRS / folder).mkdir(parents=True, exist_ok=True)
     additions = translate.site_requirements(cfg)
     for sub in sorted(submit_dir.glob("*.sub")):
         text = sub.read_text(encoding="utf-8")
         if not text.startswith(COMPILED_HEADER):
             continue
         task = sub.name[: -len(".sub")]
-        extra = {**additions, "My.IceProdAttempt": "$(retry)"}
+        extra = {**additions, "My.IceProdAttempt": f"$({translate.ATTEMPT_MACRO})"}
         new = translate.apply_additions(text, extra, task, cfg.memory_retry)
         if new != text:
             sub.write_text(new, encoding="utf-8")
             written.append(sub)
-    if cfg.memory_retry:
-        script = submit_dir / translate.POST_SCRIPT
-        script.write_text(translate.post_script_text(), encoding="utf-8")
-        os.chmod(script, 0o755)
-        (submit_dir / translate.MEMORY_DIR).mkdir(exist_ok=True)
-        written += [script, submit_dir / translate.MEMORY_DIR]
+    script = submit_dir / translate.ATTEMPT_SCRIPT
+    script.write_text(translate.attempt_script_text(), encoding="utf-8")
+    os.chmod(script, 0o755)
+    written.append(script)
     if cfg.dagman.get("config"):
         conf = submit_dir / translate.DAGMAN_CONFIG
         conf.write_text(translate.dagman_config_text(cfg), encoding="utf-8")
         written.append(conf)
     dag_text = dag_file.read_text(encoding="utf-8")
     if translate.DAG_MARK not in dag_text:
-        lines = translate.dag_lines(cfg, cfg.memory_retry)
+        lines = translate.dag_lines(cfg)
         if len(lines) > 1:
             with open(dag_file, "a", encoding="utf-8") as out:
                 out.write(("" if dag_text.endswith("\n") else "\n") + "\n".join(lines) + "\n")
@@ -97,3 +95,12 @@ def match_owner(folder: Path) -> None:
             path = os.path.join(root, name)
             if os.lstat(path).st_uid != st.st_uid:
                 os.lchown(path, st.st_uid, st.st_gid)
+
+
+def mark_resubmitted(dag_file: Path) -> None:
+    """Tell the node submit files (VARS) that this DAG ran before, so attempt numbers continue."""
+    line = f'VARS ALL_NODES {translate.RESUBMITTED_MACRO}="1"'
+    text = dag_file.read_text(encoding="utf-8")
+    if line not in text:
+        with open(dag_file, "a", encoding="utf-8") as out:
+            out.write(("" if text.endswith("\n") else "\n") + line + "\n")

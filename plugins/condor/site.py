@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import htcondor2
 from iceprod_dag.plugins.base import RunStatus, Site
 from iceprod_dag.plugins.condor import prepare, translate
-from iceprod_dag.plugins.condor.collect import collect_run
+from iceprod_dag.plugins.condor.collect import CollectState, collect_run
 from iceprod_dag.plugins.condor.follow import DagFollower, rescue_done_nodes
 from iceprod_dag.plugins.condor.schedd import locate_schedd
 from iceprod_dag.plugins.condor.siteconfig import SiteConfig, load_site_config
@@ -39,6 +39,7 @@ class CondorSite(Site):
         self._config: SiteConfig | None = None
         self._followers: dict[Path, DagFollower] = {}
         self._db: Any = None
+        self._collected: dict[Path, CollectState] = {}
 
     # ------------------------------------------------------------ helpers
     @property
@@ -242,6 +243,10 @@ class CondorSite(Site):
         rescue = find_rescue(dag_file)
         if rescue is None:
             raise SiteError(f"{run_dir}: DAGMan left no rescue DAG to resume from ({dag_file}.rescueNNN)")
+        # record what the earlier submission left, so the new attempts number on after it
+        self._safe_collect(run_dir)
+        if prepare.is_compiled(Path(info["submit_dir"]), dag_file):
+            prepare.mark_resubmitted(dag_file)
         cluster = self._submit_dag(dag_file, Path(info["submit_dir"]), dag_file.stem, resubmit=True)
         info["rescue"] = str(rescue)
         info["cluster"] = cluster
@@ -261,13 +266,17 @@ class CondorSite(Site):
         except SiteError as exc:
             log.warning("%s", exc)
             schedd = None
+        submit_dir = Path(info["submit_dir"])
+        state = self._collected.setdefault(run_dir, CollectState())
         return collect_run(
             self._engine(),
             run_dir,
-            Path(info["submit_dir"]),
+            submit_dir,
             self.name,
             schedd,
             info.get("clusters") or [info["cluster"]],
+            state,
+            incremental_history=prepare.is_compiled(submit_dir, self._dag_of(info)),
         )
 
     def _safe_collect(self, run_dir: Path) -> None:
@@ -275,3 +284,4 @@ class CondorSite(Site):
             self.collect(run_dir)
         except Exception as exc:  # following the run matters more than one missed ingest
             log.warning("collecting %s failed (will retry): %s", run_dir, exc)
+            self._collected.pop(Path(run_dir).resolve(), None)  # read everything again next time

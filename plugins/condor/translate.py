@@ -17,12 +17,15 @@ from iceprod_dag import units
 #: marks the block the site appends to a compiled submit file, so applying it twice is a no-op
 ADDITIONS_MARK = "# iceprod-dag condor site additions"
 DAG_MARK = "# iceprod-dag condor site lines"
-POST_SCRIPT = "iceprod_post.sh"
-MEMORY_DIR = "memory"
+ATTEMPT_SCRIPT = "iceprod_attempt.sh"
+#: the attempt number the pilot and the job ad get: DAGMan's $(retry), continued across resubmissions
+ATTEMPT_MACRO = "iceprod_attempt"
+#: set (VARS ALL_NODES) in a DAG submitted again, so attempt numbers continue after the earlier ones
+RESUBMITTED_MACRO = "iceprod_resubmitted"
 DAGMAN_CONFIG = "dagman.config"
 #: empty copies of the jobs' output folders, sent as inputs (see apply_additions)
 EMPTY_DIRS = "empty"
-#: the submit macro the over-memory fragment sets; appended to the pilot's arguments
+#: the submit macro the attempt script sets for a retry needing more memory; appended to the pilot's arguments
 MEMORY_ARGS_MACRO = "iceprod_memory_args"
 #: HoldReasonCode 1 is a user's condor_hold: never removed behind the user's back
 SYSTEM_HOLD = "JobStatus == 5 && HoldReasonCode =!= 1"
@@ -94,11 +97,6 @@ def condor_submit_additions(cfg: SiteConfig) -> dict[str, str]:
     return add
 
 
-def memory_fragment_path(node_macro: str) -> str:
-    """Submit-file path of the over-memory fragment of a node's current attempt ($(retry) expanded by DAGMan)."""
-    return f"{MEMORY_DIR}/{node_macro}.$(retry).sub"
-
-
 _LINE = re.compile(r"^\s*([+A-Za-z_][A-Za-z0-9_.+]*)\s*=\s*(.*?)\s*$")
 
 
@@ -119,8 +117,9 @@ def keep_input_paths(inputs: str) -> str:
 def apply_additions(submit_text: str, additions: Mapping[str, str], task: str, memory_retry: bool) -> str:
     """A compiled submit file with the site's commands added before its `queue` line.
 
-    `requirements` is AND-ed with the compiler's own; with memory_retry the pilot's arguments gain
-    $(iceprod_memory_args), which the over-memory fragment of a retried attempt sets.
+    `requirements` is AND-ed with the compiler's own. The pilot's `--attempt` becomes $(iceprod_attempt)
+    and its arguments gain $(iceprod_memory_args); the attempt script sets them when DAGMan submits a retry
+    (memory_retry) or a node of a resubmitted run (attempt numbers continue after the earlier records).
     """
     if ADDITIONS_MARK in submit_text:
         return submit_text
@@ -151,17 +150,22 @@ def apply_additions(submit_text: str, additions: Mapping[str, str], task: str, m
         if kept != inputs:
             out.append(f"transfer_input_files = {kept}")
     out += [f"{key} = {value}" for key, value in add.items()]
+    args = existing.get("arguments")
+    if args:
+        inner = args[1:-1] if args.startswith('"') and args.endswith('"') else args
+        inner = inner.replace("--attempt $(retry)", f"--attempt $({ATTEMPT_MACRO})")
+        out.append(f'arguments = "{inner} $({MEMORY_ARGS_MACRO})"')
+    node, memory = task + "_$(job)", int(memory_retry)
+    out += [
+        f"{ATTEMPT_MACRO} = $(retry)",
+        f"{MEMORY_ARGS_MACRO} =",
+        # the script runs only for retries and resubmitted runs: first attempts cost nothing extra
+        f"if defined {RESUBMITTED_MACRO}",
+        f"  include : ./{ATTEMPT_SCRIPT} {node} $(retry) 1 {memory} |",
+    ]
     if memory_retry:
-        args = existing.get("arguments")
-        if args:
-            inner = args[1:-1] if args.startswith('"') and args.endswith('"') else args
-            out.append(f'arguments = "{inner} $({MEMORY_ARGS_MACRO})"')
-        out += [
-            f"{MEMORY_ARGS_MACRO} =",
-            "if $(retry)",
-            f"  include : {memory_fragment_path(task + '_$(job)')}",
-            "endif",
-        ]
+        out += ["elif $(retry)", f"  include : ./{ATTEMPT_SCRIPT} {node} $(retry) 0 1 |"]
+    out.append("endif")
     out.append(queue)
     return "\n".join(out) + "\n"
 
@@ -175,15 +179,13 @@ def site_requirements(cfg: SiteConfig) -> dict[str, str]:
     return add
 
 
-def dag_lines(cfg: SiteConfig, memory_retry: bool) -> list[str]:
-    """Lines the site appends to a compiled DAG: category limits, DAGMan config, the over-memory POST script."""
+def dag_lines(cfg: SiteConfig) -> list[str]:
+    """Lines the site appends to a compiled DAG: category limits and the DAGMan config file."""
     lines = [DAG_MARK]
     for category, limit in sorted((cfg.dagman.get("categories") or {}).items()):
         lines.append(f"MAXJOBS {category} {limit}")
     if cfg.dagman.get("config"):
         lines.append(f"CONFIG {DAGMAN_CONFIG}")
-    if memory_retry:
-        lines.append(f"SCRIPT POST ALL_NODES {POST_SCRIPT} $JOB $RETRY $RETURN")
     return lines
 
 
@@ -216,29 +218,38 @@ def from_dag_options(
     return opts
 
 
-def post_script_text() -> str:
-    """The POST script: write the next attempt's over-memory fragment, then pass the job's verdict on.
+def attempt_script_text() -> str:
+    """The attempt script: submit commands for a retry or a node of a resubmitted run.
 
-    Runs on the submit host as the DAGMan user with /bin/sh only. Args: node, retry, return value. The
-    fragment of attempt N+1 always exists after attempt N (empty unless a bigger request is needed), so
-    the submit file can include it unconditionally for every retry.
+    DAGMan runs it (as the DAG's owner, /bin/sh only) when it submits such a node: `$1` node, `$2` retry,
+    `$3` 1 to continue attempt numbers after the run folder's stats records and job ads (a resubmitted
+    run, whose DAGMan counts retries from 0 again), `$4` 1 to ask for more memory: the newest earlier
+    attempt's `next_memory_mb` (1.5x the peak of an attempt the pilot killed over memory) becomes
+    request_memory and the pilot's --memory-mb.
     """
     return f"""#!/bin/sh
-# iceprod-dag: POST script of every node (written by the condor site). $1=node $2=retry $3=return value
-cd "$(dirname "$0")" || exit 1
-node=$1; retry=$2; ret=$3
-next="{MEMORY_DIR}/$node.$((retry + 1)).sub"
-mkdir -p {MEMORY_DIR}
-mb=$(sed -n 's/.*"next_memory_mb": *\\([0-9][0-9]*\\).*/\\1/p' "stats/$node.$retry.json" 2>/dev/null | head -n 1)
-if [ -n "$mb" ]; then
-  printf 'request_memory = %s\\n{MEMORY_ARGS_MACRO} = --memory-mb %s\\n' "$mb" "$mb" > "$next.tmp"
-elif [ -f "{MEMORY_DIR}/$node.$retry.sub" ]; then
-  cp "{MEMORY_DIR}/$node.$retry.sub" "$next.tmp"
-else
-  : > "$next.tmp"
+# iceprod-dag attempt script (written by the condor site); prints submit commands for DAGMan.
+cd "$(dirname "$0")" || exit 0
+node=$1; attempt=$2
+if [ "$3" = 1 ]; then
+  last=-1
+  for f in stats/"$node".*.json history/"$node".*.ad; do
+    k=${{f#*/"$node".}}; k=${{k%.*}}
+    case $k in ''|*[!0-9]*) continue ;; esac
+    [ "$k" -gt "$last" ] && last=$k
+  done
+  attempt=$((last + 1))
+  echo "{ATTEMPT_MACRO} = $attempt"
 fi
-mv "$next.tmp" "$next"
-# negative values mean the job never ran to an exit code (removed, failed to submit): a plain failure
-case "$ret" in -*) exit 1 ;; esac
-exit "$ret"
+[ "$4" = 1 ] || exit 0
+n=$attempt
+while [ "$n" -gt 0 ]; do
+  n=$((n - 1))
+  mb=$(sed -n 's/.*"next_memory_mb": *\\([0-9][0-9]*\\).*/\\1/p' "stats/$node.$n.json" 2>/dev/null | head -n 1)
+  if [ -n "$mb" ]; then
+    printf 'request_memory = %s\\n{MEMORY_ARGS_MACRO} = --memory-mb %s\\n' "$mb" "$mb"
+    exit 0
+  fi
+done
+exit 0
 """

@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=int)
     parser.add_argument("--memory-mb", type=int)
     parser.add_argument("--db", help="stats database URL (default: $ICEPROD_DAG_DB or the local SQLite file)")
+    parser.add_argument("--dag", help="the DAG file (default: the run folder's only .dag)")
     parser.add_argument("--no-pilot", action="store_true", help="run pilot nodes as their own processes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -117,7 +117,7 @@ class DagEngine:
             if self._timers:
                 timeout = max(0.0, min(timeout, self._timers[0][0] - time.time()))
             for ex in self.executor.wait(timeout):
-                self._on_exit(ex)
+                self.handle_exit(ex)
             self._fire_timers()
             self.recorder.flush(self)
         if not self.stopping:
@@ -132,15 +132,6 @@ class DagEngine:
     def stop(self) -> None:
         """Stop at the next round (signal handler): kill what runs, leave the rest for a resubmit."""
         self.stopping = True
-
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for run in self.runs.values():
-            counts[run.state.value] = counts.get(run.state.value, 0) + 1
-        return counts
-
-    def failed_count(self) -> int:
-        return len(self.failed)
 
     # ---- scheduling -----------------------------------------------------------------------------------------
 
@@ -283,7 +274,8 @@ class DagEngine:
 
     # ---- events ---------------------------------------------------------------------------------------------
 
-    def _on_exit(self, ex: Exit) -> None:
+    def handle_exit(self, ex: Exit) -> None:
+        """One process of the run ended: move its node on."""
         run = self._by_key.pop(ex.key)
         kind = ex.key.partition(":")[0]
         if kind == "PRE":
@@ -428,9 +420,3 @@ class DagEngine:
 
     def done_nodes(self) -> list[str]:
         return [name for name, run in self.runs.items() if run.state is NodeState.DONE]
-
-    def node_state(self, name: str) -> NodeState:
-        run = self.runs[name]
-        if run.state is NodeState.NOT_READY and run.waiting == 0:
-            return NodeState.NOT_READY
-        return run.state

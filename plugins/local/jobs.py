@@ -43,7 +43,14 @@ def read_submit(path: Path) -> dict[str, str]:
     return desc
 
 
-def expand_submit(desc: dict[str, str], variables: dict[str, str]) -> dict[str, str]:
+#: the submit commands a local run uses; the others (requirements, +attributes...) are not expanded
+USED = ("executable", "arguments", "args", "initialdir", "output", "error", "log", "request_cpus",
+        "request_memory", "environment")  # fmt: skip
+
+
+def expand_submit(
+    desc: dict[str, str], variables: dict[str, str], keys: tuple[str, ...] | None = None
+) -> dict[str, str]:
     """Substitute $(var) from the node's VARS and the file itself; $(Cluster)/$(Process) and unknown
     macros stay (Launch.set_cluster does the first two). iceprod_dag.dagman.submitdesc is the full reader."""
     lookup = {k.lower(): v for k, v in variables.items()}
@@ -56,7 +63,7 @@ def expand_submit(desc: dict[str, str], variables: dict[str, str]) -> dict[str, 
 
         return _MACRO.sub(one, value) if "$(" in value else value
 
-    return {k: expand(v) for k, v in desc.items()}
+    return {k: expand(v) for k, v in desc.items() if keys is None or k in keys}
 
 
 def split_arguments(text: str) -> list[str]:
@@ -97,12 +104,14 @@ class JobFactory:
         self._files: dict[str, dict[str, str]] = {}  # submit file -> its raw commands, read once
         self._env = dict(os.environ)
         self._exes: dict[tuple[str, str], str] = {}
+        self._split: dict[str, list[str]] = {}
 
     def submit_dir(self, node: Node) -> Path:
         base = self.dag.directory
         return base / node.directory if node.directory else base
 
-    def description(self, node: Node, attempt: int) -> dict[str, str]:
+    def description(self, node: Node, attempt: int) -> tuple[dict[str, str], list[str]]:
+        """The node's submit commands (VARS expanded) and its split arguments."""
         sub = self.submit_dir(node) / node.submit_file
         vars_ = {
             k: v.replace("$(RETRY)", str(attempt)).replace("$(JOB)", node.name) for k, v in node.vars.items()
@@ -113,18 +122,26 @@ class JobFactory:
                 raw = self._files[str(sub)] = read_submit(sub)
             except OSError as exc:
                 raise DagSyntaxError(f"node {node.name}: cannot read submit file {sub}: {exc}") from exc
-        desc = expand_submit(raw, vars_)
-        return desc
+        desc = expand_submit(raw, vars_, USED)
+        raw_args = raw.get("arguments", raw.get("args", ""))
+        split = self._split.get(raw_args)
+        if split is None:
+            split = self._split[raw_args] = split_arguments(raw_args)
+        # split once per template, then expand per node (the same as condor_submit unless a value has spaces)
+        args = [expand_submit({"a": a}, vars_)["a"] if "$(" in a else a for a in split]
+        if any(c in a for a in args for c in " \t'\""):
+            args = split_arguments(desc.get("arguments", desc.get("args", "")))
+        return desc, args
 
     def __call__(self, node: Node, attempt: int) -> Launch:
-        desc = self.description(node, attempt)
+        desc, args = self.description(node, attempt)
         subdir = self.submit_dir(node)
         initialdir = subdir / desc["initialdir"] if desc.get("initialdir") else subdir
         executable = desc.get("executable")
         if not executable:
             raise DagSyntaxError(f"node {node.name}: submit file {node.submit_file} has no executable")
         exe = self._executable(subdir, executable)
-        argv = [exe, *split_arguments(desc.get("arguments", desc.get("args", "")))]
+        argv = [exe, *args]
         cpus = int(float(desc.get("request_cpus", "1") or 1))
         env = self._environment(desc)
         info: dict[str, Any] = {

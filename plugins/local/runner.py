@@ -152,10 +152,11 @@ def run_dag(
     progress: bool = False,
     use_pilot: bool = True,
     pilot_procs: int | None = None,
+    dag_file: str | None = None,
 ) -> int:
     """Run (or resume) the DAG of a run folder in this process; returns DAGMan's exit status."""
     run_dir = Path(run_dir).resolve()
-    dag_file = names.find_dag_file(str(run_dir))
+    dag_file = str(Path(dag_file).resolve()) if dag_file else names.find_dag_file(str(run_dir))
     dag = load_rescue(dag_file)
     done, attempts, max_cluster = scan_event_log(names.nodes_log(dag_file), dag)
     for node, n in stats_attempts(run_dir).items():
@@ -184,6 +185,7 @@ def run_dag(
     )
     recorder = RunRecorder(dag, run_dir, db, dag_cluster, executor.records)
     recorder.jobstate.dagman_started(dag_cluster)
+    write_run_info(run_dir, status_file=recorder.status_path)
     engine = DagEngine(
         dag,
         executor,
@@ -268,7 +270,7 @@ def _reap_after_stop(engine: DagEngine, executor: ProcessExecutor, recorder: Run
     deadline = time.time() + executor.kill_grace_s + 5
     while executor.active() and time.time() < deadline:
         for ex in executor.wait(0.2):
-            engine._on_exit(ex)  # records the attempt; the engine's stopping flag keeps the node undone
+            engine.handle_exit(ex)  # records the attempt; the engine's stopping flag keeps the node undone
     recorder.flush(engine, force=True)
 
 

@@ -39,7 +39,8 @@ class LocalSite(Site):
 
     def submit(self, run_dir: Path, wait: bool = False) -> int | None:
         run_dir = Path(run_dir).resolve()
-        _dag_file(run_dir)
+        if not self.options.get("dag_file"):
+            _dag_file(run_dir)
         if wait:
             return run_dag(run_dir, **self._engine_options())
         return self._detach(run_dir)
@@ -51,12 +52,18 @@ class LocalSite(Site):
             "memory_mb": o.get("memory_mb"),
             "db_url": o.get("db"),
             "progress": not o.get("quiet", False),
+            "dag_file": o.get("dag_file"),
         }
 
     def _detach(self, run_dir: Path) -> None:
         cmd = [sys.executable, "-m", "iceprod_dag.plugins.local", str(run_dir)]
         opts = self._engine_options()
-        for flag, key in (("--cpus", "cpus"), ("--memory-mb", "memory_mb"), ("--db", "db_url")):
+        for flag, key in (
+            ("--cpus", "cpus"),
+            ("--memory-mb", "memory_mb"),
+            ("--db", "db_url"),
+            ("--dag", "dag_file"),
+        ):
             if opts[key]:
                 cmd += [flag, str(opts[key])]
         log = run_dir / "local.out"
@@ -69,9 +76,9 @@ class LocalSite(Site):
 
     def status(self, run_dir: Path) -> RunStatus:
         run_dir = Path(run_dir)
-        dag_file = _dag_file(run_dir)
         info = read_run_info(run_dir)
-        status_path = Path(names.status_file(str(dag_file)))
+        dag_file = info.get("dag") or _dag_file(run_dir)
+        status_path = Path(info.get("status_file") or names.status_file(str(dag_file)))
         nodes: dict[str, JobState] = {}
         finished = False
         exit_code = info.get("exit_code")
@@ -85,8 +92,9 @@ class LocalSite(Site):
         return RunStatus(nodes=nodes, finished=finished, exit_code=exit_code)
 
     def cancel(self, run_dir: Path) -> None:
-        _dag_file(Path(run_dir))
         info = read_run_info(Path(run_dir))
+        if not info:
+            _dag_file(Path(run_dir))
         pid = info.get("pid")
         if not _alive(pid):
             return

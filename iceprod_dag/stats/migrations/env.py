@@ -8,7 +8,7 @@ from sqlalchemy import create_engine
 from iceprod_dag.stats.migrations import load_models
 from iceprod_dag.stats.models import Base
 
-load_models()
+load_models(strict=False)  # only autogenerate needs them
 config = context.config
 target_metadata = Base.metadata
 

@@ -1,0 +1,25 @@
+#!/bin/bash
+# iceprod-dag job script for LSF: merge_0 attempt 2 (generated; edits are overwritten)
+#BSUB -J merge_0.2
+#BSUB -o /runs/demo/batch/out/merge_0.2.out
+#BSUB -cwd /runs/demo
+#BSUB -n 1
+#BSUB -R "span[hosts=1] rusage[mem=2048]"
+#BSUB -M 2048
+#BSUB -W 1:35
+#BSUB -w "done(101) && done(102)"
+
+cd /runs/demo || exit 97
+NODE=merge_0; ATTEMPT=2; CMD='python3 pilot.pyz run --spec specs/merge.json --job 0'
+for p in proc_0 proc_1; do
+  [ -e /runs/demo/batch/exit/"$p".done ] || { echo "parent $p not done" >&2; exit 97; }
+done
+rm -f /runs/demo/batch/exit/"$NODE".done
+eval "$CMD"
+rc=$?
+mkdir -p /runs/demo/batch/exit
+echo "$rc" > /runs/demo/batch/exit/."$NODE.$ATTEMPT.$$"
+[ "$rc" -ne 0 ] || touch /runs/demo/batch/exit/"$NODE".done
+mv -f /runs/demo/batch/exit/."$NODE.$ATTEMPT.$$" /runs/demo/batch/exit/"$NODE.$ATTEMPT"
+exit "$rc"
+

@@ -167,4 +167,8 @@ def test_hold_release_remove_and_resubmit(
     log = (submit_dir / "dataset.dag.nodes.log").read_text()
     assert "DAG Node: fast_0" not in log and "DAG Node: slow_0" in log
     assert "DONE fast_0" in Path(info["rescue"]).read_text()
+    # attempt numbers go on after the removed attempt (DAGMan's own retry count starts again at 0)
+    assert (submit_dir / "history" / "slow_0.0.ad").exists()
+    assert json.loads((submit_dir / "stats" / "slow_0.1.json").read_text())["pilot_exit_code"] == 0
+    assert "IceProdAttempt = 1" in (submit_dir / "history" / "slow_0.1.ad").read_text()
     assert json.loads(_cli(["status", str(run), "--json"], cli_env).stdout)["counts"] == {"done": 2}

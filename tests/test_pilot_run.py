@@ -109,12 +109,13 @@ def test_retry_reads_the_previous_record(pilot_spec):
 
 
 def test_over_time_and_term_then_kill(pilot_spec):
-    # the child ignores TERM: the pilot must follow with KILL after kill_grace_s
-    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"
-    mods = [{"name": "stubborn", "executable": sys.executable, "args": ["-c", script]}]
+    # the shell and its sleep ignore TERM (ignored signals survive exec): the pilot must follow with KILL
     started = time.monotonic()
     rec = run_attempt(
-        pilot_spec(modules=mods, requirements={"walltime_s": 0.3}, pilot={"kill_grace_s": 0.3}), 0
+        pilot_spec(
+            command="trap '' TERM; sleep 30", requirements={"walltime_s": 1}, pilot={"kill_grace_s": 0.3}
+        ),
+        0,
     )
     assert time.monotonic() - started < 10
     assert (rec["failure"], rec["pilot_exit_code"], rec["signal"]) == ("over_time", exitcodes.OVER_TIME, 9)
@@ -123,7 +124,7 @@ def test_over_time_and_term_then_kill(pilot_spec):
 def test_grandchildren_are_killed_too(pilot_spec, tmp_path):
     # the shell starts a background sleeper that writes its pid; over time kills the whole tree
     rec = run_attempt(pilot_spec(command="sleep 30 & echo $! > $ICEPROD_WORKDIR/../bg.pid; wait",
-                                 requirements={"walltime_s": 0.3}), 0)  # fmt: skip
+                                 requirements={"walltime_s": 1}), 0)  # fmt: skip
     assert rec["failure"] == "over_time"
     pid = int((tmp_path / "bg.pid").read_text())
     assert not alive(pid)
@@ -144,7 +145,7 @@ def alive(pid: int) -> bool:
 
 
 def test_over_disk(pilot_spec):
-    command = "head -c 30000000 /dev/zero > big; sleep 3"
+    command = "head -c 30000000 /dev/zero > big; sleep 10"
     rec = run_attempt(pilot_spec(command=command, requirements={"disk_mb": 10}), 0)
     assert (rec["failure"], rec["pilot_exit_code"]) == ("over_disk", exitcodes.OVER_DISK)
     assert rec["peak_disk_mb"] > 10

@@ -211,6 +211,8 @@ def test_register_dataset_then_node_states(engine, tmp_path):
     with engine.connect() as conn:
         rows = dict(conn.execute(select(Job.node, Job.state)).all())
         assert conn.scalar(select(Dataset.state)) == "done"
+        # registering again without jobs/config kept them
+        assert conn.execute(select(Dataset.jobs, Dataset.config)).one() == (2, {"tasks": []})
         assert conn.scalar(select(Job.task).where(Job.node == "FINAL")) is None
     assert rows == {"generate_0": "pending", "generate_1": "held", "FINAL": "pending"}
 
@@ -290,4 +292,29 @@ def test_concurrent_writer_processes_on_one_sqlite_file(tmp_path):
     assert count(engine, Attempt) == 120 and count(engine, Dataset) == 1
     with engine.connect() as conn:
         assert set(conn.scalars(select(Job.state))) == {"done"}
+    engine.dispose()
+
+
+def test_a_record_survives_kill_9_right_after_the_call(tmp_path):
+    """Durable per call: once ingest_records returns, a SIGKILL of the writer loses nothing."""
+    import subprocess
+    import sys
+    import textwrap
+
+    url = f"sqlite:///{tmp_path / 'stats.sqlite'}"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_stats_ingest import make_record
+        from iceprod_dag.stats import ingest
+        from iceprod_dag.stats.db import init_db
+        engine = init_db({url!r})
+        ingest.ingest_records(engine, [make_record("generate_{{}}".format(i)) for i in range(50)],
+                              run_dir={str(tmp_path)!r})
+        os.kill(os.getpid(), signal.SIGKILL)  # the engine is never disposed, the WAL never checkpointed
+        """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    engine = init_db(url)
+    assert count(engine, Attempt) == 50
     engine.dispose()

@@ -74,10 +74,20 @@ def _register(app: Flask) -> None:
     @app.before_request
     def _auth() -> None:
         g.started = time.perf_counter()
+        g.started_cpu = time.thread_time()
         if request.endpoint == "static":
             return
         load_principal()
         check_csrf()
+
+    @app.after_request
+    def _timing(response: Any) -> Any:
+        # Server-Timing (shown by browsers' dev tools; read by bench/web.py): wall and CPU time of this thread
+        if "started" in g:
+            wall = (time.perf_counter() - g.started) * 1000
+            cpu = (time.thread_time() - g.started_cpu) * 1000
+            response.headers["Server-Timing"] = f"app;dur={wall:.2f}, cpu;dur={cpu:.2f}"
+        return response
 
     @app.context_processor
     def _template_globals() -> dict[str, Any]:

@@ -62,6 +62,14 @@ def serve_command(
     if insecure_cookies:
         explicit["COOKIE_SECURE"] = False
     app = create_app(explicit, config_file)
+    from iceprod_dag.webui import accounts
+
+    if not accounts.list_users(app.extensions["iceprod_dag_engine"]):
+        click.echo(
+            "no users yet: create the first admin with "
+            "`iceprod-dag user add admin --role admin --password-file FILE` (same --db)",
+            err=True,
+        )
     server = waitress.create_server(app, host=host, port=port, threads=threads, ident="iceprod-dag")
     # the real port matters with --port 0; tests and scripts read this line
     click.echo(f"iceprod-dag web UI on http://{host}:{server.effective_port}/", err=True)

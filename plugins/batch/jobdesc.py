@@ -72,6 +72,8 @@ def read_submit(path: Path) -> dict[str, str]:
 
 def expand(value: str, macros: dict[str, str], depth: int = 0) -> str:
     """Replace $(name) macros (case-insensitive, like HTCondor); unknown macros are left as they are."""
+    if "$(" not in value:
+        return value
     lowered = {k.lower(): v for k, v in macros.items()}
 
     def sub(match: re.Match[str]) -> str:
@@ -80,12 +82,14 @@ def expand(value: str, macros: dict[str, str], depth: int = 0) -> str:
 
     out = _MACRO.sub(sub, value)
     # a VARS value may itself hold a macro ($(RETRY) inside retry="$(RETRY)")
-    return expand(out, macros, depth + 1) if out != value and depth < 5 else out
+    return expand(out, lowered, depth + 1) if out != value and depth < 5 else out
 
 
 def split_arguments(value: str) -> list[str]:
     """HTCondor arguments: the new syntax is double-quoted with single quotes grouping words."""
     value = value.strip()
+    if "'" not in value and '""' not in value:  # the common case, without shlex's cost
+        return value.strip('"').split()
     if len(value) >= 2 and value[0] == value[-1] == '"':
         return shlex.split(value[1:-1].replace('""', '"'))
     return value.split()
@@ -93,6 +97,8 @@ def split_arguments(value: str) -> list[str]:
 
 def _environment(value: str) -> tuple[tuple[str, str], ...]:
     value = value.strip()
+    if not value:
+        return ()
     if value.startswith('"') and value.endswith('"'):
         words = shlex.split(value[1:-1])
     else:
@@ -121,7 +127,8 @@ def job_request(
     # DAGMan expands $(JOB) and $(RETRY) inside VARS values; then VARS are submit macros, and since submit
     # macros ignore case, VARS job="3" wins over the node name for $(job)
     dagman = {"JOB": node, "RETRY": str(attempt)}
-    macros = {**dagman, **{k: expand(v, dagman) for k, v in node_vars.items()}}
+    macros = {k.lower(): v for k, v in dagman.items()}
+    macros.update({k.lower(): expand(v, dagman) for k, v in node_vars.items()})
 
     def get(key: str, default: str | None = None) -> str | None:
         raw = submit.get(key)

@@ -236,7 +236,7 @@ def watcher_alive(state: st.RunState) -> bool:
 
 
 def _stop_watcher(state: st.RunState, timeout: float = 30.0) -> None:
-    if not watcher_alive(state):
+    if not watcher_alive(state) or state.watcher_pid == os.getpid():
         return
     pid = state.watcher_pid
     assert pid is not None

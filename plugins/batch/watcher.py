@@ -312,6 +312,7 @@ class Watcher:
                 aid = self.site.array_id(s.job_id)
                 arrays[aid] = arrays.get(aid, 0) + 1
         items, cwd = [], {}
+        stale_markers = set(os.listdir(self.run_dir / names.BATCH_EXIT_DIR))
         for name in batch:
             node = self.dag.nodes[name]
             queued_parents = [p for p in node.parents if self.state.node(p).status == st.QUEUED]
@@ -319,7 +320,9 @@ class Watcher:
             items.append((self._request(name), deps, tuple(node.parents)))
             if node.directory:
                 cwd[name] = str((self.run_dir / node.directory).resolve())
-            st.exit_marker(self.run_dir, name, self.state.node(name).attempt).unlink(missing_ok=True)
+            marker = st.exit_marker(self.run_dir, name, self.state.node(name).attempt)
+            if marker.name in stale_markers:  # left by an attempt that never reported (killed watcher)
+                marker.unlink(missing_ok=True)
         groups = group_requests(
             items,
             str(self.run_dir),

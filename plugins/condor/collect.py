@@ -150,6 +150,13 @@ def history_ads(submit_dir: Path, seen: dict[str, float] | None = None) -> list[
     return out
 
 
+def missing_ads(submit_dir: Path) -> list[str]:
+    """Attempts whose stats record came back but whose job ad is not in history/ yet."""
+    records = {p.name[: -len(".json")] for p in (submit_dir / names.STATS_DIR).glob("*.json")}
+    ads = {p.name[: -len(".ad")] for p in (submit_dir / names.HISTORY_DIR).glob("*.ad")}
+    return sorted(records - ads)
+
+
 def read_history_ad(submit_dir: Path, node: str, attempt: int) -> classad2.ClassAd | None:
     """The job ad of one attempt from history/, or None if it has not been fetched."""
     path = submit_dir / names.job_ad(node, attempt)

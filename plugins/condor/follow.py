@@ -114,11 +114,13 @@ class DagFollower:
         #: nodes not reported (the FINAL node: bookkeeping, not work)
         self.ignore = ignore
         self.dagman_cluster = dagman_cluster
-        self.nodes: dict[str, NodeInfo] = {n: NodeInfo() for n in node_names or ()}
+        self._node_names = list(node_names or ())
         # nodes an earlier submission finished (the rescue DAG DAGMan resumed from): DAGMan starts a fresh
         # nodes log, so their events are gone
-        for name in done:
-            self.nodes[name] = NodeInfo(state=JobState.DONE)
+        self._done = done
+        self.nodes: dict[str, NodeInfo] = {}
+        self._nodes_log_size = 0
+        self._reset_nodes()
         self._by_cluster: dict[int, str] = {}
         self._nodes_log: htcondor2.JobEventLog | None = None
         self._dagman_log: htcondor2.JobEventLog | None = None
@@ -133,8 +135,22 @@ class DagFollower:
             setattr(self, attr, current)
         return current
 
+    def _reset_nodes(self) -> None:
+        self.nodes = {n: NodeInfo() for n in self._node_names}
+        for name in self._done:
+            self.nodes[name] = NodeInfo(state=JobState.DONE)
+        self._by_cluster = {}
+
     def _read_nodes_log(self) -> None:
-        jel = self._open("_nodes_log", Path(names.nodes_log(str(self.dag_file))))
+        path = Path(names.nodes_log(str(self.dag_file)))
+        size = path.stat().st_size if path.exists() else 0
+        if size < self._nodes_log_size and self._nodes_log is not None:
+            # a resubmitted DAGMan starts the nodes log afresh: read the new one from its start
+            self._nodes_log.close()
+            self._nodes_log = None
+            self._reset_nodes()
+        self._nodes_log_size = size
+        jel = self._open("_nodes_log", path)
         if jel is None:
             return
         for event in jel.events(stop_after=0):

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import htcondor2
 from iceprod_dag.plugins.base import RunStatus, Site
 from iceprod_dag.plugins.condor import prepare, translate
-from iceprod_dag.plugins.condor.collect import CollectState, collect_run
+from iceprod_dag.plugins.condor.collect import CollectState, collect_run, missing_ads
 from iceprod_dag.plugins.condor.follow import DagFollower, rescue_done_nodes
 from iceprod_dag.plugins.condor.schedd import locate_schedd
 from iceprod_dag.plugins.condor.siteconfig import SiteConfig, load_site_config
@@ -26,6 +26,9 @@ from iceprod_dag import names
 from iceprod_dag.exceptions import RunNotFoundError, SiteError
 
 log = logging.getLogger(__name__)
+
+#: seconds collect waits, at most, for the last job ads of a finished DAG to reach the schedd's history
+HISTORY_SETTLE_TRIES = 10
 
 
 class CondorSite(Site):
@@ -268,16 +271,24 @@ class CondorSite(Site):
             schedd = None
         submit_dir = Path(info["submit_dir"])
         state = self._collected.setdefault(run_dir, CollectState())
-        return collect_run(
+        args = (
             self._engine(),
             run_dir,
             submit_dir,
             self.name,
             schedd,
             info.get("clusters") or [info["cluster"]],
-            state,
-            incremental_history=prepare.is_compiled(submit_dir, self._dag_of(info)),
         )
+        incremental = prepare.is_compiled(submit_dir, self._dag_of(info))
+        new = collect_run(*args, state, incremental_history=incremental)
+        # DAGMan may see a job end a moment before the schedd moves its ad to the history: once the DAG
+        # is over, wait a little for the ads of the attempts whose records came back
+        for _ in range(HISTORY_SETTLE_TRIES):
+            if schedd is None or not self.follower(run_dir).finished or not missing_ads(submit_dir):
+                break
+            time.sleep(1.0)
+            new += collect_run(*args, state, incremental_history=incremental)
+        return new
 
     def _safe_collect(self, run_dir: Path) -> None:
         try:

@@ -14,9 +14,12 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from iceprod_dag.pilot import exitcodes
+
+if TYPE_CHECKING:
+    from iceprod_dag.pilot.worksource import WorkSource
 
 log = logging.getLogger("iceprod_dag.pilot")
 
@@ -57,8 +60,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--stats", help="stats record path (default stats/<node>.<attempt>.json)")
     run.add_argument("--logdir", help="log folder (default logs/<node>/<attempt>)")
 
-    multi = sub.add_parser("multi", help="pilot mode: run jobs from a queue folder within an envelope")
-    multi.add_argument("--queue", required=True, help="work folder (queue/, claimed/, done/, closed)")
+    multi = sub.add_parser("multi", help="pilot mode: run jobs from a queue folder or a server within an envelope")
+    source = multi.add_mutually_exclusive_group(required=True)
+    source.add_argument("--queue", help="work folder (queue/, claimed/, done/, closed)")
+    source.add_argument("--server", help="web server URL whose pilot API hands out work (with --dataset)")
+    multi.add_argument("--dataset", type=int, help="dataset number on the server (with --server)")
+    multi.add_argument("--token-file", help="file holding the pilot token (with --server)")
+    multi.add_argument(
+        "--spool", default="pilot-spool", help="folder buffering records and logs until the server has them"
+    )
     multi.add_argument("--cpus", type=float, help="cpus of the envelope (default: this node's)")
     multi.add_argument("--memory", type=_size, help="memory of the envelope (default: available memory)")
     multi.add_argument("--disk", type=_size, help="disk of the envelope (default: free scratch space)")
@@ -73,6 +83,17 @@ def parser() -> argparse.ArgumentParser:
         "--idle-timeout", type=_duration, help="exit after this long without work (default: wait)"
     )
     return top
+
+
+def _work_source(args: argparse.Namespace) -> "WorkSource":
+    from iceprod_dag.exceptions import ConfigError
+    from iceprod_dag.pilot.serversource import ServerWorkSource
+
+    if args.dataset is None or not args.token_file:
+        raise ConfigError("--server needs --dataset and --token-file")
+    with open(args.token_file, encoding="utf-8") as handle:
+        token = handle.read().strip()
+    return ServerWorkSource(args.server, args.dataset, token, args.spool)
 
 
 def _logging(verbose: int) -> None:
@@ -114,7 +135,7 @@ def main(argv: Optional[List[str]] = None, configure_logging: bool = True) -> in
             if value is not None:
                 setattr(envelope, field, value)
         envelope.gpus, envelope.walltime_s = args.gpus, args.walltime
-        source = DirectoryWorkSource(os.path.abspath(args.queue))
+        source = _work_source(args) if args.server else DirectoryWorkSource(os.path.abspath(args.queue))
         from iceprod_dag.pilot.runjob import terminate_on_signals
 
         pilot = Pilot(

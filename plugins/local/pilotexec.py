@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site", default="local")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s pilot: %(message)s")
+    # each job's own pilot.log gets its INFO lines (runjob); this shared stderr log only warnings and errors
+    logging.getLogger().handlers[0].setLevel(logging.WARNING)
     out = os.fdopen(os.dup(1), "w")
     sys.stdout = sys.stderr  # nothing but records on the pipe
     source = PipeWorkSource(out)

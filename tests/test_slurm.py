@@ -4,6 +4,7 @@ the real one-node Slurm (marker `slurm`)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -230,15 +231,33 @@ def test_cancel_then_resubmit_skips_done_nodes(slurm_cluster, tmp_path: Path) ->
 
 
 @pytest.mark.slurm
-def test_cli_submit_wait_and_status_on_slurm(slurm_cluster, tmp_path: Path) -> None:
+def test_cli_submit_status_watch_on_slurm(slurm_cluster, tmp_path: Path) -> None:
+    """`iceprod-dag submit --site slurm` returns at once (a watcher follows the run); `status` and `watch`
+    work on the run folder as they do for Condor."""
     run = tmp_path / "run"
     shutil.copytree(DATA / "batch" / "smalldag", run)
-    proc = subprocess.run(
-        ["iceprod-dag", "submit", str(run / "dataset.dag"), "--site", "slurm", "--wait"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    env = {**os.environ, "ICEPROD_DAG_DB": f"sqlite:///{tmp_path / 'stats.db'}"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["iceprod-dag", *args], capture_output=True, text=True, timeout=180, env=env)
+
+    proc = cli("submit", str(run / "dataset.dag"), "--site", "slurm")
     assert proc.returncode == 0, proc.stderr
-    assert (run / "dataset.done").exists()
     assert json.loads((run / "run.json").read_text())["site"] == "slurm"
+    proc = cli("status", str(run), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout)["nodes"]) == {
+        "gen",
+        "work_0",
+        "work_1",
+        "work_2",
+        "flaky",
+        "hungry",
+        "merge",
+        "FINAL",
+    }
+    proc = cli("-q", "watch", str(run), "--timeout", "150")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert (run / "dataset.done").exists()
+    proc = cli("status", str(run), "--json")
+    assert json.loads(proc.stdout)["counts"] == {"done": 8}

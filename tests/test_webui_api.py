@@ -313,3 +313,23 @@ def test_pilot_log_upload_is_served_and_confined(anon, token, app):  # noqa: F81
         response = anon.put(f"/api/pilot/datasets/{pk}/logs/{node}/0/stderr", data=b"x", headers=h)
         assert response.status_code in (400, 404), node
     assert anon.put(f"/api/pilot/datasets/{pk}/logs/gen_0/0/shadow", data=b"x", headers=h).status_code == 404
+
+
+JUNK = [b"", b"{", b"null", b"[]", b'"text"', b"123", b'{"records": [1, "x", null]}', b'{"records": {}}',
+        b'{"node": null, "attempt": "0"}', b'{"kind": 5, "dataset": "x", "name": []}', b'{"private": "yes"}',
+        b"\xff\xfe\x00garbage", b'{"dataset": {"tasks": "none"}}']  # fmt: skip
+
+
+@pytest.mark.parametrize("body", JUNK)
+def test_malformed_bodies_never_give_500(anon, token, demo, body):  # noqa: F811
+    h = {**auth(token), "Content-Type": "application/json"}
+    routes = [
+        ("post", "/api/datasets"), ("post", f"/api/datasets/{demo}/visibility"), ("post", "/api/tokens"),
+        ("post", f"/api/pilot/datasets/{demo}/claim"), ("post", f"/api/pilot/datasets/{demo}/heartbeat"),
+        ("post", f"/api/pilot/datasets/{demo}/reports"),
+    ]  # fmt: skip
+    for method, path in routes:
+        response = getattr(anon, method)(path, data=body, headers=h)
+        assert response.status_code < 500, (path, body, response.get_json())
+        if response.status_code >= 400:
+            assert response.get_json()["error"], (path, body)

@@ -291,6 +291,13 @@ def test_cli_user_add_list_token(tmp_path, monkeypatch):
 
     found = accounts.verify_token(make_engine(db), token)
     assert found is not None and found.role == "admin"
+    (tmp_path / "pw2").write_text("second-pw\n")
+    changed = runner.invoke(
+        cli, ["user", "password", "admin", "--password-file", str(tmp_path / "pw2"), "--db", db]
+    )
+    assert (
+        changed.exit_code == 0 and accounts.check_password(make_engine(db), "admin", "second-pw") is not None
+    )
     monkeypatch.setenv("ICEPROD_DAG_ADMIN_PASSWORD", "from-env")
     assert runner.invoke(cli, ["user", "add", "ops", "--db", db]).exit_code == 0
     assert accounts.check_password(make_engine(db), "ops", "from-env") is not None

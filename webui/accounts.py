@@ -93,12 +93,6 @@ def list_users(engine: Engine) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in rows]
 
 
-def user_by_name(engine: Engine, name: str) -> dict[str, Any] | None:
-    with engine.connect() as conn:
-        row = conn.execute(select(User).where(User.name == name)).first()
-        return dict(row[0].__dict__) if row else None
-
-
 def check_password(engine: Engine, name: str, password: str) -> Principal | None:
     """The user if the password matches (and the user is enabled), else None."""
     with engine.connect() as conn:

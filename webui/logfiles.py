@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -88,13 +87,6 @@ def search(
                     return found, True
                 found.append((number, line.rstrip("\n")))
     return found, False
-
-
-def stream(path: Path) -> Iterator[bytes]:
-    """The file in 64 KiB chunks (for responses that cannot use send_file)."""
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
 
 
 def write_upload(run_dir: str, node: str, attempt: int, kind: str, body: IO[bytes], max_bytes: int) -> int:

@@ -202,11 +202,6 @@ def get_job(conn: Connection, pk: int) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
-def job_by_node(conn: Connection, dataset_pk: int, node: str) -> dict[str, Any] | None:
-    row = conn.execute(select(Job.__table__).where(Job.dataset_pk == dataset_pk, Job.node == node)).first()
-    return dict(row._mapping) if row else None
-
-
 def attempts_of(conn: Connection, job_pk: int) -> list[dict[str, Any]]:
     q = select(Attempt.__table__).where(Attempt.job_pk == job_pk).order_by(Attempt.attempt)
     return [dict(r._mapping) for r in conn.execute(q)]

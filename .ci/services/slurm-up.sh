@@ -56,6 +56,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
 MinJobAge=300
+# array tasks count one by one: room for a 10,000-node DAG queued at once (needs a slurmctld restart)
+MaxJobCount=100000
 SlurmctldTimeout=30
 SlurmdTimeout=30
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=2000 State=UNKNOWN

@@ -16,6 +16,8 @@ from iceprod_dag.exceptions import IceprodDagError, RunNotFoundError, SiteError
 from iceprod_dag.plugins.base import RunStatus, Site
 from iceprod_dag.states import JobState
 
+#: seconds between statistics collections while following a run (and once more when it ends)
+COLLECT_INTERVAL_S = 15.0
 RUN_ARG = click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, path_type=Path))
 #: attributes of a stats record `dag why` prints, in this order
 RECORD_FIELDS = (
@@ -117,15 +119,18 @@ def watch_command(ctx: click.Context, run_dir: Path, timeout: float | None) -> N
     site = site_for(run_dir)
     quiet = (ctx.obj or {}).get("quiet", False)
     deadline = None if timeout is None else time.time() + timeout
-    last = None
+    last, collected_at = None, 0.0
     while True:
         status = site.status(run_dir)
         counts = status.counts()
-        if counts != last:
+        # collecting can load the batch system (history queries): as nodes finish, not too often, and at the end
+        if status.finished or (counts != last and time.time() - collected_at >= COLLECT_INTERVAL_S):
             try:
                 site.collect(run_dir)
             except IceprodDagError as exc:
                 click.echo(f"warning: collecting statistics failed: {exc}", err=True)
+            collected_at = time.time()
+        if counts != last:
             if not quiet:
                 click.echo(time.strftime("%H:%M:%S ") + format_status(status).splitlines()[0])
             last = counts

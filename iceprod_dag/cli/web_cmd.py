@@ -106,6 +106,21 @@ def user_add(name: str, role: str, password_file: str | None, no_password: bool,
     click.echo(f"user {name} ({role}) created")
 
 
+@user_command.command("password")
+@click.argument("name")
+@click.option("--password-file", default=None, help="Read the new password from this file ('-': stdin).")
+@click.option("--db", default=None, help="Stats database URL.")
+def user_password(name: str, password_file: str | None, db: str | None) -> None:
+    """Set a user's password."""
+    from iceprod_dag.webui import accounts
+
+    password = _password(password_file, prompt=sys.stdin.isatty())
+    if not password:
+        raise IceprodDagError("give --password-file or set $ICEPROD_DAG_ADMIN_PASSWORD")
+    accounts.set_password(_engine(db), name, password)
+    click.echo(f"password of {name} changed")
+
+
 @user_command.command("list")
 @click.option("--db", default=None, help="Stats database URL.")
 def user_list(db: str | None) -> None:

@@ -119,6 +119,23 @@ class BatchSite(Site):
             ]
         return run_command(argv, self.timeout, input=input, env=env or None, cwd=cwd).stdout
 
+    def whole_arrays(self, state: st.RunState, job_ids: Sequence[str]) -> list[str]:
+        """job_ids with every array whose elements are all listed named once by its array id (one scancel
+        argument for 1,000 elements)."""
+        wanted = set(job_ids)
+        members: dict[str, set[str]] = {}
+        for ns in state.nodes.values():
+            for job_id in ns.jobs.values():
+                members.setdefault(self.array_id(job_id), set()).add(job_id)
+        out: set[str] = set()
+        for aid, elements in members.items():
+            mine = elements & wanted
+            if not mine:
+                continue
+            out.update([aid] if mine == elements and len(elements) > 1 else mine)
+        out.update(wanted - {j for e in members.values() for j in e})
+        return sorted(out)
+
     # ---------------------------------------------------------------- the Site contract
 
     def submit(self, run_dir: Path, wait: bool = False) -> int | None:
@@ -128,7 +145,7 @@ class BatchSite(Site):
         watcher = Watcher(self, run_dir)
         watcher.prepare()
         if wait:
-            _write_run_info(run_dir, self.name, os.getpid())
+            _write_run_info(run_dir, self.name, os.getpid(), self.options)
             return watcher.run()
         log_path = run_dir / names.BATCH_WATCHER_LOG
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,9 +159,13 @@ class BatchSite(Site):
                 cwd=run_dir,
             )
         watcher.adopt(proc.pid)
-        _write_run_info(run_dir, self.name, proc.pid)
+        _write_run_info(run_dir, self.name, proc.pid, self.options)
         log.info("watcher of %s started as pid %d (log %s)", run_dir, proc.pid, log_path)
         return None
+
+    def resubmit(self, run_dir: Path) -> None:
+        """Continue a stopped or failed run in the background: done nodes are not run again."""
+        self.submit(run_dir, wait=False)
 
     def status(self, run_dir: Path) -> RunStatus:
         run_dir = _run_dir(run_dir)
@@ -176,7 +197,9 @@ class BatchSite(Site):
             raise RunNotFoundError(f"{run_dir}: not submitted to a batch site (no {names.BATCH_STATE})")
         _stop_watcher(state)
         state = st.load(run_dir) or state  # the watcher saved on its way out
-        ids = sorted({s.job_id for s in state.nodes.values() if s.status == st.QUEUED and s.job_id})
+        ids = self.whole_arrays(
+            state, [s.job_id for s in state.nodes.values() if s.status == st.QUEUED and s.job_id]
+        )
         if ids:
             self.cancel_jobs(ids)
         for ns in state.nodes.values():
@@ -205,14 +228,21 @@ def _run_dir(run_dir: Path | str) -> Path:
     return path
 
 
-def _write_run_info(run_dir: Path, site: str, pid: int) -> None:
+def _write_run_info(run_dir: Path, site: str, pid: int, options: Mapping[str, Any]) -> None:
+    """run.json: which site follows the run, with which options (the CLI's status/remove/resubmit read it)."""
     path = run_dir / names.RUN_INFO
     try:
         info = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         info = {}
     info.update(
-        {"site": site, "watcher_pid": pid, "watcher_host": socket.gethostname(), "state": names.BATCH_STATE}
+        {
+            "site": site,
+            "options": dict(options),
+            "watcher_pid": pid,
+            "watcher_host": socket.gethostname(),
+            "state": names.BATCH_STATE,
+        }
     )
     path.write_text(json.dumps(info, indent=1, sort_keys=True))
 

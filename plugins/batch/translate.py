@@ -117,8 +117,11 @@ def job_body(group: JobGroup, index_expr: str, fail_exit: int | None = None, job
         lines.append("export " + " ".join(f"{k}={q(v)}" for k, v in env))
     if group.parents:
         lines.append(f"for p in {' '.join(q(p) for p in group.parents)}; do")
+        # started before a parent succeeded (a batch system that releases dependents of deleted jobs): say
+        # so in the marker, and the watcher puts the node back without counting an attempt
         lines.append(
-            f'  [ -e {marks}/"$p".done ] || {{ echo "parent $p not done" >&2; exit {DEPENDENCY_NOT_MET}; }}'
+            f'  [ -e {marks}/"$p".done ] || {{ echo "parent $p not done" >&2; '
+            f'echo {DEPENDENCY_NOT_MET} > {marks}/"$NODE.$ATTEMPT"; exit {DEPENDENCY_NOT_MET}; }}'
         )
         lines.append("done")
     lines += [

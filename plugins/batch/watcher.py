@@ -53,7 +53,7 @@ class Watcher:
         self.dag: Dag = load_rescue(dag_file)
         self.state = st.load(self.run_dir) or st.RunState(site=site.name)
         self._order = _topological(self.dag)
-        self._submits: dict[Path, dict[str, str]] = {}
+        self._submits: dict[tuple[str | None, str], tuple[Path, dict[str, str]]] = {}
         self._stop = False
 
     # ---------------------------------------------------------------- start
@@ -96,12 +96,12 @@ class Watcher:
             self.adopt(os.getpid())
             delay = FAST_POLL_S
             while True:
-                before = json.dumps(self.state.to_json(), sort_keys=True)
+                before = self.state.signature()
                 self.poll()
                 if self.state.finished or self._stop:
                     break
                 # poll again soon while things move (a layer ending releases the next), back off when quiet
-                changed = json.dumps(self.state.to_json(), sort_keys=True) != before
+                changed = self.state.signature() != before
                 delay = FAST_POLL_S if changed else min(delay * 2, self.site.watch_interval)
                 _sleep(delay, lambda: self._stop)
         finally:
@@ -220,7 +220,8 @@ class Watcher:
             self.site.cancel_jobs(sorted(set(cancel)))
 
     def _abort(self, why: str, code: int) -> None:
-        ids = sorted({s.job_id for s in self.state.nodes.values() if s.status == st.QUEUED and s.job_id})
+        queued = [s.job_id for s in self.state.nodes.values() if s.status == st.QUEUED and s.job_id]
+        ids = self.site.whole_arrays(self.state, queued)
         if ids:
             self.site.cancel_jobs(ids)
         for s in self.state.nodes.values():
@@ -289,18 +290,13 @@ class Watcher:
 
     def _request(self, name: str) -> JobRequest:
         node, ns = self.dag.nodes[name], self.state.node(name)
-        base = self.run_dir / (node.directory or "")
-        path = base / node.submit_file
-        if path not in self._submits:
-            self._submits[path] = read_submit(path)
+        key = (node.directory, node.submit_file)
+        if key not in self._submits:
+            path = self.run_dir / (node.directory or "") / node.submit_file
+            self._submits[key] = (path, read_submit(path))
+        path, submit = self._submits[key]
         return job_request(
-            name,
-            ns.attempt,
-            self._submits[path],
-            node.vars,
-            ns.memory_mb,
-            where=str(path),
-            site=self.site.name,
+            name, ns.attempt, submit, node.vars, ns.memory_mb, where=str(path), site=self.site.name
         )
 
     def _submit(self, batch: list[str]) -> None:
@@ -365,7 +361,7 @@ class Watcher:
         for p in queued_parents:
             job_id = self.state.node(p).job_id or ""
             per_array.setdefault(self.site.array_id(job_id), []).append(job_id)
-        tokens = set()
+        tokens: set[str] = set()
         for aid, ids in per_array.items():
             whole = len(ids) == arrays.get(aid, -1)
             tokens.update(self.site.dependency_token(j, whole) for j in ids)

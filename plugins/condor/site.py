@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: seconds collect waits, at most, for the last job ads of a finished DAG to reach the schedd's history
 HISTORY_SETTLE_TRIES = 10
+#: seconds between collects while a DAG runs (every finished attempt is collected at the end anyway)
+COLLECT_INTERVAL_S = 15.0
 
 
 class CondorSite(Site):
@@ -199,13 +201,15 @@ class CondorSite(Site):
     def watch(self, run_dir: Path, timeout: float | None = None) -> int:
         """Follow the run until DAGMan ends; collect as nodes finish; return DAGMan's exit status."""
         deadline = None if timeout is None else time.time() + timeout
-        done_before = -1
+        done_before, collected_at = -1, 0.0
         while True:
             status = self.status(run_dir)
             done = sum(1 for s in status.nodes.values() if s.finished)
-            if done != done_before or status.finished:
+            # history queries load the schedd: collect as nodes finish, but not more often than this
+            due = time.time() - collected_at >= COLLECT_INTERVAL_S
+            if (done != done_before and due) or status.finished:
                 self._safe_collect(run_dir)
-                done_before = done
+                done_before, collected_at = done, time.time()
             if status.finished:
                 return int(status.exit_code if status.exit_code is not None else 1)
             if deadline is not None and time.time() > deadline:

@@ -74,7 +74,7 @@ class SlurmSite(BatchSite):
             return {}
         jobs = ",".join(job_ids)
         try:
-            fields = translate.SACCT_DBD_FIELDS
+            fields: tuple[str, ...] = translate.SACCT_DBD_FIELDS
             out = self.command(["sacct", "-X", "-P", "-n", f"--format={','.join(fields)}", f"--jobs={jobs}"])
         except CommandError:
             # no slurmdbd: the job-completion file still has state, exit code, times and node

@@ -13,7 +13,7 @@
 cd /runs/demo || exit 97
 NODE=merge_0; ATTEMPT=2; CMD='python3 pilot.pyz run --spec specs/merge.json --job 0'
 for p in proc_0 proc_1; do
-  [ -e /runs/demo/batch/exit/"$p".done ] || { echo "parent $p not done" >&2; exit 97; }
+  [ -e /runs/demo/batch/exit/"$p".done ] || { echo "parent $p not done" >&2; echo 97 > /runs/demo/batch/exit/"$NODE.$ATTEMPT"; exit 97; }
 done
 rm -f /runs/demo/batch/exit/"$NODE".done
 eval "$CMD"

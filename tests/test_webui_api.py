@@ -317,7 +317,9 @@ def test_pilot_log_upload_is_served_and_confined(anon, token, app):  # noqa: F81
 
 JUNK = [b"", b"{", b"null", b"[]", b'"text"', b"123", b'{"records": [1, "x", null]}', b'{"records": {}}',
         b'{"node": null, "attempt": "0"}', b'{"kind": 5, "dataset": "x", "name": []}', b'{"private": "yes"}',
-        b"\xff\xfe\x00garbage", b'{"dataset": {"tasks": "none"}}']  # fmt: skip
+        b"\xff\xfe\x00garbage", b'{"dataset": {"tasks": "none"}}',
+        b'{"node": "gen_0", "attempt": 99999999999999999999999, "dataset": "d"}',
+        b'{"records": [{"node": "gen_0", "attempt": 99999999999999999999999, "dataset": "d"}]}']  # fmt: skip
 
 
 @pytest.mark.parametrize("body", JUNK)

@@ -50,6 +50,19 @@ class ReportInbox(Base):
     received_at: Mapped[float] = mapped_column(Float)
 
 
+_INBOX_COLS = (
+    "(SELECT max(attempt) FROM report_inbox WHERE dataset_pk = ? AND node = ?), "
+    "(SELECT group_concat(record_hash) FROM report_inbox WHERE dataset_pk = ? AND node = ? AND attempt = ?)"
+)
+_CHECK_SQL = (
+    "SELECT j.id, j.last_attempt, "
+    "(SELECT record_hash FROM attempts WHERE job_pk = j.id AND attempt = ?), "
+    + _INBOX_COLS
+    + " FROM jobs j WHERE j.dataset_pk = ? AND j.node = ?"
+)
+_INBOX_SQL = "SELECT " + _INBOX_COLS
+
+
 def usable(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -66,25 +79,17 @@ def accept(engine: Engine, dataset_pk: int, rec: Mapping[str, Any]) -> str | Non
         cur = raw.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            row = cur.execute(
-                "SELECT id, last_attempt FROM jobs WHERE dataset_pk = ? AND node = ?", (dataset_pk, node)
-            ).fetchone()
-            queued = cur.execute(
-                "SELECT max(attempt) FROM report_inbox WHERE dataset_pk = ? AND node = ?", (dataset_pk, node)
-            ).fetchone()[0]
-            latest = max(row[1] if row else -1, queued if queued is not None else -1)
+            # one statement for the common case (the job exists): its latest attempt, the hash recorded for
+            # this attempt, and what the inbox already holds for the node
+            inbox_args = (dataset_pk, node, dataset_pk, node, attempt)
+            found = cur.execute(_CHECK_SQL, (attempt, *inbox_args, dataset_pk, node)).fetchone()
+            if found is None:  # a node never registered: the drain creates its job row
+                found = (None, -1, None, *cur.execute(_INBOX_SQL, inbox_args).fetchone())
+            _, last, recorded, queued, queued_hashes = found
+            latest = max(last, queued if queued is not None else -1)
             if latest > attempt:
                 raise StaleUpdateError(f"{node} attempt {attempt}: attempt {latest} already started")
-            hashes = []
-            if row is not None:
-                hashes += cur.execute(
-                    "SELECT record_hash FROM attempts WHERE job_pk = ? AND attempt = ?", (row[0], attempt)
-                ).fetchall()
-            hashes += cur.execute(
-                "SELECT record_hash FROM report_inbox WHERE dataset_pk = ? AND node = ? AND attempt = ?",
-                (dataset_pk, node, attempt),
-            ).fetchall()
-            known = {h for (h,) in hashes if h is not None}
+            known = {h for h in (recorded, *(queued_hashes or "").split(",")) if h}
             if digest in known:
                 cur.execute("ROLLBACK")
                 return "unchanged"

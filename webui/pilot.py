@@ -133,8 +133,8 @@ def report(pk: int) -> Any:
         return _queue_one(ds, body)
     try:
         result = fastreport.report(engine(), ds, records)
-    except StatsError as exc:
-        # validate_record names the field; find which record for batches
+    except (StatsError, OverflowError) as exc:
+        # validate_record names the field; an integer beyond 64 bits only shows when SQLite binds it
         field = "records" if "records" in body else "record"
         raise ApiError(400, f"{field}: {exc}", field) from None
     rejected = [{"node": n, "attempt": a, "reason": why} for n, a, why in result.rejected]
@@ -164,8 +164,8 @@ def _queue_one(ds: dict[str, Any], record: dict[str, Any]) -> Any:
             error=f"stale update: {reason}", field="attempt", inserted=0, updated=0, unchanged=0, queued=0,
             rejected=[{"node": record["node"], "attempt": record["attempt"], "reason": reason}],
         ), 409  # fmt: skip
-    except StatsError as exc:
-        raise ApiError(400, str(exc), "record") from None
+    except (StatsError, OverflowError) as exc:
+        raise ApiError(400, f"record: {exc}", "record") from None
     current_app.extensions["iceprod_dag_drainer"].poke()
     unchanged = int(outcome == "unchanged")
     return jsonify(inserted=0, updated=0, unchanged=unchanged, queued=1 - unchanged, rejected=[])

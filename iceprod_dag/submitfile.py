@@ -32,7 +32,7 @@ def submit_description(dataset: Dataset, task: Task) -> dict[str, str]:
         "transfer_executable": "true",
         "should_transfer_files": "YES",
         "when_to_transfer_output": "ON_EXIT_OR_EVICT",
-        "transfer_input_files": spec,
+        "transfer_input_files": names.SPECS_DIR,  # the folder: HTCondor flattens specs/x.json to x.json
         "transfer_output_files": f"{names.STATS_DIR},{names.LOGS_DIR}",
         "output": f"{names.LOGS_DIR}/{node}.$(retry).condor.out",
         "error": f"{names.LOGS_DIR}/{node}.$(retry).condor.err",

@@ -114,6 +114,9 @@ def main(argv: Optional[List[str]] = None, configure_logging: bool = True) -> in
     use_psutil = False if args.no_psutil else None
     try:
         if args.command == "run":
+            # HTCondor holds a job whose transfer_output_files are missing: make them before anything can fail
+            for folder in ("stats", "logs"):
+                os.makedirs(folder, exist_ok=True)
             from iceprod_dag.pilot.runjob import run_attempt
 
             rec = run_attempt(

@@ -65,11 +65,16 @@ def sbatch_loop(run: Path, nodes: int) -> float:
         cmd += ["--wrap", "sh -c true"]
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
 
-    root = sbatch("root", [])
-    wide = [sbatch(f"work_{i}", [root]) for i in range(nodes - 2)]
-    sbatch("merge", wide)
-    while squeue_count(prefix):
-        time.sleep(0.5)
+    try:
+        root = sbatch("root", [])
+        wide = [sbatch(f"work_{i}", [root]) for i in range(nodes - 2)]
+        sbatch("merge", wide)
+        while squeue_count(prefix):
+            time.sleep(0.5)
+    except BaseException:
+        names = ",".join(f"{prefix}.{n}" for n in ["root", "merge", *(f"work_{i}" for i in range(nodes - 2))])
+        subprocess.run(["scancel", f"--name={names}"], check=False)
+        raise
     return time.monotonic() - start
 
 
@@ -77,7 +82,10 @@ def ours(run: Path, nodes: int) -> float:
     write_dag(run, nodes)
     site = load_site("slurm", {"poll_interval": 5})
     start = time.monotonic()
-    status = site.submit(run, wait=True)
+    try:
+        status = site.submit(run, wait=True)
+    finally:
+        site.cancel(run)  # interrupted: leave no jobs behind (a no-op once the run ended)
     took = time.monotonic() - start
     if status != 0:
         raise SystemExit(f"our run of {run} failed with status {status}")

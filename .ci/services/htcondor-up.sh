@@ -55,7 +55,7 @@ if ! { [ -s "$S/condor_master.pid" ] && kill -0 "$(cat "$S/condor_master.pid")" 
   setsid chroot "$R" /usr/sbin/condor_master -f >"$S/condor_master.out" 2>&1 </dev/null 9>&- &  # no lock fd leak
   echo $! > "$S/condor_master.pid"
 fi
-for i in $(seq 150); do chroot "$R" condor_status -af Name 2>/dev/null | grep -q slot && break; sleep 0.2; done
+for i in $(seq 900); do chroot "$R" condor_status -af Name 2>/dev/null | grep -q slot && break; sleep 0.2; done
 chroot "$R" condor_status -af Name State
 UIDDOM=$(chroot "$R" condor_config_val UID_DOMAIN)
 chroot "$R" condor_token_create -identity "$U@$UIDDOM" > "$S/tokens.d/$U.token"; chmod 600 "$S/tokens.d/$U.token"

@@ -14,6 +14,7 @@ Other databases go to ``ingest.ingest_records``.
 from __future__ import annotations
 
 import json
+import operator
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -63,9 +64,18 @@ def _in(n: int) -> str:
     return ",".join("?" * n)
 
 
-def ingest_on_cursor(cur: Any, pk: int, records: Sequence[Mapping[str, Any]]) -> IngestResult:
-    """The work of ingest._ingest_site, in plain SQL, inside the caller's transaction on a sqlite3 cursor."""
-    recs = sorted(records, key=lambda r: (r["node"], r["attempt"]))
+def ingest_on_cursor(
+    cur: Any, pk: int, records: Sequence[Mapping[str, Any]], digests: Sequence[str] | None = None
+) -> IngestResult:
+    """The work of ingest._ingest_site, in plain SQL, inside the caller's transaction on a sqlite3 cursor.
+
+    ``digests`` are the records' ``record_hash`` values when the caller has them already (the inbox)."""
+    if digests is None:
+        recs = sorted(records, key=lambda r: (r["node"], r["attempt"]))
+        hashes: list[str | None] = [None] * len(recs)
+    else:
+        pairs = sorted(zip(records, digests, strict=True), key=lambda p: (p[0]["node"], p[0]["attempt"]))
+        recs, hashes = [p[0] for p in pairs], [p[1] for p in pairs]
     nodes = list(dict.fromkeys(r["node"] for r in recs))
     jobs: dict[str, dict[str, Any]] = {}
     for lo in range(0, len(nodes), CHUNK):
@@ -95,12 +105,12 @@ def ingest_on_cursor(cur: Any, pk: int, records: Sequence[Mapping[str, Any]]) ->
     touched: dict[str, dict[str, Any]] = {}
     now = time.time()
     new_jobs: dict[str, dict[str, Any]] = {}
-    for rec in recs:
+    for rec, digest in zip(recs, hashes, strict=True):
         node, attempt = rec["node"], rec["attempt"]
         job = jobs.get(node) or new_jobs.get(node)
         if job is None:  # first record of a node never registered: its row is inserted below, complete
             job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"), now)
-        row = ingest.attempt_row(rec)
+        row = ingest.attempt_row(rec, digest)
         seen = known.get((node, attempt))
         if seen is not None and seen[1] == row["record_hash"]:
             result.unchanged += 1
@@ -130,15 +140,14 @@ def ingest_on_cursor(cur: Any, pk: int, records: Sequence[Mapping[str, Any]]) ->
             r["job_pk"] = jobs[r.pop("node")]["id"]
         cols = list(inserts[0])
         cur.executemany(
-            f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({_in(len(cols))})",
-            [_values(r, cols) for r in inserts],
+            f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({_in(len(cols))})", _values(inserts, cols)
         )
         result.inserted += len(inserts)
     if updates:
         cols = [c for c in updates[0] if c != "id"]
         cur.executemany(
             f"UPDATE attempts SET {', '.join(c + ' = ?' for c in cols)} WHERE id = ?",
-            [(*_values(r, cols), r["id"]) for r in updates],
+            _values(updates, [*cols, "id"]),
         )
         result.updated += len(updates)
     if touched:
@@ -163,9 +172,7 @@ def _insert_jobs(cur: Any, pk: int, rows: list[dict[str, Any]], jobs: dict[str, 
     if not rows:
         return
     cols = list(rows[0])
-    cur.executemany(
-        f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({_in(len(cols))})", [_values(r, cols) for r in rows]
-    )
+    cur.executemany(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({_in(len(cols))})", _values(rows, cols))
     by_node = {r["node"]: r for r in rows}
     names = list(by_node)
     for lo in range(0, len(names), CHUNK):
@@ -177,10 +184,21 @@ def _insert_jobs(cur: Any, pk: int, rows: list[dict[str, Any]], jobs: dict[str, 
             jobs[node] = {**by_node[node], "id": jid}
 
 
-def _values(row: Mapping[str, Any], cols: Sequence[str]) -> tuple[Any, ...]:
-    values = [row[c] for c in cols]
-    for i, col in enumerate(cols):
-        # SQLAlchemy's JSON type stores Python None as JSON 'null' text: do the same so both paths agree
-        if col in _JSON_COLUMNS:
-            values[i] = json.dumps(values[i])
-    return tuple(values)
+def _values(rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Parameter tuples of rows in the order of cols (executemany: one pass, no per-row dict building)."""
+    get = operator.itemgetter(*cols)
+    json_at = [i for i, col in enumerate(cols) if col in _JSON_COLUMNS]
+    if len(cols) == 1:
+        out = [(get(r),) for r in rows]
+    else:
+        out = [get(r) for r in rows]
+    if not json_at:
+        return out
+    fixed = []
+    for values in out:
+        values = list(values)
+        for i in json_at:
+            # SQLAlchemy's JSON type stores Python None as JSON 'null' text: do the same so both paths agree
+            values[i] = "null" if values[i] is None else json.dumps(values[i])
+        fixed.append(tuple(values))
+    return fixed

@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 DRAIN_INTERVAL_S = 0.25
 DRAIN_BATCH = 20_000
 
+# Writers of this process take turns here before BEGIN IMMEDIATE: a request that meets the drainer's write
+# lock inside SQLite sleeps in SQLite's busy handler (1, 2, 5, 10... ms steps), far longer than the drain
+# holds it; this lock wakes it the moment the drain commits. Other processes still meet the busy handler.
+_WRITE_LOCK = threading.Lock()
+
 
 class ReportInbox(Base):
     """A pilot's single stats report, accepted and not yet applied to the stats tables."""
@@ -77,6 +82,7 @@ def accept(engine: Engine, dataset_pk: int, rec: Mapping[str, Any]) -> str | Non
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
+        _WRITE_LOCK.acquire()
         cur.execute("BEGIN IMMEDIATE")
         try:
             # one statement for the common case (the job exists): its latest attempt, the hash recorded for
@@ -92,6 +98,7 @@ def accept(engine: Engine, dataset_pk: int, rec: Mapping[str, Any]) -> str | Non
             known = {h for h in (recorded, *(queued_hashes or "").split(",")) if h}
             if digest in known:
                 cur.execute("ROLLBACK")
+                _WRITE_LOCK.release()
                 return "unchanged"
             if known:
                 raise StaleUpdateError(
@@ -104,8 +111,12 @@ def accept(engine: Engine, dataset_pk: int, rec: Mapping[str, Any]) -> str | Non
             )
         except BaseException:
             cur.execute("ROLLBACK")
+            _WRITE_LOCK.release()
             raise
-        cur.execute("COMMIT")
+        try:
+            cur.execute("COMMIT")
+        finally:
+            _WRITE_LOCK.release()
     finally:
         raw.close()
     return None
@@ -118,28 +129,33 @@ def drain(engine: Engine, limit: int = DRAIN_BATCH) -> int:
         cur = raw.cursor()
         if cur.execute("SELECT 1 FROM report_inbox LIMIT 1").fetchone() is None:
             return 0
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            rows = cur.execute(
-                "SELECT id, dataset_pk, record FROM report_inbox ORDER BY id LIMIT ?", (limit,)
-            ).fetchall()
-            by_dataset: dict[int, list[dict[str, Any]]] = {}
-            for _, pk, text in rows:
-                by_dataset.setdefault(pk, []).append(json.loads(text))
-            for pk, records in by_dataset.items():
-                result = fastreport.ingest_on_cursor(cur, pk, records)
-                for node, attempt, why in result.rejected:
-                    log.warning(
-                        "dataset %s: queued report of %s attempt %s refused: %s", pk, node, attempt, why
-                    )
-            if rows:
-                cur.execute("DELETE FROM report_inbox WHERE id <= ?", (rows[-1][0],))
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
+        with _WRITE_LOCK:
+            return _drain_locked(cur, limit)
     finally:
         raw.close()
+
+
+def _drain_locked(cur: Any, limit: int) -> int:
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        rows = cur.execute(
+            "SELECT id, dataset_pk, record, record_hash FROM report_inbox ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+        by_dataset: dict[int, tuple[list[dict[str, Any]], list[str]]] = {}
+        for _, pk, text, digest in rows:
+            records, digests = by_dataset.setdefault(pk, ([], []))
+            records.append(json.loads(text))
+            digests.append(digest)  # accept() hashed the record as it came: no need to hash it again
+        for pk, (records, digests) in by_dataset.items():
+            result = fastreport.ingest_on_cursor(cur, pk, records, digests)
+            for node, attempt, why in result.rejected:
+                log.warning("dataset %s: queued report of %s attempt %s refused: %s", pk, node, attempt, why)
+        if rows:
+            cur.execute("DELETE FROM report_inbox WHERE id <= ?", (rows[-1][0],))
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    cur.execute("COMMIT")
     return len(rows)
 
 

@@ -110,8 +110,7 @@ class Attempt(Base):
         UniqueConstraint("job_pk", "attempt", name="uq_attempts_job_attempt"),
         Index("ix_attempts_dataset_task", "dataset_pk", "task"),
         Index("ix_attempts_ended", "ended_at"),
-        Index("ix_attempts_site_state", "site", "state"),
-        Index("ix_attempts_failure_ended", "failure", "ended_at"),
+        # no index on site or failure alone: no query filters attempts by them, and every report pays for each
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

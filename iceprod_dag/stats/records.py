@@ -14,10 +14,14 @@ from iceprod_dag.states import FailureCategory, JobState
 _FAILURES = {f.value for f in FailureCategory}
 
 
+# json.dumps(record, sort_keys=True, separators=(",", ":"), default=str), built once: dumps builds a new
+# encoder per call, which cost as much as the encoding (reports hash every record they apply)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
 def record_hash(record: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of a record: equal content, equal hash."""
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL(record).encode()).hexdigest()
 
 
 def validate_record(record: Any, where: str = "stats record") -> dict[str, Any]:
@@ -47,8 +51,8 @@ def load_record(path: str | Path) -> dict[str, Any]:
     return validate_record(record, str(path))
 
 
-def attempt_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The attempts-table columns of one stats record (without keys)."""
+def attempt_row(record: Mapping[str, Any], digest: str | None = None) -> dict[str, Any]:
+    """The attempts-table columns of one stats record (without keys); ``digest`` is its record_hash if known."""
     req = record.get("request") or {}
     logs = record.get("logs") or {}
     failed = record.get("failure") is not None or record.get("pilot_exit_code") not in (0, None)
@@ -87,5 +91,5 @@ def attempt_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "log_pilot": logs.get("pilot"),
         "transfers": record.get("transfers"),
         "next_memory_mb": record.get("next_memory_mb"),
-        "record_hash": record_hash(record),
+        "record_hash": digest or record_hash(record),
     }

@@ -72,17 +72,66 @@ def usable(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def accept(engine: Engine, dataset_pk: int, rec: Mapping[str, Any]) -> str | None:
+def accept(
+    engine: Engine,
+    dataset_pk: int,
+    rec: Mapping[str, Any],
+    text: str | None = None,
+    connection: Any = None,
+) -> str | None:
     """Queue one validated record; returns None when accepted, "unchanged" for an exact repeat, or raises
-    StaleUpdateError naming why it is refused."""
+    StaleUpdateError naming why it is refused.
+
+    ``text`` is the record's JSON as received (else it is serialized here); ``connection`` a DB-API
+    connection of this thread to use (``Drainer.connection``), else one comes from the engine's pool."""
+    digest = ingest.record_hash(rec)
+    _check_storable(rec, digest)
+    if text is None:
+        text = json.dumps(rec, separators=(",", ":"))
+    if connection is not None:
+        return _accept_on(connection.cursor(), dataset_pk, rec, digest, text)
+    raw = engine.raw_connection()
+    try:
+        return _accept_on(raw.cursor(), dataset_pk, rec, digest, text)
+    finally:
+        raw.close()
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_storable(rec: Mapping[str, Any], digest: str) -> None:
+    """Refuse now what SQLite could not store later. The direct path fails on such a record when it binds
+    it (an integer beyond 64 bits, a lone surrogate, an object where a column wants a value), but a queued
+    one would fail every drain after it: so check each value the drain will bind, as attempt_row makes them."""
+    from iceprod_dag.exceptions import StatsError
+
+    try:
+        row = ingest.attempt_row(rec, digest)
+    except (AttributeError, TypeError) as exc:  # "request" or "logs" not an object, say
+        raise StatsError(f"malformed record: {exc}") from None
+    row.pop("transfers")  # stored as JSON text
+    lo, hi = _INT64
+    for key, value in (*row.items(), ("task", rec.get("task")), ("job", rec.get("job"))):
+        if value is None or type(value) is float:
+            continue
+        if isinstance(value, int):
+            if not lo <= value <= hi:
+                raise StatsError(f"field {key!r}: {value} does not fit in 64 bits")
+        elif isinstance(value, str):
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise StatsError(f"field {key!r}: not valid Unicode text") from None
+        else:
+            raise StatsError(f"field {key!r}: expected a number or a string, got {type(value).__name__}")
+
+
+def _accept_on(cur: Any, dataset_pk: int, rec: Mapping[str, Any], digest: str, text: str) -> str | None:
     from iceprod_dag.exceptions import StaleUpdateError
 
     node, attempt = rec["node"], rec["attempt"]
-    digest = ingest.record_hash(rec)
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        _WRITE_LOCK.acquire()
+    with _WRITE_LOCK:
         cur.execute("BEGIN IMMEDIATE")
         try:
             # one statement for the common case (the job exists): its latest attempt, the hash recorded for
@@ -98,7 +147,6 @@ def accept(engine: Engine, dataset_pk: int, rec: Mapping[str, Any]) -> str | Non
             known = {h for h in (recorded, *(queued_hashes or "").split(",")) if h}
             if digest in known:
                 cur.execute("ROLLBACK")
-                _WRITE_LOCK.release()
                 return "unchanged"
             if known:
                 raise StaleUpdateError(
@@ -107,18 +155,12 @@ def accept(engine: Engine, dataset_pk: int, rec: Mapping[str, Any]) -> str | Non
             cur.execute(
                 "INSERT INTO report_inbox (dataset_pk, node, attempt, record_hash, record, received_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (dataset_pk, node, attempt, digest, json.dumps(rec, separators=(",", ":")), time.time()),
+                (dataset_pk, node, attempt, digest, text, time.time()),
             )
         except BaseException:
             cur.execute("ROLLBACK")
-            _WRITE_LOCK.release()
             raise
-        try:
-            cur.execute("COMMIT")
-        finally:
-            _WRITE_LOCK.release()
-    finally:
-        raw.close()
+        cur.execute("COMMIT")
     return None
 
 
@@ -167,6 +209,19 @@ class Drainer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        self._local = threading.local()
+
+    def connection(self) -> Any:
+        """This thread's own DB-API connection for accept(): a pool checkout and return (with its reset)
+        cost as much as the inbox insert itself. Taken out of the pool, it lives as long as its thread."""
+        fairy = getattr(self._local, "fairy", None)
+        if fairy is None:
+            fairy = self._local.fairy = self.engine.raw_connection()
+            fairy.detach()
+            # checkpoints (copying the WAL into the database, with an fsync) are the drainer's job, off the
+            # request threads: one landing in a request cost it ~100 accepts (_run checkpoints every round)
+            fairy.cursor().execute("PRAGMA wal_autocheckpoint = 0")
+        return fairy
 
     def poke(self) -> None:
         """Make sure the thread runs (started on the first queued report)."""
@@ -183,4 +238,16 @@ class Drainer:
                     pass
             except Exception:  # keep draining later: a locked database or a bad row must not stop it
                 log.exception("draining the report inbox failed; retrying")
+            self._checkpoint()
             time.sleep(DRAIN_INTERVAL_S)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database (PASSIVE: never waits for readers or writers)."""
+        try:
+            raw = self.engine.raw_connection()
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                raw.close()
+        except Exception:
+            log.exception("checkpointing the stats database failed; retrying")

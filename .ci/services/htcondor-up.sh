@@ -11,6 +11,8 @@ U=${HTC_USER:-htcuser}; UIDN=${HTC_UID:-2000}   # jobs run as this user (HTCondo
 MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}
 [ -n "$MIRROR" ] || { echo "htcondor-up: set DEBIAN_MIRROR to a Debian mirror URL" >&2; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
+# the pool's own tools in the chroot read the chroot's config, never a caller's client config
+unset CONDOR_CONFIG
 # two callers at once (CI + a test fixture) must not race on debootstrap/apt or start two masters
 exec 9>"/tmp/iceprod-htcondor-up.lock"; flock 9
 # keep outgoing ephemeral ports away from the collector's fixed port 9618

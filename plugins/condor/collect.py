@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -98,30 +97,30 @@ class CollectState:
 
     #: file path -> mtime of stats records and job ads already ingested
     ingested: dict[str, float] = dataclasses.field(default_factory=dict)
-    #: history query lower bound (EnteredCurrentStatus); None reads the whole history of the DAG
-    history_since: float | None = None
-
-
-#: seconds of overlap between successive history queries (a job's ad reaches the history after it ends)
-HISTORY_OVERLAP_S = 120
+    #: the newest job of the run the schedd's history held at the last query ("cluster.proc"): the next
+    #: query reads only what the history recorded after it; None reads the whole history of the DAG
+    history_after: str | None = None
 
 
 def fetch_history(
-    schedd: htcondor2.Schedd, clusters: Iterable[int], history_dir: Path, since: float | None = None
-) -> list[Path]:
-    """Write the history ads of the DAGs' node jobs that are not on disk yet; return the new files.
+    schedd: htcondor2.Schedd, clusters: Iterable[int], history_dir: Path, after: str | None = None
+) -> tuple[list[Path], str | None]:
+    """Write the history ads of the DAGs' node jobs that are not on disk yet.
 
-    `since` limits the query to jobs that ended after that time; use it only when every ad carries
-    IceProdAttempt (compiled runs): hand-written DAGs number attempts by the order of the whole history.
+    Returns the new files and the job id ("cluster.proc") of the newest ad read, to pass as `after` next
+    time: the schedd then reads its history file back only to that job, not to its start. Use `after`
+    only when every ad carries IceProdAttempt (compiled runs): hand-written DAGs number attempts by the
+    order of the whole history.
     """
     clusters = list(clusters)
     if not clusters:
-        return []
+        return [], after
     history_dir.mkdir(exist_ok=True)
     constraint = "(" + " || ".join(f"DAGManJobId == {c}" for c in clusters) + ")"
-    if since is not None:
-        constraint += f" && EnteredCurrentStatus >= {int(since)}"
-    ads = schedd.history(constraint=constraint, projection=[])
+    # a job id as `since` stops the schedd's backward scan there (a rotated-away id reads everything)
+    ads = schedd.history(constraint=constraint, projection=[], since=after)
+    if ads:  # newest recorded first
+        after = f"{int(ads[0].get('ClusterId', 0))}.{int(ads[0].get('ProcId', 0))}"
     # history comes newest first; attempt numbers by order need oldest first
     ads = sorted(ads, key=lambda ad: (int(ad.get("ClusterId", 0)), int(ad.get("ProcId", 0))))
     seen: dict[str, int] = {}
@@ -134,7 +133,7 @@ def fetch_history(
         if not path.exists():
             write_ad(path, ad)
             written.append(path)
-    return written
+    return written, after
 
 
 def history_ads(submit_dir: Path, seen: dict[str, float] | None = None) -> list[tuple[str, int, str]]:
@@ -182,11 +181,11 @@ def collect_run(
     """
     state = state if state is not None else CollectState()
     if schedd is not None:
-        started = time.time()
         try:
-            fetch_history(schedd, clusters, submit_dir / names.HISTORY_DIR, state.history_since)
+            after = state.history_after if incremental_history else None
+            _, after = fetch_history(schedd, clusters, submit_dir / names.HISTORY_DIR, after)
             if incremental_history:
-                state.history_since = started - HISTORY_OVERLAP_S
+                state.history_after = after
         except Exception as exc:  # a busy or unreachable schedd must not lose the records we have
             log.warning("cannot read the schedd's history for %s: %s", run_dir, exc)
     new = 0

@@ -37,7 +37,9 @@ class CondorSite(Site):
     """Runs DAGs with DAGMan on an HTCondor pool (the local schedd, or a named schedd of a named pool)."""
 
     name: ClassVar[str] = "condor"
-    poll_interval: ClassVar[float] = 2.0
+    #: a poll reads only what the event logs gained (no schedd query), so it can be frequent: `watch`
+    #: returns within this long of DAGMan's end
+    poll_interval: ClassVar[float] = 0.5
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)

@@ -7,6 +7,6 @@ if [ -x /usr/bin/chromium ]; then
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core
+apt-get -o DPkg::Lock::Timeout=600 update -q
+apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends chromium fonts-dejavu-core
 /usr/bin/chromium --version

@@ -5,8 +5,8 @@
 set -euo pipefail
 PGDIR=${PGDIR:-/tmp/pg-ci}; PGPORT=${PGPORT:-5433}; PGDB=${PGDB:-dagci}; BIN=/usr/lib/postgresql/15/bin
 if [ ! -x $BIN/initdb ]; then
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 postgresql-client-15 >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q postgresql-15 postgresql-client-15 >/dev/null
 fi
 install -d -o postgres -g postgres "$PGDIR"
 exec 9>"$PGDIR/.up.lock"; flock 9   # two concurrent callers must not both initdb/start

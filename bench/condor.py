@@ -16,7 +16,8 @@ The pool's throughput varies by several seconds from one DAG to the next, so the
 order for --rounds rounds (hand, ours, ours, hand, ...) and the ratio is of the summed times. Each run is also
 split into phases from the DAGMan job's own log: `pre` (command start to the DAGMan job's submit event:
 compile, pilot build, submit), `dag` (DAGMan's submit to terminate event: the pool's work) and `post` (the
-terminate event to the command's end: watch latency, final collection). Event times have 1 s resolution.
+terminate event to the command's end: watch latency, final collection). The submit event time has 1 s
+resolution (so `pre` may even be negative), the end time is precise (the DAGMan log's mtime).
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def dagman_times(dagman_log: Path) -> tuple[float, float]:
                 ended = float(event.timestamp)
     if submitted is None or ended is None:
         raise RuntimeError(f"{dagman_log}: no submit or end event of the DAGMan job")
-    return submitted, ended
+    # event times have 1 s resolution; the end event is the log's last write, so its mtime is precise
+    mtime = dagman_log.stat().st_mtime
+    return submitted, mtime if ended <= mtime < ended + 1 else ended
 
 
 def timing(start: float, end: float, dagman_log: Path) -> Timing:

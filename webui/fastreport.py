@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import operator
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,29 +27,41 @@ from iceprod_dag.stats import ingest
 from iceprod_dag.stats.ingest import IngestResult
 
 CHUNK = 500
+
+# Writers of this process take turns here before BEGIN IMMEDIATE: a thread that meets another's write lock
+# inside SQLite sleeps in SQLite's busy handler (1, 2, 5, 10... ms steps), far longer than a single report or
+# a drain holds it; this lock wakes it the moment the other commits. Other processes still meet the handler.
+WRITE_LOCK = threading.Lock()
 _JOB_FIELDS = ("state", "attempts", "last_attempt", "last_failure", "exit_code", "updated_at", "site", "host")
 _JSON_COLUMNS = ("transfers",)
 _SQL_UPDATE_JOB = f"UPDATE jobs SET {', '.join(f + ' = ?' for f in _JOB_FIELDS)} WHERE id = ?"
 
 
-def report(engine: Engine, dataset: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> IngestResult:
-    """Record stats records of one dataset; stale ones are skipped and listed in ``rejected``."""
+def report(
+    engine: Engine, dataset: Mapping[str, Any], records: Sequence[Mapping[str, Any]], connection: Any = None
+) -> IngestResult:
+    """Record stats records of one dataset; stale ones are skipped and listed in ``rejected``.
+
+    ``connection``: a DB-API connection of this thread to use (``inbox.Drainer.connection``), else one
+    comes from the engine's pool."""
     if engine.dialect.name != "sqlite":
         return _fallback(engine, dataset, records)
     for rec in records:
         ingest.validate_record(rec)
-    raw = engine.raw_connection()
+    raw = connection if connection is not None else engine.raw_connection()
     try:
         cur = raw.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            result = ingest_on_cursor(cur, int(dataset["id"]), records)
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
+        with WRITE_LOCK:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                result = ingest_on_cursor(cur, int(dataset["id"]), records)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
     finally:
-        raw.close()
+        if connection is None:
+            raw.close()
     return result
 
 

@@ -10,6 +10,12 @@ attempt already has a different final report (in ``attempts`` or in the inbox). 
 
 Readers see a report once drained: at most ``DRAIN_INTERVAL_S`` later, and at once for work claims (claim
 drains first).
+
+Costs kept off each request: the record's JSON is stored as received (no re-serializing) with its hash, so
+the drain neither re-hashes it; a request thread writes on its own connection (``Drainer.connection``: no
+pool checkout) that leaves WAL checkpoints, which fsync, to the drainer thread; and a record SQLite could not
+store (checked as the drain will bind it) is refused with 400 here, since once queued it would fail every
+drain after it.
 """
 
 from __future__ import annotations
@@ -32,11 +38,6 @@ log = logging.getLogger(__name__)
 
 DRAIN_INTERVAL_S = 0.25
 DRAIN_BATCH = 20_000
-
-# Writers of this process take turns here before BEGIN IMMEDIATE: a request that meets the drainer's write
-# lock inside SQLite sleeps in SQLite's busy handler (1, 2, 5, 10... ms steps), far longer than the drain
-# holds it; this lock wakes it the moment the drain commits. Other processes still meet the busy handler.
-_WRITE_LOCK = threading.Lock()
 
 
 class ReportInbox(Base):
@@ -131,7 +132,7 @@ def _accept_on(cur: Any, dataset_pk: int, rec: Mapping[str, Any], digest: str, t
     from iceprod_dag.exceptions import StaleUpdateError
 
     node, attempt = rec["node"], rec["attempt"]
-    with _WRITE_LOCK:
+    with fastreport.WRITE_LOCK:
         cur.execute("BEGIN IMMEDIATE")
         try:
             # one statement for the common case (the job exists): its latest attempt, the hash recorded for
@@ -171,7 +172,7 @@ def drain(engine: Engine, limit: int = DRAIN_BATCH) -> int:
         cur = raw.cursor()
         if cur.execute("SELECT 1 FROM report_inbox LIMIT 1").fetchone() is None:
             return 0
-        with _WRITE_LOCK:
+        with fastreport.WRITE_LOCK:
             return _drain_locked(cur, limit)
     finally:
         raw.close()

@@ -335,3 +335,20 @@ def test_malformed_bodies_never_give_500(anon, token, demo, body):  # noqa: F811
         assert response.status_code < 500, (path, body, response.get_json())
         if response.status_code >= 400:
             assert response.get_json()["error"], (path, body)
+
+
+def test_a_batch_with_a_value_of_the_wrong_type_is_a_400_and_applies_nothing(anon, token, app):  # noqa: F811
+    from iceprod_dag.webui import accounts
+
+    pk = _submit(anon, token)
+    pilot = accounts.create_token(app.extensions["iceprod_dag_engine"], "alice", kind="pilot", dataset_pk=pk)[
+        1
+    ]
+    good = record("gen_0", 0, dataset="api-set", task="gen", job=0)
+    bad = record("gen_1", 0, dataset="api-set", task="gen", job=1, host={"not": "a string"})
+    response = anon.post(
+        f"/api/pilot/datasets/{pk}/reports", json={"records": [good, bad]}, headers=auth(pilot)
+    )
+    assert response.status_code == 400 and response.get_json()["field"] == "records"
+    done = anon.get(f"/api/jobs?dataset={pk}&state=done", headers=auth(token)).get_json()["jobs"]
+    assert done == []

@@ -7,10 +7,12 @@ is refused.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from typing import Any
 
+import sqlalchemy.exc
 from flask import Blueprint, current_app, jsonify, request
 from iceprod_dag.webui import accounts, actions, fastreport, inbox, logfiles, queries
 from iceprod_dag.webui.logfiles import KINDS, LogPathError
@@ -139,6 +141,10 @@ def report(pk: int) -> Any:
         # validate_record names the field; an integer beyond 64 bits only shows when SQLite binds it
         field = "records" if "records" in body else "record"
         raise ApiError(400, f"{field}: {exc}", field) from None
+    except (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlalchemy.exc.StatementError) as exc:
+        # a value of a type no column can hold (an object where a string belongs): the batch is rolled back
+        field = "records" if "records" in body else "record"
+        raise ApiError(400, f"{field}: a value has a type the database cannot store ({exc})", field) from None
     if sqlite:
         drainer.poke()  # its thread checkpoints the WAL, off this one
     rejected = [{"node": n, "attempt": a, "reason": why} for n, a, why in result.rejected]

@@ -253,6 +253,9 @@ class CondorSite(Site):
         dag_file = self._dag_of(info)
         from iceprod_dag.dagman.rescue import find_rescue
 
+        # the DAGMan job's end is logged as soon as it is removed, but DAGMan writes the rescue DAG on its
+        # way out: wait for the job to leave the queue before reading it
+        self._wait_left_queue(int(info["cluster"]))
         rescue = find_rescue(dag_file)
         if rescue is None:
             raise SiteError(f"{run_dir}: DAGMan left no rescue DAG to resume from ({dag_file}.rescueNNN)")
@@ -269,6 +272,17 @@ class CondorSite(Site):
         self._followers.pop(run_dir, None)
         log.info("resubmitted %s as DAGMan job %s", dag_file, cluster)
         return cluster
+
+    def _wait_left_queue(self, cluster: int, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if not self.schedd().query(f"ClusterId == {cluster}", projection=["ClusterId"]):
+                    return
+            except Exception as exc:  # the schedd is busy: try again until the deadline
+                log.debug("query for DAGMan job %s: %s", cluster, exc)
+            time.sleep(0.5)
+        raise SiteError(f"DAGMan job {cluster} is still in the queue after {timeout_s:.0f} s")
 
     # ------------------------------------------------------------ collect
     def collect(self, run_dir: Path) -> int:

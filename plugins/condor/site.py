@@ -23,6 +23,7 @@ from iceprod_dag.plugins.condor.siteconfig import SiteConfig, load_site_config
 
 from iceprod_dag import names
 from iceprod_dag.exceptions import RunNotFoundError, SiteError
+from iceprod_dag.states import JobState
 
 if TYPE_CHECKING:
     # collect pulls in SQLAlchemy and the stats models (~0.4 s): imported when first needed, after the
@@ -256,9 +257,7 @@ class CondorSite(Site):
         # the DAGMan job's end is logged as soon as it is removed, but DAGMan writes the rescue DAG on its
         # way out: wait for the job to leave the queue before reading it
         self._wait_left_queue(int(info["cluster"]))
-        rescue = find_rescue(dag_file)
-        if rescue is None:
-            raise SiteError(f"{run_dir}: DAGMan left no rescue DAG to resume from ({dag_file}.rescueNNN)")
+        rescue = find_rescue(dag_file) or self._write_own_rescue(run_dir, dag_file)
         # record what the earlier submission left, so the new attempts number on after it
         self._safe_collect(run_dir)
         if prepare.is_compiled(Path(info["submit_dir"]), dag_file):
@@ -272,6 +271,21 @@ class CondorSite(Site):
         self._followers.pop(run_dir, None)
         log.info("resubmitted %s as DAGMan job %s", dag_file, cluster)
         return cluster
+
+    def _write_own_rescue(self, run_dir: Path, dag_file: Path) -> Path:
+        """A rescue DAG in DAGMan's format from the nodes' event log, for a DAGMan that exited without one
+        (removed while it was still starting up, e.g. right after a release)."""
+        from iceprod_dag.dagman.parser import parse_dag
+        from iceprod_dag.dagman.rescue import write_rescue
+
+        status = self.status(run_dir)
+        done = [node for node, state in status.nodes.items() if state is JobState.DONE]
+        failed = [node for node, state in status.nodes.items() if state is JobState.FAILED]
+        rescue = write_rescue(parse_dag(dag_file), done, failed)
+        log.warning(
+            "DAGMan left no rescue DAG; wrote %s from the event log (%d nodes done)", rescue, len(done)
+        )
+        return rescue
 
     def _wait_left_queue(self, cluster: int, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -125,14 +125,12 @@ def ingest_on_cursor(
             job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"), now)
         row = ingest.attempt_row(rec, digest)
         seen = known.get((node, attempt))
-        if seen is not None and seen[1] == row["record_hash"]:
+        verdict = ingest.judge_report(seen, job["last_attempt"], attempt, row["record_hash"])
+        if verdict == ingest.UNCHANGED:
             result.unchanged += 1
             continue
-        if job["last_attempt"] > attempt:
-            result.rejected.append((node, attempt, f"attempt {job['last_attempt']} already started"))
-            continue
-        if seen is not None and seen[1] is not None:
-            result.rejected.append((node, attempt, "a different final report was already recorded"))
+        if verdict:
+            result.rejected.append((node, attempt, verdict))
             continue
         row.update(updated_at=now, dataset_pk=pk, task=rec.get("task") or job.get("task"))
         if seen is None:

@@ -68,6 +68,25 @@ class IngestResult:
         return self
 
 
+UNCHANGED = "unchanged"
+
+
+def judge_report(
+    seen: tuple[int, str | None] | None, last_attempt: int, attempt: int, record_hash: str
+) -> str | None:
+    """The one rule for a stats report: None to apply it, UNCHANGED for a repeat, else why it is stale.
+
+    ``seen`` is (row id, stored hash) of the attempt when already recorded; ``last_attempt`` the node's newest.
+    """
+    if seen is not None and seen[1] == record_hash:
+        return UNCHANGED
+    if last_attempt > attempt:
+        return f"attempt {last_attempt} already started"
+    if seen is not None and seen[1] is not None:
+        return "a different final report was already recorded"
+    return None
+
+
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -330,14 +349,12 @@ def _ingest_site(conn: Connection, site: str, run: str, recs: list[Mapping[str, 
             job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"))
         row = attempt_row(rec)
         seen = known.get((node, attempt))
-        if seen is not None and seen[1] == row["record_hash"]:
+        verdict = judge_report(seen, job["last_attempt"], attempt, row["record_hash"])
+        if verdict == UNCHANGED:
             result.unchanged += 1
             continue
-        if job["last_attempt"] > attempt:
-            result.rejected.append((node, attempt, f"attempt {job['last_attempt']} already started"))
-            continue
-        if seen is not None and seen[1] is not None:
-            result.rejected.append((node, attempt, "a different final report was already recorded"))
+        if verdict:
+            result.rejected.append((node, attempt, verdict))
             continue
         row.update(updated_at=now, dataset_pk=pk, task=rec.get("task") or job.get("task"))
         if seen is None:

@@ -156,7 +156,7 @@ def list_jobs() -> Any:
     sort = request.args.get("sort", "updated")
     try:
         with engine().connect() as conn:
-            rows, cursor = queries.list_jobs(
+            page = queries.list_jobs(
                 conn,
                 who(),
                 filters,
@@ -168,7 +168,8 @@ def list_jobs() -> Any:
     except ValueError as exc:
         field = "after" if "after" in str(exc) else "sort"
         raise ApiError(400, str(exc), field) from None
-    return jsonify(jobs=rows, next=cursor)
+    # partial: the page is short because SCAN_LIMIT jobs were checked; `next` continues the search
+    return jsonify(jobs=page.rows, next=page.cursor, partial=page.partial)
 
 
 @bp.get("/jobs/<int:pk>")

@@ -56,7 +56,7 @@ def show(pk: int) -> Any:
         counts = queries.task_counts(conn, pk)
         plots = queries.task_plots(conn, pk)
         failed = queries.failed_jobs(conn, pk)
-        jobs, cursor = queries.list_jobs(conn, who(), {"dataset": pk}, limit=25)
+        jobs, cursor, _ = queries.list_jobs(conn, who(), {"dataset": pk}, limit=25)
     totals: dict[str, int] = {}
     for per_task in counts.values():
         for state, n in per_task.items():

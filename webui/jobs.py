@@ -38,7 +38,7 @@ def index() -> Any:
     size = min(max(int(raw_size), 1), 500) if raw_size.isdigit() else 50
     try:
         with engine().connect() as conn:
-            rows, cursor = queries.list_jobs(
+            page = queries.list_jobs(
                 conn,
                 who(),
                 filters,
@@ -51,8 +51,10 @@ def index() -> Any:
         abort(400, str(exc))
     return render_template(
         "jobs.html",
-        jobs=rows,
-        cursor=cursor,
+        jobs=page.rows,
+        cursor=page.cursor,
+        partial=page.partial,
+        scan_limit=queries.SCAN_LIMIT,
         base_args={k: v for k, v in request.args.items() if k != "after"},
         filters=filters,
         sort=sort,

@@ -47,7 +47,9 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
     (
         "get",
         "/api/jobs",
-        "Jobs, newest first, one keyset page at a time (follow 'next' as 'after')",
+        "Jobs, newest first, one keyset page at a time (follow 'next' as 'after'). Filters on task, site or "
+        "host (and failure with a state) check at most 10,000 jobs per page: 'partial' is true when the page is "
+        "short for that reason, and 'next' searches on. Sort 'node' needs 'dataset'.",
         ("dataset", "state", "task", "site", "host", "failure", "sort", "order", "after", "limit"),
         None,
     ),

@@ -12,16 +12,47 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from iceprod_dag.webui.accounts import Principal, can_read
 from iceprod_dag.webui.accounts_models import DatasetAccess
-from sqlalchemy import Connection, func, literal, select, tuple_
+from sqlalchemy import Connection, func, select
 
 from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
 
 JOB_FILTERS = ("dataset", "state", "task", "site", "host", "failure")
-JOB_SORTS = {"updated": Job.updated_at, "node": Job.node, "attempts": Job.attempts}
+JOB_SORTS = {"updated": Job.updated_at, "node": Job.node}
+_FILTER_COLUMNS = {
+    "dataset": Job.dataset_pk,
+    "state": Job.state,
+    "task": Job.task,
+    "site": Job.site,
+    "host": Job.host,
+    "failure": Job.last_failure,
+}
+#: per sort, the filter sets a jobs index (iceprod_dag.stats.models) seeks in that order, best first; a
+#: reporting pilot rewrites every index holding updated_at, so there are few of those
+_SEEKABLE: dict[str, tuple[tuple[str, ...], ...]] = {
+    "updated": (("dataset", "state"), ("dataset",), ("state",), ("failure",), ()),
+    "node": (("dataset",),),  # by the unique (dataset_pk, node): node names are only unique within a dataset
+}
+#: rows a page checks against the filters no index serves (a few ms on SQLite)
+SCAN_LIMIT = 10_000
+_JOB_COLUMNS = (
+    Job.id,
+    Job.dataset_pk,
+    Job.node,
+    Job.task,
+    Job.job_index,
+    Job.state,
+    Job.attempts,
+    Job.last_attempt,
+    Job.last_failure,
+    Job.exit_code,
+    Job.updated_at,
+    Job.site,
+    Job.host,
+)
 
 
 def _dataset_cols() -> tuple[Any, ...]:
@@ -136,6 +167,14 @@ def decode_cursor(text: str) -> tuple[Any, int]:
         raise ValueError(f"field 'after': not a cursor from a previous page: {text!r}") from None
 
 
+class JobPage(NamedTuple):
+    rows: list[dict[str, Any]]
+    #: where the next page starts (None on the last page)
+    cursor: str | None
+    #: the page is short because SCAN_LIMIT rows were checked, not because the matches ran out
+    partial: bool = False
+
+
 def list_jobs(
     conn: Connection,
     who: Principal,
@@ -145,56 +184,105 @@ def list_jobs(
     desc: bool = True,
     after: str | None = None,
     limit: int = 50,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of jobs and the cursor of the next page (None on the last page)."""
+) -> JobPage:
+    """One page of jobs, newest first by default.
+
+    The filters an index serves (``_SEEKABLE``) are sought; any other filter is checked over at most
+    SCAN_LIMIT jobs in the page's order, so every combination costs a bounded time over a million jobs. A page
+    that scan leaves short is ``partial`` and its cursor continues the scan."""
     col = JOB_SORTS.get(sort)
     if col is None:
         raise ValueError(f"field 'sort': must be one of {', '.join(JOB_SORTS)}, got {sort!r}")
-    cols = (
-        Job.id,
-        Job.dataset_pk,
-        Job.node,
-        Job.task,
-        Job.job_index,
-        Job.state,
-        Job.attempts,
-        Job.last_attempt,
-        Job.last_failure,
-        Job.exit_code,
-        Job.updated_at,
-        Job.site,
-        Job.host,
-    )
-    q = select(*cols)
-    mapping = {
-        "dataset": Job.dataset_pk,
-        "state": Job.state,
-        "task": Job.task,
-        "site": Job.site,
-        "host": Job.host,
-        "failure": Job.last_failure,
-    }
-    for key, column in mapping.items():
-        if filters.get(key) not in (None, ""):
-            q = q.where(column == filters[key])
-    if not filters.get("dataset"):
+    given = {k: filters[k] for k in JOB_FILTERS if filters.get(k) not in (None, "")}
+    seek = next((keys for keys in _SEEKABLE[sort] if set(keys) <= given.keys()), None)
+    if seek is None:
+        raise ValueError(f"field 'sort': sorting by {sort} needs a dataset filter")
+    where = [_FILTER_COLUMNS[k] == given[k] for k in seek]
+    if "dataset" not in given:
         hidden = hidden_datasets(conn, who)
         if hidden:
-            q = q.where(Job.dataset_pk.not_in(hidden))
-    if after:
-        value, row_id = decode_cursor(after)
-        here, last = tuple_(col, Job.id), tuple_(literal(value), literal(row_id))
-        q = q.where(here < last if desc else here > last)
-    q = q.order_by(col.desc(), Job.id.desc()) if desc else q.order_by(col.asc(), Job.id.asc())
-    rows = [dict(r._mapping) for r in conn.execute(q.limit(limit + 1))]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    cursor = encode_cursor(rows[-1][_sort_key(sort)], rows[-1]["id"]) if more and rows else None
-    return rows, cursor
+            where.append(Job.dataset_pk.not_in(hidden))
+    order = (col.desc(), Job.id.desc()) if desc else (col.asc(), Job.id.asc())
+    cursor = decode_cursor(after) if after else None
+    # coalesce keeps the planner on the seek's index: a residual filter's own index (the partial failure one)
+    # would read every match and sort them. Residual columns are all text: a dataset filter is always sought.
+    residual = [func.coalesce(_FILTER_COLUMNS[k], "") == given[k] for k in given if k not in seek]
+    if residual:
+        return _scan_page(conn, col, where, residual, cursor, desc, limit)
+    rows: list[dict[str, Any]] = []
+    for part in _after_parts(col, cursor, desc):
+        q = select(*_JOB_COLUMNS).where(*where, *part).order_by(*order).limit(limit + 1 - len(rows))
+        rows += [dict(r._mapping) for r in conn.execute(q)]
+        if len(rows) > limit:
+            return JobPage(rows[:limit], encode_cursor(rows[limit - 1][col.key], rows[limit - 1]["id"]))
+    return JobPage(rows, None)
 
 
-def _sort_key(sort: str) -> str:
-    return {"updated": "updated_at"}.get(sort, sort)
+def _after_parts(col: Any, after: tuple[Any, int] | None, desc: bool) -> list[list[Any]]:
+    """The rows after a cursor as separate seeks, in order: its ties by id, then the values beyond it. One
+    row-value comparison ``(col, id) < (v, i)`` seeks on col alone and steps over every tie before it: a
+    dataset's jobs all share their submit time until they run."""
+    if after is None:
+        return [[]]
+    value, row_id = after
+    if desc:
+        return [[col == value, Job.id < row_id], [col < value]]
+    return [[col == value, Job.id > row_id], [col > value]]
+
+
+def _scan_page(
+    conn: Connection, col: Any, where: list[Any], residual: list[Any], after: tuple[Any, int] | None,
+    desc: bool, limit: int,
+) -> JobPage:  # fmt: skip
+    """A page of the jobs matching ``residual`` among the next SCAN_LIMIT the index seek gives: the window's
+    edge comes from the index alone, then bounded seeks up to it check the filters row by row."""
+    order = (col.desc(), Job.id.desc()) if desc else (col.asc(), Job.id.asc())
+    edge = _window_edge(conn, col, where, after, desc, order)
+    rows: list[dict[str, Any]] = []
+    for part in _between(col, after, edge, desc):
+        q = (
+            select(*_JOB_COLUMNS)
+            .where(*where, *residual, *part)
+            .order_by(*order)
+            .limit(limit + 1 - len(rows))
+        )
+        rows += [dict(r._mapping) for r in conn.execute(q)]
+        if len(rows) > limit:
+            return JobPage(rows[:limit], encode_cursor(rows[limit - 1][col.key], rows[limit - 1]["id"]))
+    if edge is not None:  # short because the window ended: the next page scans on from its edge
+        return JobPage(rows, encode_cursor(*edge), partial=True)
+    return JobPage(rows, None)
+
+
+def _window_edge(
+    conn: Connection, col: Any, where: list[Any], after: tuple[Any, int] | None, desc: bool, order: Any
+) -> tuple[Any, int] | None:
+    """(sort value, id) of the SCAN_LIMIT-th job after the cursor, None when fewer remain."""
+    remaining = SCAN_LIMIT
+    for part in _after_parts(col, after, desc):
+        seek = select(col, Job.id).where(*where, *part).order_by(*order)
+        edge = conn.execute(seek.offset(remaining - 1).limit(1)).first()
+        if edge is not None:
+            return edge[0], edge[1]
+        remaining -= conn.execute(
+            select(func.count()).select_from(seek.limit(remaining).subquery())
+        ).scalar_one()
+    return None
+
+
+def _between(
+    col: Any, after: tuple[Any, int] | None, edge: tuple[Any, int] | None, desc: bool
+) -> list[list[Any]]:
+    """The rows after the cursor up to and including the edge, in order, as seeks that never step over ties."""
+    parts = _after_parts(col, after, desc)
+    if edge is None:
+        return parts
+    value, row_id = edge
+    up_to_edge = Job.id >= row_id if desc else Job.id <= row_id
+    if after is not None and after[0] == value:  # cursor and edge in one tie group
+        return [[*parts[0], up_to_edge]]
+    beyond = [*parts[-1], col > value if desc else col < value]
+    return [*parts[:-1], beyond, [col == value, up_to_edge]]
 
 
 def get_job(conn: Connection, pk: int) -> dict[str, Any] | None:

@@ -54,6 +54,7 @@ setup(
         "psutil>=5.9",
         "requests>=2.31",
         "waitress>=3",
+        "orjson>=3.8",
     ],
     extras_require={
         "test": ["pytest>=8", "ruff>=0.6", "playwright>=1.45", "psycopg[binary]>=3.1"],

@@ -15,6 +15,7 @@ A run folder (RUNDIR) made by ``iceprod-dag compile`` holds::
     dataset.dag.status          NODE_STATUS_FILE
     dataset.dag.jobstate.log    JOBSTATE_LOG
     dataset.dag.rescueNNN       rescue DAGs
+    dataset.dag.halt            DAGMan's halt file: present while the run is suspended
     stats/<node>.<attempt>.json one pilot stats record per attempt
     logs/<node>/<attempt>/      stdout, stderr and pilot.log of one attempt
     history/<node>.<attempt>.ad the job ClassAd of one finished attempt (condor_history -long format)
@@ -50,6 +51,7 @@ NODES_LOG_SUFFIX = ".nodes.log"
 STATUS_SUFFIX = ".status"
 JOBSTATE_SUFFIX = ".jobstate.log"
 RESCUE_SUFFIX = ".rescue"
+HALT_SUFFIX = ".halt"
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -105,6 +107,11 @@ def status_file(dag_file: str) -> str:
 
 def jobstate_log(dag_file: str) -> str:
     return dag_file + JOBSTATE_SUFFIX
+
+
+def halt_file(dag_file: str) -> str:
+    """DAGMan's halt file of a DAG: while it exists no new node job or PRE script starts."""
+    return dag_file + HALT_SUFFIX
 
 
 def rescue_file(dag_file: str, number: int) -> str:

@@ -44,13 +44,26 @@ def pilot_spec(tmp_path: Path):
                 "modules": modules or [],
                 "iterations": 1,
                 "parameters": {},
-                "requirements": {"cpus": 1, "memory_mb": 100, "disk_mb": 100, "gpus": 0, "walltime_s": 60,
-                                 **(requirements or {})},
+                "requirements": {
+                    "cpus": 1,
+                    "memory_mb": 100,
+                    "disk_mb": 100,
+                    "gpus": 0,
+                    "walltime_s": 60,
+                    **(requirements or {}),
+                },
                 "data": data or [],
                 **task,
             },
-            "pilot": {"memory_allowance": 0.25, "sample_interval_s": 0.05, "kill_grace_s": 1.0,
-                      "transfer_retries": 1, "transfer_backoff_s": 0.01, "stderr_tail_lines": 5, **(pilot or {})},
+            "pilot": {
+                "memory_allowance": 0.25,
+                "sample_interval_s": 0.05,
+                "kill_grace_s": 1.0,
+                "transfer_retries": 1,
+                "transfer_backoff_s": 0.01,
+                "stderr_tail_lines": 5,
+                **(pilot or {}),
+            },
         }
         path = tmp_path / "specs" / f"{name}.json"
         path.parent.mkdir(exist_ok=True)
@@ -75,13 +88,17 @@ def _service_up(script: str, env: dict[str, str], probe: list[str], timeout: flo
     import subprocess
 
     full = {**os.environ, **env}
-    if shutil.which(probe[0]) and subprocess.run(probe, env=full, capture_output=True, timeout=30).returncode == 0:
+    if (
+        shutil.which(probe[0])
+        and subprocess.run(probe, env=full, capture_output=True, timeout=30).returncode == 0
+    ):
         return None
     if os.geteuid() != 0:
         return f"{script} needs root to install and start the service"
     try:
-        proc = subprocess.run(["bash", str(_SERVICES / script)], env=full, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            ["bash", str(_SERVICES / script)], env=full, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return f"{script} did not finish within {timeout:g} s"
     if proc.returncode != 0:
@@ -133,8 +150,12 @@ def small_dataset(tmp_path: Path):
         source = base / "small.yaml"
         source.write_text((DATA / "batch" / "small.yaml").read_text().replace("@MARKS@", str(marks)))
         run = base / "run"
-        proc = subprocess.run(["iceprod-dag", "compile", str(source), "-o", str(run)], capture_output=True,
-                              text=True, timeout=120)
+        proc = subprocess.run(
+            ["iceprod-dag", "compile", str(source), "-o", str(run)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if proc.returncode != 0:
             pytest.fail(f"iceprod-dag compile failed: {proc.stderr}")
         return run
@@ -159,7 +180,9 @@ def postgres() -> str:
     if os.geteuid() != 0:
         pytest.skip("no PostgreSQL: .ci/services/pg-up.sh needs root to install and start it")
     try:
-        proc = subprocess.run(["bash", str(_SERVICES / "pg-up.sh")], capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            ["bash", str(_SERVICES / "pg-up.sh")], capture_output=True, text=True, timeout=600
+        )
     except subprocess.TimeoutExpired:
         pytest.skip("no PostgreSQL: pg-up.sh did not finish within 600 s")
     url = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
@@ -208,12 +231,15 @@ def condor_pool() -> dict[str, str]:
     if os.geteuid() != 0:
         pytest.skip("no HTCondor pool: .ci/services/htcondor-up.sh needs root to install and start it")
     try:
-        proc = subprocess.run(["bash", str(_SERVICES / "htcondor-up.sh")], capture_output=True, text=True,
-                              timeout=900)
+        proc = subprocess.run(
+            ["bash", str(_SERVICES / "htcondor-up.sh")], capture_output=True, text=True, timeout=900
+        )
     except subprocess.TimeoutExpired:
         pytest.skip("no HTCondor pool: htcondor-up.sh did not finish within 900 s")
     if proc.returncode != 0:
-        pytest.skip(f"no HTCondor pool: htcondor-up.sh failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        pytest.skip(
+            f"no HTCondor pool: htcondor-up.sh failed ({proc.returncode}): {proc.stderr.strip()[-500:]}"
+        )
     env = {
         "CONDOR_CONFIG": str(HTC_SHARED / "condor_config.client"),
         # from_dag looks up condor_dagman in PATH: the pool's wrapper lives in /srv/htc/bin

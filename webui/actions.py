@@ -74,6 +74,43 @@ def submit(
     return pk
 
 
+#: the dataset actions of the UI and API -> the state a suspend or resume records
+ACTION_STATES = {"suspend": "suspended", "resume": "running"}
+
+
+def site_run(ds: dict[str, Any]) -> Path | None:
+    """The run folder of a dataset a site runs (submitted with ``iceprod-dag submit``), if it is here."""
+    if ds.get("site") in (None, "server") or not ds.get("run_dir"):
+        return None
+    run_dir = Path(ds["run_dir"])
+    return run_dir if (run_dir / names.RUN_INFO).is_file() else None
+
+
+def control(engine: Engine, ds: dict[str, Any], action: str) -> dict[str, Any]:
+    """Suspend, resume or retry-failed a dataset: on its site first (runcontrol: the DAG is halted,
+    released or resubmitted), then in the database. Pilots of the server see the state alone.
+
+    Returns the answer of the API: ``state`` (or ``retried``), and for a site's dataset ``site`` and
+    ``site_action``. SiteError (subclass of IceprodDagError) when the site cannot do it."""
+    from iceprod_dag import runcontrol
+
+    answer: dict[str, Any] = {}
+    run_dir = site_run(ds)
+    if run_dir is not None:
+        do = {
+            "suspend": runcontrol.suspend,
+            "resume": runcontrol.resume,
+            "retry-failed": runcontrol.retry_failed,
+        }
+        answer = {"site": ds["site"], "site_action": do[action](run_dir)}
+    elif ds.get("site") not in (None, "server"):
+        answer = {"site": ds["site"], "site_action": runcontrol.NONE}  # run folder not on this machine
+    if action == "retry-failed":
+        return {"retried": retry_failed(engine, int(ds["id"])), **answer}
+    set_state(engine, int(ds["id"]), ACTION_STATES[action])
+    return {"state": ACTION_STATES[action], **answer}
+
+
 def set_state(engine: Engine, pk: int, state: str) -> None:
     with writer(engine).begin() as conn:
         conn.execute(update(Dataset).where(Dataset.id == pk).values(state=state, updated_at=time.time()))

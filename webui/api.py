@@ -16,7 +16,7 @@ from iceprod_dag.webui.logs import attempt_log, resolve, send
 from iceprod_dag.webui.openapi import openapi_document
 from iceprod_dag.webui.web import ApiError, dataset_or_404, engine, int_arg, json_body, login_required, who
 
-from iceprod_dag.exceptions import AuthError, ConfigError, IceprodDagError
+from iceprod_dag.exceptions import AuthError, ConfigError, IceprodDagError, RunNotFoundError, SiteError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -116,11 +116,13 @@ def get_dataset(pk: int) -> Any:
 @bp.post('/datasets/<int:pk>/<any(suspend, resume, "retry-failed"):action>')
 @login_required
 def dataset_action(pk: int, action: str) -> Any:
-    dataset_or_404(pk, change=True)
-    if action == "retry-failed":
-        return jsonify(retried=actions.retry_failed(engine(), pk))
-    actions.set_state(engine(), pk, "suspended" if action == "suspend" else "running")
-    return jsonify(state="suspended" if action == "suspend" else "running")
+    ds = dataset_or_404(pk, change=True)
+    try:
+        return jsonify(actions.control(engine(), ds, action))
+    except RunNotFoundError as exc:
+        raise ApiError(409, f"field 'run_dir': {exc}", "run_dir") from None
+    except SiteError as exc:  # the site cannot do it (no halt support, still running, schedd down)
+        raise ApiError(409, f"site {ds['site']!r}: {exc}", "site") from None
 
 
 @bp.post("/datasets/<int:pk>/visibility")

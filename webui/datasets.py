@@ -9,6 +9,7 @@ from iceprod_dag.webui import actions, queries
 from iceprod_dag.webui.dag import layout, task_graph
 from iceprod_dag.webui.web import dataset_or_404, engine, login_required, who
 
+from iceprod_dag.exceptions import IceprodDagError
 from iceprod_dag.states import JobState
 
 bp = Blueprint("datasets", __name__)
@@ -80,11 +81,15 @@ def show(pk: int) -> Any:
 @bp.post("/datasets/<int:pk>/<any(suspend, resume, retry):action>")
 @login_required
 def act(pk: int, action: str) -> Any:
-    dataset_or_404(pk, change=True)
+    ds = dataset_or_404(pk, change=True)
+    try:
+        done = actions.control(engine(), ds, "retry-failed" if action == "retry" else action)
+    except IceprodDagError as exc:  # the site cannot do it: say why, change nothing
+        flash(f"Cannot {action} the dataset: {exc}", "error")
+        return redirect(url_for("datasets.show", pk=pk))
+    on_site = f" (site {done['site']}: {done['site_action']})" if "site" in done else ""
     if action == "retry":
-        n = actions.retry_failed(engine(), pk)
-        flash(f"{n} failed jobs will run again.", "info")
+        flash(f"{done['retried']} failed jobs will run again.{on_site}", "info")
     else:
-        actions.set_state(engine(), pk, "suspended" if action == "suspend" else "running")
-        flash(f"Dataset {'suspended' if action == 'suspend' else 'resumed'}.", "info")
+        flash(f"Dataset {'suspended' if action == 'suspend' else 'resumed'}.{on_site}", "info")
     return redirect(url_for("datasets.show", pk=pk))

@@ -13,11 +13,12 @@ Other databases go to ``ingest.ingest_records``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import operator
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -34,7 +35,6 @@ CHUNK = 500
 WRITE_LOCK = threading.Lock()
 _JOB_FIELDS = ("state", "attempts", "last_attempt", "last_failure", "exit_code", "updated_at", "site", "host")
 _JSON_COLUMNS = ("transfers",)
-_SQL_UPDATE_JOB = f"UPDATE jobs SET {', '.join(f + ' = ?' for f in _JOB_FIELDS)} WHERE id = ?"
 
 
 def report(
@@ -125,7 +125,7 @@ def ingest_on_cursor(
             job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"), now)
         row = ingest.attempt_row(rec, digest)
         seen = known.get((node, attempt))
-        verdict = ingest.judge_report(seen, job["last_attempt"], attempt, row["record_hash"])
+        verdict = ingest.judge_report(seen, job["last_attempt"], attempt, row["record_hash"], rec)
         if verdict == ingest.UNCHANGED:
             result.unchanged += 1
             continue
@@ -149,20 +149,21 @@ def ingest_on_cursor(
     if inserts:
         for r in inserts:
             r["job_pk"] = jobs[r.pop("node")]["id"]
-        cols = list(inserts[0])
-        cur.executemany(
-            f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({_in(len(cols))})", _values(inserts, cols)
-        )
+            _encode_json(r)
+        _write(cur, inserts, _insert_attempt_sql)
         result.inserted += len(inserts)
     if updates:
-        cols = [c for c in updates[0] if c != "id"]
-        cur.executemany(
-            f"UPDATE attempts SET {', '.join(c + ' = ?' for c in cols)} WHERE id = ?",
-            _values(updates, [*cols, "id"]),
-        )
+        for r in updates:
+            r["id"] = r.pop("id")  # last: the WHERE parameter
+            _encode_json(r)
+        _write(cur, updates, _update_attempt_sql)
         result.updated += len(updates)
     if touched:
-        cur.executemany(_SQL_UPDATE_JOB, [(*(j[f] for f in _JOB_FIELDS), j["id"]) for j in touched.values()])
+        _write(
+            cur,
+            ({**{f: j[f] for f in _JOB_FIELDS}, "id": j["id"]} for j in touched.values()),
+            _update_job_sql,
+        )
     if inserts or updates:
         cur.execute("UPDATE datasets SET updated_at = ? WHERE id = ?", (now, pk))
     return result
@@ -182,8 +183,7 @@ def _job_values(pk: int, node: str, task: str | None, job: int | None, now: floa
 def _insert_jobs(cur: Any, pk: int, rows: list[dict[str, Any]], jobs: dict[str, dict[str, Any]]) -> None:
     if not rows:
         return
-    cols = list(rows[0])
-    cur.executemany(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({_in(len(cols))})", _values(rows, cols))
+    _write(cur, rows, _insert_job_sql)
     by_node = {r["node"]: r for r in rows}
     names = list(by_node)
     for lo in range(0, len(names), CHUNK):
@@ -195,21 +195,48 @@ def _insert_jobs(cur: Any, pk: int, rows: list[dict[str, Any]], jobs: dict[str, 
             jobs[node] = {**by_node[node], "id": jid}
 
 
-def _values(rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> list[tuple[Any, ...]]:
-    """Parameter tuples of rows in the order of cols (executemany: one pass, no per-row dict building)."""
-    get = operator.itemgetter(*cols)
-    json_at = [i for i, col in enumerate(cols) if col in _JSON_COLUMNS]
-    if len(cols) == 1:
-        out = [(get(r),) for r in rows]
-    else:
-        out = [get(r) for r in rows]
-    if not json_at:
-        return out
-    fixed = []
-    for values in out:
-        values = list(values)
-        for i in json_at:
-            # SQLAlchemy's JSON type stores Python None as JSON 'null' text: do the same so both paths agree
-            values[i] = "null" if values[i] is None else json.dumps(values[i])
-        fixed.append(tuple(values))
-    return fixed
+def _encode_json(row: dict[str, Any]) -> None:
+    for col in _JSON_COLUMNS:
+        # SQLAlchemy's JSON type stores Python None as JSON 'null' text: do the same so both paths agree
+        row[col] = "null" if row[col] is None else json.dumps(row[col])
+
+
+def _write(
+    cur: Any, rows: Iterable[Mapping[str, Any]], statement: Callable[[tuple[str, ...], tuple[str, ...]], str]
+) -> None:
+    """executemany over each run of rows with the same NULL columns, which the statement writes as literals:
+    sqlite3 binds a None several times slower than a number (an adapter lookup per value), and a stats record
+    leaves many columns empty."""
+    for (cols, nulls), run in itertools.groupby(map(_split_nulls, rows), key=operator.itemgetter(0)):
+        cur.executemany(statement(cols, nulls), [values for _, values in run])
+
+
+def _split_nulls(row: Mapping[str, Any]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], tuple[Any, ...]]:
+    cols, nulls, values = [], [], []
+    for key, value in row.items():
+        if value is None:
+            nulls.append(key)
+        else:
+            cols.append(key)
+            values.append(value)
+    return (tuple(cols), tuple(nulls)), tuple(values)
+
+
+def _insert_attempt_sql(cols: tuple[str, ...], nulls: tuple[str, ...]) -> str:
+    return f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({_in(len(cols))})"  # the nulls are the default
+
+
+def _insert_job_sql(cols: tuple[str, ...], nulls: tuple[str, ...]) -> str:
+    return f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({_in(len(cols))})"
+
+
+def _set_clause(cols: tuple[str, ...], nulls: tuple[str, ...]) -> str:
+    return ", ".join([*(c + " = ?" for c in cols[:-1]), *(c + " = NULL" for c in nulls)])
+
+
+def _update_attempt_sql(cols: tuple[str, ...], nulls: tuple[str, ...]) -> str:
+    return f"UPDATE attempts SET {_set_clause(cols, nulls)} WHERE id = ?"  # cols ends with id
+
+
+def _update_job_sql(cols: tuple[str, ...], nulls: tuple[str, ...]) -> str:
+    return f"UPDATE jobs SET {_set_clause(cols, nulls)} WHERE id = ?"

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.models import Base
+from iceprod_dag.stats.records import same_record
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def _accept_on(cur: Any, dataset_pk: int, rec: Mapping[str, Any], digest: str, t
             if latest > attempt:
                 raise StaleUpdateError(f"{node} attempt {attempt}: attempt {latest} already started")
             known = {h for h in (recorded, *(queued_hashes or "").split(",")) if h}
-            if digest in known:
+            if any(same_record(h, digest, rec) for h in known):
                 cur.execute("ROLLBACK")
                 return "unchanged"
             if known:

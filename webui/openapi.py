@@ -26,9 +26,27 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
         "dataset",
     ),
     ("get", "/api/datasets/{id}", "One dataset, its config and per-task state counts", (), None),
-    ("post", "/api/datasets/{id}/suspend", "Stop handing out the dataset's jobs", (), None),
-    ("post", "/api/datasets/{id}/resume", "Hand out the dataset's jobs again", (), None),
-    ("post", "/api/datasets/{id}/retry-failed", "Make every failed job pending again", (), None),
+    (
+        "post",
+        "/api/datasets/{id}/suspend",
+        "Stop handing out the dataset's jobs; a site's run is halted (DAGMan's halt file)",
+        (),
+        None,
+    ),
+    (
+        "post",
+        "/api/datasets/{id}/resume",
+        "Hand out the dataset's jobs again; a site's halted run is released or resubmitted",
+        (),
+        None,
+    ),
+    (
+        "post",
+        "/api/datasets/{id}/retry-failed",
+        "Make every failed job pending again; a site's ended run is resubmitted from its rescue DAG",
+        (),
+        None,
+    ),
     (
         "post",
         "/api/datasets/{id}/visibility",
@@ -99,6 +117,35 @@ _ERROR = {
 }
 
 
+#: the answer of the dataset actions; ``site`` and ``site_action`` only for a dataset a site runs
+_SITE_ACTION = {
+    "site": {"type": "string", "description": "the site that runs the dataset (not the server's pilots)"},
+    "site_action": {
+        "type": "string",
+        "enum": ["halted", "released", "resubmitted", "ended", "none"],
+        "description": "what was done to the run on its site (none: nothing to do, or run not on this host)",
+    },
+}
+_ACTION_ANSWERS = {
+    "/api/datasets/{id}/suspend": {"state": {"type": "string", "const": "suspended"}},
+    "/api/datasets/{id}/resume": {"state": {"type": "string", "const": "running"}},
+    "/api/datasets/{id}/retry-failed": {"retried": {"type": "integer", "description": "jobs made pending"}},
+}
+
+
+def _action_responses(path: str) -> dict[str, Any]:
+    """200 and 409 of a dataset action: 409 when the dataset's site cannot do it (field 'site' or 'run_dir')."""
+    props = {**_ACTION_ANSWERS[path], **_SITE_ACTION}
+    schema = {"type": "object", "properties": props, "required": list(_ACTION_ANSWERS[path])}
+    return {
+        "200": {"description": "Done", "content": {"application/json": {"schema": schema}}},
+        "409": {
+            "description": "The site cannot do it now (no halt support, the DAG still runs, schedd down)",
+            "content": {"application/json": {"schema": _ERROR}},
+        },
+    }
+
+
 def _operation(
     method: str, path: str, summary: str, query: tuple[str, ...], body: str | None
 ) -> dict[str, Any]:
@@ -127,6 +174,8 @@ def _operation(
             },
         },
     }
+    if path in _ACTION_ANSWERS:
+        op["responses"].update(_action_responses(path))
     if body == "json":
         op["requestBody"] = {
             "required": True,

@@ -125,14 +125,14 @@ def heartbeat(pk: int) -> Any:
 def report(pk: int) -> Any:
     """One stats record (a JSON object) or ``{"records": [...]}``; stale ones are listed in ``rejected``."""
     ds = dataset_for_pilot(pk)
-    body, text = _report_body()
+    body = json_body()
     records = body["records"] if "records" in body else [body]
     if not isinstance(records, list) or not records:
         raise ApiError(400, "field 'records': expected a non-empty list of stats records", "records")
     if len(records) > MAX_BATCH:
         raise ApiError(413, f"field 'records': at most {MAX_BATCH} records per request", "records")
     if "records" not in body and current_app.config["REPORT_INBOX"] and inbox.usable(engine()):
-        return _queue_one(ds, body, text)
+        return _queue_one(ds, body, _body_text())
     sqlite = inbox.usable(engine())
     drainer = current_app.extensions["iceprod_dag_drainer"]
     try:
@@ -163,14 +163,13 @@ def report(pk: int) -> Any:
     return jsonify(body_out), status
 
 
-def _report_body() -> tuple[dict[str, Any], str | None]:
-    """The request's JSON object (json_body), and its text when that is UTF-8: a queued single report is
-    stored as received, and reading it back gives the same object."""
-    body = json_body()
+def _body_text() -> str | None:
+    """The request's text when it is UTF-8: a queued single report is stored as received, and reading it back
+    gives the same object."""
     try:
-        return body, request.get_data().decode()
+        return request.get_data().decode()
     except UnicodeDecodeError:  # UTF-16 or UTF-32 JSON: the json module reads those too
-        return body, None
+        return None
 
 
 _QUEUED = b'{"inserted":0,"queued":1,"rejected":[],"unchanged":0,"updated":0}\n'

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import orjson
 from flask import abort, current_app, g, jsonify, request, session
 from iceprod_dag.webui import accounts
 from iceprod_dag.webui.accounts import Principal
@@ -138,11 +139,30 @@ def check_csrf() -> None:
         abort(400, "missing or wrong CSRF token; reload the page and try again")
 
 
+# every byte to a space but digits to '0': 19 digits in a row may be an integer beyond 64 bits, which orjson
+# reads as a float, silently; the json module keeps it an int, which the database then refuses with a 400
+_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
+def _fast_loads(raw: bytes) -> Any:
+    """The JSON document by orjson (a batch of stats records parses ~3x faster), None when orjson cannot
+    read it exactly."""
+    if _LONG_NUMBER in raw.translate(_DIGITS):
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def json_body() -> dict[str, Any]:
     """The request's JSON object; 400 naming the problem for anything else."""
     if not request.is_json:
         raise ApiError(415, "body: expected Content-Type application/json", "body")
-    data = request.get_json(silent=True)
+    data = _fast_loads(request.get_data())
+    if data is None:  # what only the json module reads (NaN, integers beyond 64 bits, UTF-16), or not JSON
+        data = request.get_json(silent=True)
     if data is None:
         raise ApiError(400, "body: not valid JSON", "body")
     if not isinstance(data, dict):

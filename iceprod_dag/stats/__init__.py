@@ -4,7 +4,7 @@
 - ``db``: where the database is (``--db`` > ``$ICEPROD_DAG_DB`` > ``$ICEPROD_DAG_HOME/<site>.sqlite``).
 - ``ingest``: writes as jobs start and finish, idempotent, stale updates rejected.
 - ``records`` / ``classads``: the stats record and the ``condor_history -long`` formats.
-- ``importer``: ``import-stats FOLDER``; ``sync``: site database -> central database; ``query``: listings.
+- ``importer``: ``import-stats FOLDER``; ``sync``: site database -> central database.
 """
 
 from __future__ import annotations

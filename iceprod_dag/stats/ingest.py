@@ -29,7 +29,7 @@ from iceprod_dag.names import split_node_name
 from iceprod_dag.states import JobState
 from iceprod_dag.stats.db import writer
 from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
-from iceprod_dag.stats.records import attempt_row, load_record, record_hash, validate_record
+from iceprod_dag.stats.records import attempt_row, load_record, record_hash, same_record, validate_record
 
 __all__ = [
     "IngestResult",
@@ -72,13 +72,18 @@ UNCHANGED = "unchanged"
 
 
 def judge_report(
-    seen: tuple[int, str | None] | None, last_attempt: int, attempt: int, record_hash: str
+    seen: tuple[int, str | None] | None,
+    last_attempt: int,
+    attempt: int,
+    record_hash: str,
+    record: Mapping[str, Any] | None = None,
 ) -> str | None:
     """The one rule for a stats report: None to apply it, UNCHANGED for a repeat, else why it is stale.
 
-    ``seen`` is (row id, stored hash) of the attempt when already recorded; ``last_attempt`` the node's newest.
+    ``seen`` is (row id, stored hash) of the attempt when already recorded; ``last_attempt`` the node's newest;
+    ``record`` the report itself, to recognise a hash stored under the legacy scheme.
     """
-    if seen is not None and seen[1] == record_hash:
+    if seen is not None and same_record(seen[1], record_hash, record):
         return UNCHANGED
     if last_attempt > attempt:
         return f"attempt {last_attempt} already started"
@@ -349,7 +354,7 @@ def _ingest_site(conn: Connection, site: str, run: str, recs: list[Mapping[str, 
             job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"))
         row = attempt_row(rec)
         seen = known.get((node, attempt))
-        verdict = judge_report(seen, job["last_attempt"], attempt, row["record_hash"])
+        verdict = judge_report(seen, job["last_attempt"], attempt, row["record_hash"], rec)
         if verdict == UNCHANGED:
             result.unchanged += 1
             continue

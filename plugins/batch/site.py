@@ -45,6 +45,8 @@ class BatchSite(Site):
     native_states: ClassVar[Mapping[str, JobState]]
     #: exit code the job script uses for a failed attempt, if the system needs one (Grid Engine: 100)
     fail_exit: ClassVar[int | None] = None
+    #: the watcher honours DAGMan's halt file (iceprod_dag.runcontrol suspends and resumes with it)
+    honours_halt_file: ClassVar[bool] = True
 
     # ---------------------------------------------------------------- pure translation (per system)
 

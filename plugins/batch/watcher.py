@@ -3,6 +3,9 @@
 It submits ready nodes with batch-side dependencies (so whole layers wait in the batch queue, as arrays),
 runs PRE and POST scripts here on the submit side, resubmits failed nodes up to their RETRY, runs the FINAL
 node last, and writes its state (plugins/batch/state.py) after every change, so a re-submit skips done nodes.
+DAGMan's halt file (``<dag>.halt``) suspends it: nothing new is submitted and no PRE script runs, while queued
+jobs finish and their POST scripts run. Unlike DAGMan it then waits halted instead of exiting with a rescue
+DAG: polling costs one batched query, and removing the file resumes the run in place.
 Run detached as ``python -m iceprod_dag.plugins.batch.watcher RUNDIR``.
 """
 
@@ -51,6 +54,8 @@ class Watcher:
         self.run_dir = Path(run_dir)
         dag_file = site.options.get("dag_file") or names.find_dag_file(str(self.run_dir))
         self.dag: Dag = load_rescue(dag_file)
+        self.halt_file = Path(names.halt_file(str(dag_file)))
+        self._halted = False
         self.state = st.load(self.run_dir) or st.RunState(site=site.name)
         self._order = _topological(self.dag)
         self._submits: dict[tuple[str | None, str], tuple[Path, dict[str, str]]] = {}
@@ -67,6 +72,8 @@ class Watcher:
         if watcher_alive(self.state) and self.state.watcher_pid != os.getpid():
             raise SiteError(f"{self.run_dir} is already followed by watcher pid {self.state.watcher_pid}")
         self.state.options = dict(self.site.options)
+        # as condor_submit_dag does: a (re)submitted DAG starts unhalted
+        self.halt_file.unlink(missing_ok=True)
         self.state.finished, self.state.exit_code = False, None
         self.state.submissions += 1
         for name, node in self.dag.nodes.items():
@@ -115,10 +122,18 @@ class Watcher:
     def poll(self) -> None:
         """One round: read results, submit what became ready, finish when nothing is left."""
         self._collect_results()
-        if not self._stop:
+        if not self._stop and not self.halted():
             self._submit_ready()
             self._maybe_finish()
         st.save(self.run_dir, self.state)
+
+    def halted(self) -> bool:
+        """Whether the halt file exists (logged when that changes)."""
+        halted = self.halt_file.exists()
+        if halted != self._halted:
+            log.warning("%s: %s", self.halt_file, "halted" if halted else "halt file gone, resuming")
+            self._halted = halted
+        return halted
 
     # ---------------------------------------------------------------- results
 

@@ -45,6 +45,8 @@ class CondorSite(Site):
     #: a poll reads only what the event logs gained (no schedd query), so it can be frequent: `watch`
     #: returns within this long of DAGMan's end
     poll_interval: ClassVar[float] = 0.5
+    #: condor_dagman honours its halt file (iceprod_dag.runcontrol suspends and resumes with it)
+    honours_halt_file: ClassVar[bool] = True
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)

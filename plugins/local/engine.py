@@ -13,7 +13,10 @@ Semantics follow condor_dagman where its manual leaves a doubt:
 - the POST script decides success; $RETURN is the job's exit code, or minus the signal that killed it;
 - RETRY n UNLESS-EXIT v retries the whole node (PRE, job, POST) unless the node's return value is v;
 - ABORT-DAG-ON is checked before RETRY; the DAG's exit status is its RETURN value, or the node's value;
-- the FINAL node runs last, even after a failure or an abort, with $DAG_STATUS, and its outcome is the DAG's.
+- the FINAL node runs last, even after a failure or an abort, with $DAG_STATUS, and its outcome is the DAG's;
+- while the halt file (``<dag>.halt``) exists no job is started and no PRE script run; running jobs finish and
+  their POST scripts run. Once nothing runs, the DAG ends halted ($DAG_STATUS 6, FINAL node, rescue DAG);
+  removing the halt file before that resumes it in place (condor_dagman's halt file, checked every round).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import os
 import re
 import shlex
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from iceprod_dag.dagman.model import Dag, Script
 
@@ -56,6 +59,7 @@ class DagEngine:
         first_cluster: int = 1,
         dag_cluster: int = 0,
         tick: float = 1.0,
+        halt_file: str | None = None,
     ) -> None:
         self.dag = dag
         self.executor = executor
@@ -78,6 +82,11 @@ class DagEngine:
         self.exit_code: int | None = None
         self.aborting = False
         self.stopping = False  # SIGINT/SIGTERM: leave quietly, resumable
+        self.halt_file = halt_file
+        self.halted = False  # the halt file exists: start nothing new
+        self.halt_exit = False  # halted with nothing running: the DAG is ending halted
+        self._held_pres: list[NodeRun] = []  # nodes whose PRE script waits for the halt to end
+        self.on_halt_exit: Callable[[], None] | None = None  # told when the DAG starts ending halted
         self.started = time.time()
         self.finished_jobs = 0
         self.finished = False
@@ -101,9 +110,12 @@ class DagEngine:
         """Run until every node is done or can never run, then the FINAL node; return the exit status."""
         self._start_roots()
         while True:
+            self._check_halt()
             self._dispatch()
             if self.stopping:
                 break
+            if self._holding() and not self._by_key:
+                self._end_halted()
             if not self._busy():
                 if (
                     self._final is not None
@@ -122,7 +134,7 @@ class DagEngine:
             self.recorder.flush(self)
         if not self.stopping:
             for run in self.runs.values():
-                if run.state is NodeState.NOT_READY and self.status is not DagStatus.OK:
+                if run.state is NodeState.NOT_READY and self.status not in (DagStatus.OK, DagStatus.HALTED):
                     run.state = NodeState.FUTILE  # a parent failed, or the DAG was aborted
         self.exit_status = self._exit_status()
         self.finished = not self.stopping
@@ -134,6 +146,38 @@ class DagEngine:
         self.stopping = True
 
     # ---- scheduling -----------------------------------------------------------------------------------------
+
+    # ---- halt file ------------------------------------------------------------------------------------------
+
+    def _holding(self) -> bool:
+        return self.halted and not self.halt_exit
+
+    def _check_halt(self) -> None:
+        if self.halt_file is None or self.halt_exit:
+            return
+        halted = os.path.exists(self.halt_file)
+        if halted == self.halted:
+            return
+        self.halted = halted
+        logger.warning("%s: %s", self.halt_file, "halted" if halted else "halt file gone, resuming")
+        if not halted:
+            held, self._held_pres = self._held_pres, []
+            for run in held:
+                self._start_script(run, run.node.pre)  # type: ignore[arg-type]
+
+    def _end_halted(self) -> None:
+        """DAGMan's halted exit: nothing runs any more, so end with $DAG_STATUS 6 (FINAL node, rescue DAG)."""
+        logger.warning("the DAG is halted and nothing runs: ending it halted (resubmit to continue)")
+        self.halt_exit = True
+        self.status = DagStatus.HALTED
+        if self.on_halt_exit is not None:
+            self.on_halt_exit()
+        self._ready.clear()
+        self._blocked.clear()
+        self._timers.clear()
+        for run in self._held_pres:
+            run.state = NodeState.NOT_READY
+        self._held_pres = []
 
     def _busy(self) -> bool:
         return bool(self._by_key or self._ready or self._timers) and not self.stopping
@@ -156,7 +200,9 @@ class DagEngine:
         if self.aborting or self.stopping:
             return
         run.state = NodeState.READY
-        if run.node.pre is not None:
+        if run.node.pre is not None and self._holding():
+            self._held_pres.append(run)  # DAGMan runs no PRE script while halted
+        elif run.node.pre is not None:
             self._start_script(run, run.node.pre)
         else:
             self._queue_job(run)
@@ -172,6 +218,8 @@ class DagEngine:
             self._ready.clear()
             self._blocked.clear()
             return
+        if self._holding():
+            return  # queued jobs wait for the halt file to go
         max_jobs = self.dag.max_jobs
         while self._ready:
             prio, seq, name = self._ready[0]
@@ -259,6 +307,9 @@ class DagEngine:
             _, _, name, kind = heapq.heappop(self._timers)
             run = self.runs[name]
             if self.aborting or self.stopping:
+                continue
+            if kind == "PRE" and self._holding():
+                self._held_pres.append(run)
                 continue
             self._start_script(run, run.node.pre if kind == "PRE" else run.node.post)  # type: ignore[arg-type]
 

@@ -158,6 +158,11 @@ def run_dag(
     run_dir = Path(run_dir).resolve()
     dag_file = str(Path(dag_file).resolve()) if dag_file else names.find_dag_file(str(run_dir))
     dag = load_rescue(dag_file)
+    halt_file = names.halt_file(dag_file)
+    if os.path.exists(halt_file):
+        # as condor_submit_dag does: a (re)submitted DAG starts unhalted
+        logger.info("removing %s left by an earlier halt", halt_file)
+        os.unlink(halt_file)
     done, attempts, max_cluster = scan_event_log(names.nodes_log(dag_file), dag)
     for node, n in stats_attempts(run_dir).items():
         attempts[node] = max(attempts.get(node, 0), n)
@@ -175,6 +180,7 @@ def run_dag(
         dag=dag_file,
         exit_code=None,
         cluster=dag_cluster,
+        halted=False,
     )
     executor = ProcessExecutor(
         cpus,
@@ -195,7 +201,10 @@ def run_dag(
         attempts=attempts,
         first_cluster=dag_cluster + 1,
         dag_cluster=dag_cluster,
+        halt_file=halt_file,
     )
+    # from here on the run ends halted whatever happens to the halt file: a resume must resubmit it
+    engine.on_halt_exit = lambda: write_run_info(run_dir, halted=True)
     stopped: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -229,10 +238,14 @@ def run_dag(
         if undone:
             retries = {n: r.retries for n, r in engine.runs.items()}
             write_rescue(dag, engine.done_nodes(), engine.failed, retries_used=retries)
-    write_run_info(run_dir, exit_code=None if stopped else status, ended=time.time())
+    halted = engine.halt_exit and not stopped
+    write_run_info(run_dir, exit_code=None if stopped else status, ended=time.time(), halted=halted)
     from iceprod_dag.stats.ingest import set_dataset_state
 
-    state = "cancelled" if stopped else ("done" if status == 0 else "failed")
+    if halted:
+        state = "suspended"  # ended halted: a resubmit continues from the rescue DAG
+    else:
+        state = "cancelled" if stopped else ("done" if status == 0 else "failed")
     set_dataset_state(db, run_dir=run_dir, site="local", state=state)
     return status
 

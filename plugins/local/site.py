@@ -23,7 +23,7 @@ from iceprod_dag.states import JobState
 
 from ..base import RunStatus, Site
 from .formats import read_node_status
-from .runner import STATE_BY_NODE_STATUS, collect_records, read_run_info, run_dag
+from .runner import STATE_BY_NODE_STATUS, collect_records, read_run_info, run_dag, write_run_info
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +36,18 @@ class LocalSite(Site):
 
     name: ClassVar[str] = "local"
     poll_interval: ClassVar[float] = 1.0
+    #: the engine honours DAGMan's halt file (iceprod_dag.runcontrol suspends and resumes with it)
+    honours_halt_file: ClassVar[bool] = True
 
     def submit(self, run_dir: Path, wait: bool = False) -> int | None:
         run_dir = Path(run_dir).resolve()
         if not self.options.get("dag_file"):
             _dag_file(run_dir)
+        # the options later controls (suspend, resume, retry) rebuild the site with, as other sites keep them
+        kept = {k: self.options[k] for k in ("cpus", "memory_mb", "db", "dag_file") if self.options.get(k)}
+        if kept.get("dag_file"):
+            kept["dag_file"] = str(Path(kept["dag_file"]).resolve())
+        write_run_info(run_dir, site=self.name, options={**kept, "quiet": True})
         if wait:
             return run_dag(run_dir, **self._engine_options())
         return self._detach(run_dir)

@@ -1,0 +1,283 @@
+"""Suspend, resume and retry-failed of a dataset a site runs, through the JSON API, on the real local site.
+
+A chain a -> b -> c of short sleeps runs detached on the local engine and records into the web UI's
+database; the API halts it with DAGMan's halt file, and releases or resubmits it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from iceprod_dag.plugins.registry import load_site
+from sqlalchemy import select
+from webui_support import app, engine  # noqa: F401
+
+from iceprod_dag import names, runcontrol
+from iceprod_dag.exceptions import SiteError
+from iceprod_dag.stats.models import Dataset
+
+CHAIN = """\
+name: chain
+dataset_id: 77
+jobs: 1
+options: {{retries: {retries}}}
+tasks:
+  - name: a
+    command: "{a}"
+    requirements: {{cpus: 1, memory: "10 MB"}}
+  - name: b
+    depends: [a]
+    command: "{b}"
+    requirements: {{cpus: 1, memory: "10 MB"}}
+  - name: c
+    depends: [b]
+    command: "echo c"
+    requirements: {{cpus: 1, memory: "10 MB"}}
+"""
+
+
+def compile_chain(tmp_path: Path, a: str = "sleep 2", b: str = "echo b", retries: int = 0) -> Path:
+    from iceprod_dag.compile import compile_dataset
+    from iceprod_dag.config_loader import load_dataset
+
+    (tmp_path / "chain.yaml").write_text(CHAIN.format(a=a, b=b, retries=retries))
+    run = (tmp_path / "run").resolve()
+    compile_dataset(load_dataset(tmp_path / "chain.yaml"), run)
+    return run
+
+
+def started(run: Path) -> list[str]:
+    """Nodes whose job was started, once per start, from the nodes' job event log (submit events)."""
+    path = run / names.nodes_log(names.DAG_FILE)
+    if not path.exists():
+        return []
+    chunks = path.read_text().split("...\n")
+    return [c.rpartition("DAG Node: ")[2].strip() for c in chunks if c.startswith("000 (")]
+
+
+def wait_for(what: str, check: Any, run: Path, timeout: float = 15.0) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    out = (run / "local.out").read_text()[-2000:] if (run / "local.out").exists() else ""
+    pytest.fail(f"{what} did not happen within {timeout:.0f} s; engine output:\n{out}")
+
+
+def run_json(run: Path) -> dict[str, Any]:
+    return json.loads((run / names.RUN_INFO).read_text())
+
+
+@pytest.fixture
+def api(app: Any) -> Any:  # noqa: F811
+    """POST a dataset action as the admin, with a bearer token (no CSRF)."""
+    from iceprod_dag.webui import accounts
+
+    token = accounts.create_token(app.extensions["iceprod_dag_engine"], "root")[1]
+    client = app.test_client()
+
+    def post(pk: int, action: str) -> Any:
+        return client.post(f"/api/datasets/{pk}/{action}", headers={"Authorization": f"Bearer {token}"})
+
+    return post
+
+
+def submit(app: Any, run: Path) -> tuple[Any, int]:  # noqa: F811
+    """Start the run detached on the local site, recording into the app's database; (site, dataset id)."""
+    site = load_site("local", {"db": app.config["DB"], "quiet": True})
+    site.submit(run, wait=False)
+    db = app.extensions["iceprod_dag_engine"]
+
+    def pk() -> int | None:
+        with db.connect() as conn:
+            return conn.execute(select(Dataset.id).where(Dataset.run_dir == str(run))).scalar()
+
+    return site, int(wait_for("the engine registering the run", pk, run))
+
+
+def db_state(app: Any, pk: int) -> str:  # noqa: F811
+    with app.extensions["iceprod_dag_engine"].connect() as conn:
+        return str(conn.execute(select(Dataset.state).where(Dataset.id == pk)).scalar())
+
+
+def test_suspend_halts_the_dag_and_resume_resubmits_it(app: Any, api: Any, tmp_path: Path) -> None:  # noqa: F811
+    run = compile_chain(tmp_path)
+    site, pk = submit(app, run)
+    wait_for("a_0 starting", lambda: "a_0" in started(run), run)
+
+    # a job still runs: DAGMan would not retry a running DAG's failures, and neither do we
+    busy = api(pk, "retry-failed")
+    assert busy.status_code == 409 and busy.get_json()["field"] == "site"
+    assert "still running" in busy.get_json()["error"]
+
+    answer = api(pk, "suspend")
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json() == {"state": "suspended", "site": "local", "site_action": "halted"}
+    assert runcontrol.is_halted(run)
+
+    # a_0 finishes; with nothing left running the engine ends halted (DAGMan's halted exit), b_0 never starts
+    wait_for("the halted engine ending", lambda: site.status(run).finished, run)
+    assert started(run) == ["a_0"]
+    assert (run / names.stats_record("a_0", 0)).exists()  # the running job finished and was recorded
+    info = run_json(run)
+    assert info["halted"] is True and info["exit_code"] != 0  # not reported done
+    assert "dag_status=6" in (run / names.DONE_MARKER).read_text()  # FINAL ran with DAG_STATUS_HALTED
+    assert db_state(app, pk) == "suspended"
+
+    answer = api(pk, "resume")
+    assert answer.get_json() == {"state": "running", "site": "local", "site_action": "resubmitted"}
+    assert not runcontrol.is_halted(run)
+    wait_for("the resubmitted run succeeding", lambda: run_json(run).get("exit_code") == 0, run)
+    assert started(run) == ["a_0", "b_0", "c_0"]  # a_0 was done: the rescue DAG did not run it again
+    assert "dag_status=0" in (run / names.DONE_MARKER).read_text()
+    wait_for("the engine recording the end", lambda: db_state(app, pk) == "done", run)  # after run.json
+
+
+def test_resume_before_the_halt_ends_releases_the_running_engine(app: Any, api: Any, tmp_path: Path) -> None:  # noqa: F811
+    run = compile_chain(tmp_path, a="sleep 1.5")
+    site, pk = submit(app, run)
+    wait_for("a_0 starting", lambda: "a_0" in started(run), run)
+    pid = run_json(run)["pid"]
+    assert api(pk, "suspend").get_json()["site_action"] == "halted"
+    time.sleep(0.3)
+    assert not site.status(run).finished
+    assert api(pk, "resume").get_json() == {"state": "running", "site": "local", "site_action": "released"}
+    wait_for("the released run succeeding", lambda: run_json(run).get("exit_code") == 0, run)
+    assert run_json(run)["pid"] == pid  # the same engine went on: no resubmission
+    assert started(run) == ["a_0", "b_0", "c_0"]
+    wait_for("the engine recording the end", lambda: db_state(app, pk) == "done", run)  # after run.json
+
+
+def test_retry_failed_resubmits_the_rescue_dag(app: Any, api: Any, tmp_path: Path) -> None:  # noqa: F811
+    flag = tmp_path / "fixed"  # jobs run in a scratch folder: keep the flag outside it
+    run = compile_chain(tmp_path, a="echo a", b=f"test -e {flag}")
+    site, pk = submit(app, run)
+    wait_for("the run failing", lambda: run_json(run).get("exit_code") not in (None, 0), run)
+    assert started(run) == ["a_0", "b_0"]
+    flag.touch()
+    answer = api(pk, "retry-failed")
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json() == {"retried": 1, "site": "local", "site_action": "resubmitted"}
+    wait_for("the retried run succeeding", lambda: run_json(run).get("exit_code") == 0, run)
+    assert started(run) == ["a_0", "b_0", "b_0", "c_0"]
+    wait_for("the engine recording the end", lambda: db_state(app, pk) == "done", run)  # after run.json
+    # nothing left to do: suspending an ended run holds nothing back on the site
+    assert api(pk, "suspend").get_json() == {"state": "suspended", "site": "local", "site_action": "ended"}
+
+
+def test_a_site_that_cannot_act_is_a_409_naming_the_field(app: Any, api: Any, tmp_path: Path) -> None:  # noqa: F811
+    from iceprod_dag.stats import ingest
+
+    run = compile_chain(tmp_path)
+    (run / names.RUN_INFO).write_text(json.dumps({"site": "nosuch", "options": {}}))
+    pk = ingest.register_dataset(app.extensions["iceprod_dag_engine"], run_dir=run, site="nosuch", name="x")
+    answer = api(pk, "suspend")
+    assert answer.status_code == 409 and answer.get_json()["field"] == "site"
+    assert "nosuch" in answer.get_json()["error"]
+    assert db_state(app, pk) != "suspended"  # the site refused: the database is left as it was
+    (run / names.RUN_INFO).write_text("{not json")
+    broken = api(pk, "resume")
+    assert broken.status_code == 409 and broken.get_json()["field"] == "run_dir"
+
+
+def test_a_site_without_halt_support_cannot_suspend(tmp_path: Path, monkeypatch: Any) -> None:
+    from iceprod_dag.plugins.local.site import LocalSite
+
+    run = compile_chain(tmp_path)
+    (run / names.RUN_INFO).write_text(json.dumps({"site": "local", "pid": None, "exit_code": None}))
+    monkeypatch.setattr(LocalSite, "honours_halt_file", False)
+    with pytest.raises(SiteError, match="cannot suspend"):
+        runcontrol.suspend(run)
+    assert not runcontrol.is_halted(run)
+
+
+HALTING_DAG = """\
+JOB A a.sub
+JOB B b.sub
+SCRIPT POST A /bin/sh post.sh
+SCRIPT PRE B /bin/sh pre.sh
+PARENT A CHILD B
+"""
+SH = "executable = /bin/sh\narguments = \"-c '{cmd}'\"\noutput = {name}.out\nerror = {name}.err\nqueue\n"
+
+
+def test_the_local_engine_honours_the_halt_file_as_dagman_does(tmp_path: Path) -> None:
+    """Halted (here by node A's own job, as HTCondor's test does): A finishes and its POST script runs, B's PRE
+    script does not; with nothing running the DAG ends halted. Submitting again removes the file and goes on."""
+    from iceprod_dag.plugins.local.runner import run_dag
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "test.dag").write_text(HALTING_DAG)
+    (run / "a.sub").write_text(SH.format(name="a", cmd="touch test.dag.halt; sleep 0.3; echo A >> order.txt"))
+    (run / "b.sub").write_text(SH.format(name="b", cmd="echo B >> order.txt"))
+    (run / "post.sh").write_text("echo postA >> order.txt\n")
+    (run / "pre.sh").write_text("echo preB >> order.txt\n")
+    db = f"sqlite:///{tmp_path / 'stats.sqlite'}"
+    assert run_dag(run, db_url=db) == 1  # DAGMan's EXIT_ERROR for a halted DAG
+    assert (run / "order.txt").read_text().split() == ["A", "postA"]
+    assert (run / "test.dag.halt").exists() and (run / "test.dag.rescue001").exists()
+    assert json.loads((run / names.RUN_INFO).read_text())["halted"] is True
+    assert run_dag(run, db_url=db) == 0
+    assert (run / "order.txt").read_text().split() == ["A", "postA", "preB", "B"]
+    assert not (run / "test.dag.halt").exists()
+
+
+def test_the_batch_watcher_submits_nothing_while_halted(tmp_path: Path, monkeypatch: Any) -> None:
+    """The slurm site's watcher, one poll at a time. No Slurm here: with sbatch out of PATH, a submission shows
+    as the job script written and the node's 'submit failed' reason, and stays local."""
+    from iceprod_dag.plugins.batch.watcher import Watcher
+
+    run = compile_chain(tmp_path)
+    watcher = Watcher(load_site("slurm", {}), run)
+    (run / "dataset.dag.halt").touch()
+    watcher.prepare()
+    assert not (run / "dataset.dag.halt").exists()  # a (re)submitted DAG starts unhalted, as with DAGMan
+    monkeypatch.setenv("PATH", str(tmp_path / "no-batch-commands"))
+    (run / "dataset.dag.halt").touch()
+    watcher.poll()
+    assert list((run / names.BATCH_SCRIPTS_DIR).iterdir()) == []
+    assert watcher.state.node("a_0").status == "waiting" and not watcher.state.node("a_0").reason
+    assert not watcher.state.finished  # halted is not ended
+    (run / "dataset.dag.halt").unlink()
+    watcher.poll()
+    assert [p.name for p in (run / names.BATCH_SCRIPTS_DIR).iterdir()] == ["a_0.0.sh"]
+    assert watcher.state.node("a_0").reason.startswith("submit failed")
+
+
+@pytest.mark.condor
+def test_condor_dagman_halts_and_the_rescue_dag_resumes(tmp_path: Path, condor_run_root: Path) -> None:
+    """condor_dagman itself honours the halt file: the running node finishes, the next one is never submitted,
+    DAGMan ends halted; resume resubmits from its rescue DAG. (About a minute on the tuned pool.)"""
+    from iceprod_dag.states import JobState
+
+    config = (Path(__file__).resolve().parent.parent / "config" / "sites" / "local-condor.yaml").read_text()
+    (tmp_path / "site.yaml").write_text(
+        config.replace("run_root: /srv/htc/runs", f"run_root: {condor_run_root}")
+    )
+    run = compile_chain(tmp_path, a="sleep 6")
+    options = {
+        "site_config": str(tmp_path / "site.yaml"),
+        "db": f"sqlite:///{tmp_path / 's.sqlite'}",
+        "quiet": True,
+    }
+    site = load_site("condor", options)
+    site.submit(run, wait=False)
+    wait_for("a_0 running", lambda: site.status(run).nodes.get("a_0") is JobState.RUNNING, run, 120)
+    assert runcontrol.suspend(run) == "halted"
+    assert (condor_run_root / "run" / "dataset.dag.halt").exists()  # next to the DAG DAGMan runs
+    wait_for("DAGMan ending halted", lambda: site.status(run).finished, run, 120)
+    status = site.status(run)
+    assert status.nodes["a_0"] is JobState.DONE and status.nodes.get("b_0") is not JobState.DONE
+    assert status.exit_code != 0
+    assert "DAG Node: b_0" not in (condor_run_root / "run" / "dataset.dag.nodes.log").read_text()
+    assert runcontrol.resume(run) == "resubmitted"
+    site = load_site("condor", options)
+    wait_for("the resubmitted DAG succeeding", lambda: site.status(run).finished, run, 180)
+    assert site.status(run).exit_code == 0 and site.status(run).counts() == {"done": 3}

@@ -30,9 +30,7 @@ def old_db(tmp_path):
     """A dataset whose gen_0 attempt 0 was recorded with a legacy hash, as a database of 0.1 holds it."""
     engine = init_db(f"sqlite:///{tmp_path / 'stats.sqlite'}")
     run_dir = tmp_path / "run"
-    ingest.register_dataset(
-        engine, run_dir=run_dir, site="local", name="old", nodes=[("gen_0", "gen", 0)]
-    )
+    ingest.register_dataset(engine, run_dir=run_dir, site="local", name="old", nodes=[("gen_0", "gen", 0)])
     rec = record("gen_0", 0, host="wörker")  # non-ASCII: the two schemes' texts differ
     ingest.ingest_records(engine, [rec], run_dir=run_dir, site="local")
     assert legacy_record_hash(rec) != record_hash(rec)

@@ -82,3 +82,22 @@ def test_fast_path_and_ingest_agree(tmp_path):
     # the scenario exercised every rule
     outcomes = slow[0]
     assert outcomes[1][2] == 1 and outcomes[3][3] and outcomes[4][3] and outcomes[8][0] == 1
+
+
+def test_gc_pause_always_ends_enabled():
+    import gc
+
+    assert gc.isenabled()
+    with fastreport.gc_paused():
+        assert not gc.isenabled()
+        with fastreport.gc_paused():  # nested (or another thread's) pause
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    # two overlapping pauses ending in the other order
+    first, second = fastreport.gc_paused(), fastreport.gc_paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    assert gc.isenabled()

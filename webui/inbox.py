@@ -173,7 +173,7 @@ def drain(engine: Engine, limit: int = DRAIN_BATCH) -> int:
         cur = raw.cursor()
         if cur.execute("SELECT 1 FROM report_inbox LIMIT 1").fetchone() is None:
             return 0
-        with fastreport.WRITE_LOCK:
+        with fastreport.WRITE_LOCK, fastreport.gc_paused():
             return _drain_locked(cur, limit)
     finally:
         raw.close()

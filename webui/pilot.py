@@ -122,6 +122,7 @@ def heartbeat(pk: int) -> Any:
 @bp.post("/datasets/<int:pk>/reports")
 @login_required
 @pilot_view
+@fastreport.gc_paused()
 def report(pk: int) -> Any:
     """One stats record (a JSON object) or ``{"records": [...]}``; stale ones are listed in ``rejected``."""
     ds = dataset_for_pilot(pk)

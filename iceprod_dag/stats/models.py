@@ -69,7 +69,6 @@ class Job(Base):
         Index("ix_jobs_dataset_state_updated", "dataset_pk", "state", "updated_at", "id"),
         Index("ix_jobs_dataset_updated", "dataset_pk", "updated_at", "id"),
         Index("ix_jobs_dataset_task_state", "dataset_pk", "task", "state"),
-        Index("ix_jobs_state_updated", "state", "updated_at", "id"),
         Index("ix_jobs_updated", "updated_at", "id"),
         # partial: a job that never failed is not in it, so its reports leave it alone
         Index(

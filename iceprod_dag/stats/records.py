@@ -73,43 +73,44 @@ def load_record(path: str | Path) -> dict[str, Any]:
 
 def attempt_row(record: Mapping[str, Any], digest: str | None = None) -> dict[str, Any]:
     """The attempts-table columns of one stats record (without keys); ``digest`` is its record_hash if known."""
-    req = record.get("request") or {}
-    logs = record.get("logs") or {}
-    failed = record.get("failure") is not None or record.get("pilot_exit_code") not in (0, None)
-    tail = record.get("stderr_tail")
+    get = record.get  # bound once: 30 lookups per record add up over a batch
+    req = get("request") or {}
+    logs = get("logs") or {}
+    failed = get("failure") is not None or get("pilot_exit_code") not in (0, None)
+    tail = get("stderr_tail")
     return {
         "state": JobState.FAILED.value if failed else JobState.DONE.value,
-        "started_at": record.get("start"),
-        "ended_at": record.get("end"),
-        "wall_s": record.get("wall_s"),
-        "cpu_user_s": record.get("cpu_user_s"),
-        "cpu_sys_s": record.get("cpu_sys_s"),
-        "cpu_efficiency": record.get("cpu_efficiency"),
-        "peak_rss_mb": record.get("peak_rss_mb"),
-        "peak_pss_mb": record.get("peak_pss_mb"),
-        "avg_rss_mb": record.get("avg_rss_mb"),
-        "peak_disk_mb": record.get("peak_disk_mb"),
-        "peak_gpu_mem_mb": record.get("peak_gpu_mem_mb"),
-        "avg_gpu_util": record.get("avg_gpu_util"),
+        "started_at": get("start"),
+        "ended_at": get("end"),
+        "wall_s": get("wall_s"),
+        "cpu_user_s": get("cpu_user_s"),
+        "cpu_sys_s": get("cpu_sys_s"),
+        "cpu_efficiency": get("cpu_efficiency"),
+        "peak_rss_mb": get("peak_rss_mb"),
+        "peak_pss_mb": get("peak_pss_mb"),
+        "avg_rss_mb": get("avg_rss_mb"),
+        "peak_disk_mb": get("peak_disk_mb"),
+        "peak_gpu_mem_mb": get("peak_gpu_mem_mb"),
+        "avg_gpu_util": get("avg_gpu_util"),
         "request_cpus": req.get("cpus"),
         "request_memory_mb": req.get("memory_mb"),
         "request_disk_mb": req.get("disk_mb"),
         "request_gpus": req.get("gpus"),
         "request_walltime_s": req.get("walltime_s"),
-        "memory_limit_mb": record.get("memory_limit_mb"),
-        "exit_code": record.get("exit_code"),
-        "signal": record.get("signal"),
-        "pilot_exit_code": record.get("pilot_exit_code"),
-        "failure": record.get("failure"),
-        "host": record.get("host"),
-        "site": record.get("site"),
-        "os": record.get("os"),
-        "python": record.get("python"),
+        "memory_limit_mb": get("memory_limit_mb"),
+        "exit_code": get("exit_code"),
+        "signal": get("signal"),
+        "pilot_exit_code": get("pilot_exit_code"),
+        "failure": get("failure"),
+        "host": get("host"),
+        "site": get("site"),
+        "os": get("os"),
+        "python": get("python"),
         "stderr_tail": "\n".join(tail) if isinstance(tail, list) else tail,
         "log_stdout": logs.get("stdout"),
         "log_stderr": logs.get("stderr"),
         "log_pilot": logs.get("pilot"),
-        "transfers": record.get("transfers"),
-        "next_memory_mb": record.get("next_memory_mb"),
+        "transfers": get("transfers"),
+        "next_memory_mb": get("next_memory_mb"),
         "record_hash": digest or record_hash(record),
     }

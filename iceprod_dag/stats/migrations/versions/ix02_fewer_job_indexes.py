@@ -1,5 +1,5 @@
-"""jobs: drop the indexes on task, site and host (the job listing scans a bounded window for those filters)
-and make the failure index partial: every stats report rewrote all eleven
+"""jobs: drop the indexes on task, site, host and state alone (the job listing scans a bounded window for
+those filters) and make the failure index partial: every stats report rewrote all eleven
 
 Revision ID: ix02
 Revises: ix01
@@ -21,6 +21,7 @@ depends_on: str | Sequence[str] | None = None
 _DROPPED = {
     "ix_jobs_dataset_task_updated": ["dataset_pk", "task", "updated_at", "id"],
     "ix_jobs_task_updated": ["task", "updated_at", "id"],
+    "ix_jobs_state_updated": ["state", "updated_at", "id"],
     "ix_jobs_site_state_updated": ["site", "state", "updated_at"],
     "ix_jobs_site_updated": ["site", "updated_at"],
     "ix_jobs_host_updated": ["host", "updated_at"],

@@ -17,7 +17,6 @@ import contextlib
 import gc
 import itertools
 import json
-import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,6 +27,7 @@ from sqlalchemy import Engine
 from iceprod_dag.names import split_node_name
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.ingest import IngestResult
+from iceprod_dag.stats.records import ATTEMPT_COLUMNS, attempt_values
 
 CHUNK = 500
 
@@ -36,7 +36,6 @@ CHUNK = 500
 # a drain holds it; this lock wakes it the moment the other commits. Other processes still meet the handler.
 WRITE_LOCK = threading.Lock()
 _JOB_FIELDS = ("state", "attempts", "last_attempt", "last_failure", "exit_code", "updated_at", "site", "host")
-_JOB_KEYS = (*_JOB_FIELDS, "id")
 _JSON_COLUMNS = ("transfers",)
 
 
@@ -140,7 +139,7 @@ def ingest_on_cursor(
         job = jobs.get(node) or new_jobs.get(node)
         if job is None:  # first record of a node never registered: its row is inserted below, complete
             job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"), now)
-        row = ingest.attempt_row(rec, digest)
+        row = attempt_values(rec, digest)
         seen = known.get((node, attempt))
         verdict = ingest.judge_report(seen, job["last_attempt"], attempt, row["record_hash"], rec)
         if verdict == ingest.UNCHANGED:
@@ -149,7 +148,11 @@ def ingest_on_cursor(
         if verdict:
             result.rejected.append((node, attempt, verdict))
             continue
-        row.update(updated_at=now, dataset_pk=pk, task=rec.get("task") or job.get("task"))
+        _encode_json(row)
+        row["updated_at"], row["dataset_pk"] = now, pk
+        task = rec.get("task") or job.get("task")
+        if task is not None:
+            row["task"] = task
         if seen is None:
             row["node"], row["attempt"] = node, attempt
             inserts.append(row)
@@ -158,9 +161,10 @@ def ingest_on_cursor(
             row["id"] = seen[0]  # last: the WHERE parameter
             updates.append(row)
         known[(node, attempt)] = (seen[0] if seen else 0, row["record_hash"])
+        get = row.get
         job.update(
-            state=row["state"], last_attempt=attempt, last_failure=row["failure"], exit_code=row["exit_code"],
-            updated_at=row["ended_at"] or now, site=row["site"], host=row["host"],
+            state=row["state"], last_attempt=attempt, last_failure=get("failure"), exit_code=get("exit_code"),
+            updated_at=get("ended_at") or now, site=get("site"), host=get("host"),
         )  # fmt: skip
         if node in jobs:
             touched[node] = job
@@ -168,17 +172,13 @@ def ingest_on_cursor(
     if inserts:
         for r in inserts:
             r["job_pk"] = jobs[r.pop("node")]["id"]
-            _encode_json(r)
         _write(cur, inserts, _insert_attempt_sql)
         result.inserted += len(inserts)
     if updates:
-        for r in updates:
-            _encode_json(r)
         _write(cur, updates, _update_attempt_sql)
         result.updated += len(updates)
     if touched:
-        values = operator.itemgetter(*_JOB_FIELDS, "id")
-        _write(cur, (dict(zip(_JOB_KEYS, values(j), strict=True)) for j in touched.values()), _update_job_sql)
+        _write(cur, map(_job_update, touched.values()), _update_job_sql)
     if inserts or updates:
         cur.execute("UPDATE datasets SET updated_at = ? WHERE id = ?", (now, pk))
     return result
@@ -213,44 +213,40 @@ def _insert_jobs(cur: Any, pk: int, rows: list[dict[str, Any]], jobs: dict[str, 
 def _encode_json(row: dict[str, Any]) -> None:
     for col in _JSON_COLUMNS:
         # SQLAlchemy's JSON type stores Python None as JSON 'null' text: do the same so both paths agree
-        row[col] = "null" if row[col] is None else json.dumps(row[col])
+        row[col] = json.dumps(row[col]) if col in row else "null"
 
 
-def _write(
-    cur: Any, rows: Iterable[Mapping[str, Any]], statement: Callable[[tuple[str, ...], tuple[str, ...]], str]
-) -> None:
-    """executemany over each run of rows with the same NULL columns, which the statement writes as literals:
-    sqlite3 binds a None several times slower than a number (an adapter lookup per value), and a stats record
-    leaves many columns empty. Rows of one call have the same keys in the same order."""
-    keys: tuple[str, ...] | None = None
-    for cols, run in itertools.groupby(map(_not_null, rows), key=operator.itemgetter(0)):
-        run = list(run)
-        keys = keys or run[0][2]
-        nulls = tuple(k for k in keys if k not in cols)
-        cur.executemany(statement(cols, nulls), [values for _, values, _ in run])
+def _job_update(job: Mapping[str, Any]) -> dict[str, Any]:
+    row = {f: job[f] for f in _JOB_FIELDS if job[f] is not None}
+    row["id"] = job["id"]  # last: the WHERE parameter
+    return row
 
 
-def _not_null(row: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...], Any]:
-    """(the columns that are not None, their values, all the row's keys)."""
-    present = {k: v for k, v in row.items() if v is not None}
-    return tuple(present), tuple(present.values()), row.keys()
+def _write(cur: Any, rows: Iterable[dict[str, Any]], statement: Callable[[tuple[str, ...]], str]) -> None:
+    """executemany over each run of rows with the same columns. A row holds only its columns that have a
+    value, and the statement writes the others as NULL literals: sqlite3 binds a None several times slower
+    than a number (an adapter lookup per value), and a stats record leaves many columns empty."""
+    for cols, run in itertools.groupby(rows, key=tuple):
+        cur.executemany(statement(cols), [tuple(r.values()) for r in run])
 
 
-def _insert_attempt_sql(cols: tuple[str, ...], nulls: tuple[str, ...]) -> str:
-    return f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({_in(len(cols))})"  # the nulls are the default
+def _insert_attempt_sql(cols: tuple[str, ...]) -> str:
+    return f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({_in(len(cols))})"  # the others are NULL
 
 
-def _insert_job_sql(cols: tuple[str, ...], nulls: tuple[str, ...]) -> str:
+def _insert_job_sql(cols: tuple[str, ...]) -> str:
     return f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({_in(len(cols))})"
 
 
-def _set_clause(cols: tuple[str, ...], nulls: tuple[str, ...]) -> str:
+def _set_clause(cols: tuple[str, ...], every: Iterable[str]) -> str:
+    """``col = ?`` for cols but the last (the id), ``col = NULL`` for the rest of every."""
+    nulls = [c for c in every if c not in cols]
     return ", ".join([*(c + " = ?" for c in cols[:-1]), *(c + " = NULL" for c in nulls)])
 
 
-def _update_attempt_sql(cols: tuple[str, ...], nulls: tuple[str, ...]) -> str:
-    return f"UPDATE attempts SET {_set_clause(cols, nulls)} WHERE id = ?"  # cols ends with id
+def _update_attempt_sql(cols: tuple[str, ...]) -> str:
+    return f"UPDATE attempts SET {_set_clause(cols, (*ATTEMPT_COLUMNS, 'task'))} WHERE id = ?"
 
 
-def _update_job_sql(cols: tuple[str, ...], nulls: tuple[str, ...]) -> str:
-    return f"UPDATE jobs SET {_set_clause(cols, nulls)} WHERE id = ?"
+def _update_job_sql(cols: tuple[str, ...]) -> str:
+    return f"UPDATE jobs SET {_set_clause(cols, _JOB_FIELDS)} WHERE id = ?"

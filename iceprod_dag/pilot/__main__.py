@@ -60,7 +60,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--stats", help="stats record path (default stats/<node>.<attempt>.json)")
     run.add_argument("--logdir", help="log folder (default logs/<node>/<attempt>)")
 
-    multi = sub.add_parser("multi", help="pilot mode: run jobs from a queue folder or a server within an envelope")
+    multi = sub.add_parser(
+        "multi", help="pilot mode: run jobs from a queue folder or a server within an envelope"
+    )
     source = multi.add_mutually_exclusive_group(required=True)
     source.add_argument("--queue", help="work folder (queue/, claimed/, done/, closed)")
     source.add_argument("--server", help="web server URL whose pilot API hands out work (with --dataset)")

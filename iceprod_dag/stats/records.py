@@ -71,46 +71,48 @@ def load_record(path: str | Path) -> dict[str, Any]:
     return validate_record(record, str(path))
 
 
-def attempt_row(record: Mapping[str, Any], digest: str | None = None) -> dict[str, Any]:
-    """The attempts-table columns of one stats record (without keys); ``digest`` is its record_hash if known."""
-    get = record.get  # bound once: 30 lookups per record add up over a batch
-    req = get("request") or {}
-    logs = get("logs") or {}
+# attempts column <- stats record field, for the values copied as they are (docs/contracts.md)
+_COPIED = (
+    ("started_at", "start"), ("ended_at", "end"), ("wall_s", "wall_s"), ("cpu_user_s", "cpu_user_s"),
+    ("cpu_sys_s", "cpu_sys_s"), ("cpu_efficiency", "cpu_efficiency"), ("peak_rss_mb", "peak_rss_mb"),
+    ("peak_pss_mb", "peak_pss_mb"), ("avg_rss_mb", "avg_rss_mb"), ("peak_disk_mb", "peak_disk_mb"),
+    ("peak_gpu_mem_mb", "peak_gpu_mem_mb"), ("avg_gpu_util", "avg_gpu_util"),
+    ("memory_limit_mb", "memory_limit_mb"), ("exit_code", "exit_code"), ("signal", "signal"),
+    ("pilot_exit_code", "pilot_exit_code"), ("failure", "failure"), ("host", "host"), ("site", "site"),
+    ("os", "os"), ("python", "python"), ("transfers", "transfers"), ("next_memory_mb", "next_memory_mb"),
+)  # fmt: skip
+_REQUEST = (("request_cpus", "cpus"), ("request_memory_mb", "memory_mb"), ("request_disk_mb", "disk_mb"),
+            ("request_gpus", "gpus"), ("request_walltime_s", "walltime_s"))  # fmt: skip
+_LOGS = (("log_stdout", "stdout"), ("log_stderr", "stderr"), ("log_pilot", "pilot"))
+#: every column attempt_row fills, in order
+ATTEMPT_COLUMNS = ("state", *(c for c, _ in _COPIED), *(c for c, _ in _REQUEST), "stderr_tail",
+                   *(c for c, _ in _LOGS), "record_hash")  # fmt: skip
+_NO_VALUES = dict.fromkeys(ATTEMPT_COLUMNS)
+
+
+def attempt_values(record: Mapping[str, Any], digest: str | None = None) -> dict[str, Any]:
+    """The attempts-table columns of one stats record that have a value (None ones left out: the DB-API
+    path writes those as NULL literals); ``digest`` is its record_hash if known."""
+    get = record.get
     failed = get("failure") is not None or get("pilot_exit_code") not in (0, None)
+    row: dict[str, Any] = {"state": JobState.FAILED.value if failed else JobState.DONE.value}
+    for column, field in _COPIED:
+        value = get(field)
+        if value is not None:
+            row[column] = value
+    for pairs, nested in ((_REQUEST, get("request")), (_LOGS, get("logs"))):
+        if nested:
+            for column, field in pairs:
+                value = nested.get(field)
+                if value is not None:
+                    row[column] = value
     tail = get("stderr_tail")
-    return {
-        "state": JobState.FAILED.value if failed else JobState.DONE.value,
-        "started_at": get("start"),
-        "ended_at": get("end"),
-        "wall_s": get("wall_s"),
-        "cpu_user_s": get("cpu_user_s"),
-        "cpu_sys_s": get("cpu_sys_s"),
-        "cpu_efficiency": get("cpu_efficiency"),
-        "peak_rss_mb": get("peak_rss_mb"),
-        "peak_pss_mb": get("peak_pss_mb"),
-        "avg_rss_mb": get("avg_rss_mb"),
-        "peak_disk_mb": get("peak_disk_mb"),
-        "peak_gpu_mem_mb": get("peak_gpu_mem_mb"),
-        "avg_gpu_util": get("avg_gpu_util"),
-        "request_cpus": req.get("cpus"),
-        "request_memory_mb": req.get("memory_mb"),
-        "request_disk_mb": req.get("disk_mb"),
-        "request_gpus": req.get("gpus"),
-        "request_walltime_s": req.get("walltime_s"),
-        "memory_limit_mb": get("memory_limit_mb"),
-        "exit_code": get("exit_code"),
-        "signal": get("signal"),
-        "pilot_exit_code": get("pilot_exit_code"),
-        "failure": get("failure"),
-        "host": get("host"),
-        "site": get("site"),
-        "os": get("os"),
-        "python": get("python"),
-        "stderr_tail": "\n".join(tail) if isinstance(tail, list) else tail,
-        "log_stdout": logs.get("stdout"),
-        "log_stderr": logs.get("stderr"),
-        "log_pilot": logs.get("pilot"),
-        "transfers": get("transfers"),
-        "next_memory_mb": get("next_memory_mb"),
-        "record_hash": digest or record_hash(record),
-    }
+    if tail is not None:
+        row["stderr_tail"] = "\n".join(tail) if isinstance(tail, list) else tail
+    row["record_hash"] = digest or record_hash(record)
+    return row
+
+
+def attempt_row(record: Mapping[str, Any], digest: str | None = None) -> dict[str, Any]:
+    """Every attempts-table column of one stats record (without keys), None where it has no value."""
+    return {**_NO_VALUES, **attempt_values(record, digest)}

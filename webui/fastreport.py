@@ -17,6 +17,7 @@ import contextlib
 import gc
 import itertools
 import json
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -172,13 +173,17 @@ def ingest_on_cursor(
     if inserts:
         for r in inserts:
             r["job_pk"] = jobs[r.pop("node")]["id"]
+        # in row order: neighbouring B-tree pages, not node-name order (generate_1, generate_10, ...)
+        inserts.sort(key=operator.itemgetter("job_pk"))
         _write(cur, inserts, _insert_attempt_sql)
         result.inserted += len(inserts)
     if updates:
         _write(cur, updates, _update_attempt_sql)
         result.updated += len(updates)
     if touched:
-        _write(cur, map(_job_update, touched.values()), _update_job_sql)
+        _write(
+            cur, map(_job_update, sorted(touched.values(), key=operator.itemgetter("id"))), _update_job_sql
+        )
     if inserts or updates:
         cur.execute("UPDATE datasets SET updated_at = ? WHERE id = ?", (now, pk))
     return result

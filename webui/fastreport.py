@@ -37,7 +37,6 @@ CHUNK = 500
 # a drain holds it; this lock wakes it the moment the other commits. Other processes still meet the handler.
 WRITE_LOCK = threading.Lock()
 _JOB_FIELDS = ("state", "attempts", "last_attempt", "last_failure", "exit_code", "updated_at", "site", "host")
-_JSON_COLUMNS = ("transfers",)
 
 
 @contextlib.contextmanager
@@ -142,14 +141,17 @@ def ingest_on_cursor(
             job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"), now)
         row = attempt_values(rec, digest)
         seen = known.get((node, attempt))
-        verdict = ingest.judge_report(seen, job["last_attempt"], attempt, row["record_hash"], rec)
-        if verdict == ingest.UNCHANGED:
-            result.unchanged += 1
-            continue
-        if verdict:
-            result.rejected.append((node, attempt, verdict))
-            continue
-        _encode_json(row)
+        if seen is not None or job["last_attempt"] > attempt:  # else a first report: judge_report applies it
+            verdict = ingest.judge_report(seen, job["last_attempt"], attempt, row["record_hash"], rec)
+            if verdict == ingest.UNCHANGED:
+                result.unchanged += 1
+                continue
+            if verdict:
+                result.rejected.append((node, attempt, verdict))
+                continue
+        transfers = row.get("transfers")
+        # SQLAlchemy's JSON type stores Python None as JSON 'null' text: do the same so both paths agree
+        row["transfers"] = "null" if transfers is None else json.dumps(transfers)
         row["updated_at"], row["dataset_pk"] = now, pk
         task = rec.get("task") or job.get("task")
         if task is not None:
@@ -163,10 +165,9 @@ def ingest_on_cursor(
             updates.append(row)
         known[(node, attempt)] = (seen[0] if seen else 0, row["record_hash"])
         get = row.get
-        job.update(
-            state=row["state"], last_attempt=attempt, last_failure=get("failure"), exit_code=get("exit_code"),
-            updated_at=get("ended_at") or now, site=get("site"), host=get("host"),
-        )  # fmt: skip
+        job["state"], job["last_attempt"], job["last_failure"] = row["state"], attempt, get("failure")
+        job["exit_code"], job["updated_at"] = get("exit_code"), get("ended_at") or now
+        job["site"], job["host"] = get("site"), get("host")
         if node in jobs:
             touched[node] = job
     _insert_jobs(cur, pk, list(new_jobs.values()), jobs)
@@ -213,12 +214,6 @@ def _insert_jobs(cur: Any, pk: int, rows: list[dict[str, Any]], jobs: dict[str, 
         )
         for jid, node in cur.fetchall():
             jobs[node] = {**by_node[node], "id": jid}
-
-
-def _encode_json(row: dict[str, Any]) -> None:
-    for col in _JSON_COLUMNS:
-        # SQLAlchemy's JSON type stores Python None as JSON 'null' text: do the same so both paths agree
-        row[col] = json.dumps(row[col]) if col in row else "null"
 
 
 def _job_update(job: Mapping[str, Any]) -> dict[str, Any]:

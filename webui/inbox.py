@@ -33,7 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.models import Base
-from iceprod_dag.stats.records import same_record
+from iceprod_dag.stats.records import attempt_values, same_record
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,14 @@ _INT64 = (-(2**63), 2**63 - 1)
 def _check_storable(rec: Mapping[str, Any], digest: str) -> None:
     """Refuse now what SQLite could not store later. The direct path fails on such a record when it binds
     it (an integer beyond 64 bits, a lone surrogate, an object where a column wants a value), but a queued
-    one would fail every drain after it: so check each value the drain will bind, as attempt_row makes them."""
+    one would fail every drain after it: so check each value the drain will bind, as attempt_values makes them."""
     from iceprod_dag.exceptions import StatsError
 
     try:
-        row = ingest.attempt_row(rec, digest)
+        row = attempt_values(rec, digest)  # the values only: None binds as NULL
     except (AttributeError, TypeError) as exc:  # "request" or "logs" not an object, say
         raise StatsError(f"malformed record: {exc}") from None
-    row.pop("transfers")  # stored as JSON text
+    row.pop("transfers", None)  # stored as JSON text
     lo, hi = _INT64
     for key, value in (*row.items(), ("task", rec.get("task")), ("job", rec.get("job"))):
         if value is None or type(value) is float:

@@ -67,6 +67,11 @@ def test_jobs_listing_filters_sorts_and_pages(alice, demo):  # noqa: F811
     assert "detector_0" in alice.get("/jobs?failure=task_failed").text
     assert alice.get("/jobs?after=garbage").status_code == 400
     assert alice.get("/jobs?sort=password").status_code == 400
+    # node names repeat across datasets: that order is offered, and served, only within one
+    assert "<option selected>node</option>" in alice.get(f"/jobs?dataset={demo}&sort=node").text
+    assert "<option>node</option>" not in alice.get("/jobs").text
+    no_dataset = alice.get("/jobs?sort=node")
+    assert no_dataset.status_code == 400 and "needs a dataset filter" in no_dataset.text
 
 
 def test_job_page_lists_attempts_logs_and_classad(alice, demo, engine):  # noqa: F811
@@ -166,3 +171,13 @@ def test_dataset_actions_by_form(alice, bob, demo):  # noqa: F811
     assert alice.post(f"/datasets/{demo}/retry", data={"csrf_token": token}).status_code == 302
     assert "detector_0" in alice.get(f"/jobs?dataset={demo}&state=pending&task=detector").text
     assert bob.post(f"/datasets/{demo}/resume", data={"csrf_token": csrf_of(bob)}).status_code == 403
+
+
+def test_a_filter_scan_that_ends_short_says_so_and_goes_on(alice, demo, monkeypatch):  # noqa: F811
+    from iceprod_dag.webui import queries
+
+    monkeypatch.setattr(queries, "SCAN_LIMIT", 2)
+    page = alice.get(f"/jobs?dataset={demo}&host=no-such-host").text
+    assert 'id="partial-page"' in page and 'id="next-page"' in page
+    api = alice.get(f"/api/jobs?dataset={demo}&host=no-such-host").get_json()
+    assert api["jobs"] == [] and api["partial"] is True and api["next"]

@@ -87,15 +87,17 @@ def test_fast_path_and_ingest_agree(tmp_path):
 def test_gc_pause_always_ends_enabled():
     import gc
 
+    from iceprod_dag.gcpause import gc_paused
+
     assert gc.isenabled()
-    with fastreport.gc_paused():
+    with gc_paused():
         assert not gc.isenabled()
-        with fastreport.gc_paused():  # nested (or another thread's) pause
+        with gc_paused():  # nested (or another thread's) pause
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert gc.isenabled()
     # two overlapping pauses ending in the other order
-    first, second = fastreport.gc_paused(), fastreport.gc_paused()
+    first, second = gc_paused(), gc_paused()
     first.__enter__()
     second.__enter__()
     first.__exit__(None, None, None)

@@ -13,14 +13,12 @@ Other databases go to ``ingest.ingest_records``.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import itertools
 import json
 import operator
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -37,20 +35,6 @@ CHUNK = 500
 # a drain holds it; this lock wakes it the moment the other commits. Other processes still meet the handler.
 WRITE_LOCK = threading.Lock()
 _JOB_FIELDS = ("state", "attempts", "last_attempt", "last_failure", "exit_code", "updated_at", "site", "host")
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch is parsed and applied: 10,000 records allocate
-    ~1M containers, none in a cycle, and the collections they trigger each walk every live one (~15-25% of a
-    batch's time). Process-wide: a pause entered during another ends with it, and the first one re-enables."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def report(

@@ -31,6 +31,7 @@ from iceprod_dag.webui import fastreport
 from sqlalchemy import Engine, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from iceprod_dag.gcpause import gc_paused
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.models import Base
 from iceprod_dag.stats.records import attempt_values, same_record
@@ -173,7 +174,7 @@ def drain(engine: Engine, limit: int = DRAIN_BATCH) -> int:
         cur = raw.cursor()
         if cur.execute("SELECT 1 FROM report_inbox LIMIT 1").fetchone() is None:
             return 0
-        with fastreport.WRITE_LOCK, fastreport.gc_paused():
+        with fastreport.WRITE_LOCK, gc_paused():
             return _drain_locked(cur, limit)
     finally:
         raw.close()

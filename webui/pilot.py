@@ -19,6 +19,7 @@ from iceprod_dag.webui.logfiles import KINDS, LogPathError
 from iceprod_dag.webui.web import ApiError, engine, json_body, login_required, who
 
 from iceprod_dag.exceptions import IceprodDagError, StaleUpdateError, StatsError
+from iceprod_dag.gcpause import gc_paused
 from iceprod_dag.stats import ingest
 
 bp = Blueprint("pilot", __name__, url_prefix="/api/pilot")
@@ -122,7 +123,7 @@ def heartbeat(pk: int) -> Any:
 @bp.post("/datasets/<int:pk>/reports")
 @login_required
 @pilot_view
-@fastreport.gc_paused()
+@gc_paused()
 def report(pk: int) -> Any:
     """One stats record (a JSON object) or ``{"records": [...]}``; stale ones are listed in ``rejected``."""
     ds = dataset_for_pilot(pk)

@@ -7,14 +7,12 @@ ALL_NODES never touches the FINAL node (DAGMan skips it). Missing submit files a
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..exceptions import DagSyntaxError
+from ..gcpause import gc_paused
 from .model import Dag, Node, Script
 from .rescue import find_rescue
 
@@ -361,19 +359,6 @@ class _Parser:
             raise self.err("the DAG has a cycle: " + " -> ".join([*cycle, cycle[0]]), line)
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    # A parse allocates millions of small objects and no cycles: the cyclic GC would rescan the growing heap
-    # again and again (more than half the time at 300,000 nodes), so it is paused meanwhile.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _parse_into(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
     try:
         text = path.read_text()
@@ -410,7 +395,7 @@ def parse_dag(path: Path | str) -> Dag:
     """Parse a DAG file; raises DagSyntaxError naming file and line for anything DAGMan would refuse."""
     path = Path(path)
     dag = Dag(path=path)
-    with _gc_paused():
+    with gc_paused():
         p = _parse_into(dag, path, allow_nodes=True)
         p.check_cycles()
     log.debug("parsed %s: %d nodes, %d edges", path, len(dag.nodes), len(p.edges))
@@ -420,7 +405,7 @@ def parse_dag(path: Path | str) -> Dag:
 def apply_rescue(dag: Dag, rescue: Path | str) -> Dag:
     """Apply a partial rescue DAG (DONE and RETRY lines...) on top of its parsed DAG, as DAGMan does."""
     rescue = Path(rescue)
-    with _gc_paused():
+    with gc_paused():
         _parse_into(dag, rescue, allow_nodes=False)
     dag.rescue_file = rescue
     return dag

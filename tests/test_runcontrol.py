@@ -281,3 +281,22 @@ def test_condor_dagman_halts_and_the_rescue_dag_resumes(tmp_path: Path, condor_r
     site = load_site("condor", options)
     wait_for("the resubmitted DAG succeeding", lambda: site.status(run).finished, run, 180)
     assert site.status(run).exit_code == 0 and site.status(run).counts() == {"done": 3}
+
+
+def test_suspend_and_resume_from_the_command_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from iceprod_dag.cli.main import cli
+
+    run = compile_chain(tmp_path, a="sleep 1.5")
+    site = load_site("local", {"db": f"sqlite:///{tmp_path / 'stats.sqlite'}", "quiet": True})
+    site.submit(run, wait=False)
+    wait_for("a_0 starting", lambda: "a_0" in started(run), run)
+    suspended = CliRunner().invoke(cli, ["suspend", str(run)])
+    assert suspended.exit_code == 0 and suspended.output.strip().endswith(": halted"), suspended.output
+    time.sleep(2.0)  # a_0 ends meanwhile; b_0 must not start
+    assert started(run) == ["a_0"]
+    resumed = CliRunner().invoke(cli, ["resume", str(run)])
+    assert resumed.exit_code == 0 and resumed.output.split(": ")[-1].strip() in ("released", "resubmitted")
+    wait_for("the resumed run succeeding", lambda: run_json(run).get("exit_code") == 0, run)
+    assert started(run) == ["a_0", "b_0", "c_0"]

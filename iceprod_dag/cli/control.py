@@ -167,6 +167,24 @@ def release_command(run_dir: Path) -> None:
     click.echo(f"released {run_dir}")
 
 
+@click.command("suspend")
+@RUN_ARG
+def suspend_command(run_dir: Path) -> None:
+    """Suspend RUN with DAGMan's halt file: no new job starts, running ones finish; `resume` goes on."""
+    from iceprod_dag import runcontrol
+
+    click.echo(f"{run_dir}: {runcontrol.suspend(run_dir)}")
+
+
+@click.command("resume")
+@RUN_ARG
+def resume_command(run_dir: Path) -> None:
+    """Resume a suspended RUN: released in place, or resubmitted from its rescue DAG if it ended halted."""
+    from iceprod_dag import runcontrol
+
+    click.echo(f"{run_dir}: {runcontrol.resume(run_dir)}")
+
+
 @click.command("resubmit")
 @RUN_ARG
 @click.option("--wait", is_flag=True, help="Follow the run until it ends and exit with its status.")

@@ -17,7 +17,7 @@ from iceprod_dag.exceptions import IceprodDagError
 COMMAND_MODULES: dict[str, list[str]] = {
     "dataset_cmds": ["validate", "compile", "config"],
     "submit_cmd": ["submit"],
-    "control": ["status", "watch", "remove", "hold", "release", "resubmit", "dag"],
+    "control": ["status", "watch", "remove", "hold", "release", "suspend", "resume", "resubmit", "dag"],
     "pilot_cmd": ["pilot"],
     "offline_cmd": ["run-offline"],
     "iceprod_cmd": ["import-iceprod"],

@@ -4,7 +4,7 @@ of the cost.
 A single-record report is mostly fixed cost: through SQLAlchemy Core each of its five statements costs
 more to build and compile than SQLite takes to run it, which put a report at ~10x a bare one-row insert.
 Here the same statements are plain SQL on the pooled connection (sqlite3 caches them prepared), in one
-``BEGIN IMMEDIATE`` transaction. The record validation and the row a record becomes (``attempt_row``, with
+``BEGIN IMMEDIATE`` transaction. The record validation and the row a record becomes (``attempt_values``, with
 its content hash) are ingest's own functions; the rules (unchanged repeat, stale attempt, different final
 report) are ingest's too and ``tests/test_webui_fastreport.py`` checks both give identical tables.
 
@@ -125,14 +125,13 @@ def ingest_on_cursor(
             job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"), now)
         row = attempt_values(rec, digest)
         seen = known.get((node, attempt))
-        if seen is not None or job["last_attempt"] > attempt:  # else a first report: judge_report applies it
-            verdict = ingest.judge_report(seen, job["last_attempt"], attempt, row["record_hash"], rec)
-            if verdict == ingest.UNCHANGED:
-                result.unchanged += 1
-                continue
-            if verdict:
-                result.rejected.append((node, attempt, verdict))
-                continue
+        verdict = ingest.judge_report(seen, job["last_attempt"], attempt, row["record_hash"], rec)
+        if verdict == ingest.UNCHANGED:
+            result.unchanged += 1
+            continue
+        if verdict:
+            result.rejected.append((node, attempt, verdict))
+            continue
         transfers = row.get("transfers")
         # SQLAlchemy's JSON type stores Python None as JSON 'null' text: do the same so both paths agree
         row["transfers"] = "null" if transfers is None else json.dumps(transfers)
@@ -188,7 +187,7 @@ def _job_values(pk: int, node: str, task: str | None, job: int | None, now: floa
 def _insert_jobs(cur: Any, pk: int, rows: list[dict[str, Any]], jobs: dict[str, dict[str, Any]]) -> None:
     if not rows:
         return
-    _write(cur, rows, _insert_job_sql)
+    _write(cur, ({k: v for k, v in r.items() if v is not None} for r in rows), _insert_job_sql)
     by_node = {r["node"]: r for r in rows}
     names = list(by_node)
     for lo in range(0, len(names), CHUNK):

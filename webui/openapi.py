@@ -65,9 +65,10 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
     (
         "get",
         "/api/jobs",
-        "Jobs, newest first, one keyset page at a time (follow 'next' as 'after'). Filters on task, site or "
-        "host (and failure with a state) check at most 10,000 jobs per page: 'partial' is true when the page is "
-        "short for that reason, and 'next' searches on. Sort 'node' needs 'dataset'.",
+        "Jobs, newest first, one keyset page at a time (follow 'next' as 'after'). Indexed filters: dataset, "
+        "dataset + state, failure. Any other filter is checked over the next 10,000 jobs at most per page: "
+        "'partial' is true when the page is short for that reason, and 'next' searches on. Sort 'node' needs "
+        "'dataset'.",
         ("dataset", "state", "task", "site", "host", "failure", "sort", "order", "after", "limit"),
         None,
     ),

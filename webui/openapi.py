@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from iceprod_dag.webui.queries import SCAN_LIMIT
+
 #: (method, path, summary, query parameters, request body kind: None, "json", "dataset", "text")
 ROUTES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
     ("get", "/api/me", "Who the token or session acts as", (), None),
@@ -66,7 +68,7 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
         "get",
         "/api/jobs",
         "Jobs, newest first, one keyset page at a time (follow 'next' as 'after'). Indexed filters: dataset, "
-        "dataset + state, failure. Any other filter is checked over the next 10,000 jobs at most per page: "
+        f"dataset + state, failure. Any other filter is checked over the next {SCAN_LIMIT:,} jobs at most per page: "
         "'partial' is true when the page is short for that reason, and 'next' searches on. Sort 'node' needs "
         "'dataset'.",
         ("dataset", "state", "task", "site", "host", "failure", "sort", "order", "after", "limit"),

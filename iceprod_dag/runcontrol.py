@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from iceprod_dag import names
-from iceprod_dag.cli.control import run_info, site_for
 from iceprod_dag.exceptions import RunNotFoundError, SiteError
 from iceprod_dag.plugins.base import RunStatus, Site
+from iceprod_dag.runinfo import run_info, site_for
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from iceprod_dag import names
-from iceprod_dag.exceptions import IceprodDagError, RunNotFoundError, SiteError
+from iceprod_dag.exceptions import IceprodDagError, SiteError
 from iceprod_dag.plugins.base import RunStatus, Site
+from iceprod_dag.runinfo import run_info, site_for
 from iceprod_dag.states import JobState
 
 #: seconds between statistics collections while following a run (and once more when it ends)
@@ -37,26 +38,6 @@ RECORD_FIELDS = (
     "peak_gpu_mem_mb",
     "next_memory_mb",
 )
-
-
-def run_info(run_dir: Path) -> dict[str, Any]:
-    """The run.json a site wrote when it submitted the run."""
-    path = run_dir / names.RUN_INFO
-    try:
-        info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise RunNotFoundError(f"{run_dir}: not a submitted run (no {names.RUN_INFO})") from exc
-    except ValueError as exc:
-        raise RunNotFoundError(f"{path}: not valid JSON: {exc}") from exc
-    return info
-
-
-def site_for(run_dir: Path) -> Site:
-    """The site plugin that runs this run, built with the options it was submitted with."""
-    from iceprod_dag.plugins.registry import load_site
-
-    info = run_info(run_dir)
-    return load_site(str(info.get("site", "local")), dict(info.get("options") or {}))
 
 
 def _optional(site: Site, method: str, run_dir: Path) -> Any:

@@ -1,6 +1,18 @@
 """Packaging for iceprod-dag: core in iceprod_dag/, site plugins and the web UI installed under its namespace."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
+
+#: top-level folders installed under the iceprod_dag namespace (iceprod_dag.plugins, iceprod_dag.webui, ...)
+NAMESPACED = ("plugins", "webui", "config")
+
+
+def packages() -> list[str]:
+    """Every package, found on disk: a new folder with an __init__.py is installed without editing this file."""
+    found = find_packages(include=["iceprod_dag", "iceprod_dag.*"])
+    for name in NAMESPACED:
+        found += [f"iceprod_dag.{name}"] + [f"iceprod_dag.{name}.{sub}" for sub in find_packages(name)]
+    return sorted(found)
+
 
 setup(
     name="iceprod-dag",
@@ -9,38 +21,14 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=[
-        "iceprod_dag",
-        "iceprod_dag.cli",
-        "iceprod_dag.pilot",
-        "iceprod_dag.dagman",
-        "iceprod_dag.stats",
-        "iceprod_dag.stats.migrations",
-        "iceprod_dag.stats.migrations.versions",
-        "iceprod_dag.iceprod",
-        "iceprod_dag.plugins",
-        "iceprod_dag.plugins.local",
-        "iceprod_dag.plugins.condor",
-        "iceprod_dag.plugins.slurm",
-        "iceprod_dag.plugins.sge",
-        "iceprod_dag.plugins.pbs",
-        "iceprod_dag.plugins.lsf",
-        "iceprod_dag.webui",
-        "iceprod_dag.config",
-    ],
-    package_dir={
-        "iceprod_dag.plugins": "plugins",
-        "iceprod_dag.webui": "webui",
-        "iceprod_dag.config": "config",
-    },
+    packages=packages(),
+    package_dir={f"iceprod_dag.{name}": name for name in NAMESPACED},
     package_data={
         "iceprod_dag.config": ["*.yaml", "*.json", "examples/*", "sites/*"],
         "iceprod_dag.webui": ["templates/*", "templates/**/*", "static/*", "static/**/*"],
         "iceprod_dag.stats.migrations": ["*.ini", "*.mako"],
-        "iceprod_dag.plugins.slurm": ["*.tmpl"],
-        "iceprod_dag.plugins.sge": ["*.tmpl"],
-        "iceprod_dag.plugins.pbs": ["*.tmpl"],
-        "iceprod_dag.plugins.lsf": ["*.tmpl"],
+        # every batch plugin's job-script template, whatever its folder
+        **{pkg: ["*.tmpl"] for pkg in packages() if pkg.startswith("iceprod_dag.plugins.")},
     },
     install_requires=[
         "htcondor>=25",
@@ -52,7 +40,6 @@ setup(
         "rich>=13",
         "jsonschema>=4.18",
         "psutil>=5.9",
-        "requests>=2.31",
         "waitress>=3",
         "orjson>=3.8",
     ],

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from iceprod_dag.compile import compile_dataset
-from iceprod_dag.config_loader import load_dataset_dict
+from iceprod_dag.compile.compiler import compile_dataset
+from iceprod_dag.dataset.loader import load_dataset_dict
 
 
 def dataset_dict(jobs: int) -> dict[str, object]:

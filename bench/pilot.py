@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from iceprod_dag.pilot.build import build_zipapp  # noqa: E402
+from iceprod_dag.compile.pilotzip import build_zipapp  # noqa: E402
 from iceprod_dag.pilot.multijob import Pilot  # noqa: E402
 from iceprod_dag.pilot.spec import Resources  # noqa: E402
 from iceprod_dag.pilot.worksource import DirectoryWorkSource, ListWorkSource, WorkItem  # noqa: E402

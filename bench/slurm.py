@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from iceprod_dag.plugins.batch.watcher import Watcher
-from iceprod_dag.plugins.registry import load_site
+from iceprod_dag.sites.registry import load_site
 
 SUBMIT = 'executable = /bin/sh\narguments = "-c true"\nrequest_cpus = 1\nrequest_memory = 10\nqueue\n'
 

@@ -116,11 +116,11 @@ def start_ours(db: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 def fill(db: str, jobs: int, work: Path, report_nodes: list[str]) -> dict[str, Any]:
     """One dataset of `jobs` jobs (every 50th failed), plus an empty one for the report benchmarks."""
-    from iceprod_dag.webui import accounts
     from sqlalchemy import insert
 
     from iceprod_dag.stats.db import init_db
     from iceprod_dag.stats.models import Dataset
+    from iceprod_dag.webui.services import accounts
 
     accounts.PASSWORD_METHOD = "pbkdf2:sha256:1000"
     engine = init_db(db)

@@ -12,10 +12,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "IceprodDagError": "iceprod_dag.exceptions",
-    "ConfigError": "iceprod_dag.exceptions",
-    "load_dataset": "iceprod_dag.config_loader",
-    "compile_dataset": "iceprod_dag.compile",
+    "IceprodDagError": "iceprod_dag.common.exceptions",
+    "ConfigError": "iceprod_dag.common.exceptions",
+    "load_dataset": "iceprod_dag.dataset.loader",
+    "compile_dataset": "iceprod_dag.compile.compiler",
 }
 
 __all__ = ["__version__", *_EXPORTS]

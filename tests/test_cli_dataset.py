@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iceprod_dag.schemadocs import generate_docs
+from iceprod_dag.dataset.schemadocs import generate_docs
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -9,10 +9,10 @@ from pathlib import Path
 import htcondor2
 import pytest
 
-from iceprod_dag import names
-from iceprod_dag.compile import compile_dataset
-from iceprod_dag.config_loader import load_dataset
-from iceprod_dag.exceptions import IceprodDagError
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import IceprodDagError
+from iceprod_dag.compile.compiler import compile_dataset
+from iceprod_dag.dataset.loader import load_dataset
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from iceprod_dag.plugins.condor.siteconfig import load_site_config, site_config_from_mapping
 
-from iceprod_dag.exceptions import ConfigError
+from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.plugins.condor.siteconfig import load_site_config, site_config_from_mapping
 
 SITES = Path(__file__).resolve().parent.parent / "config" / "sites"
 

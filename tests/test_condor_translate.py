@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from iceprod_dag.plugins.condor import translate
 from iceprod_dag.plugins.condor.siteconfig import load_site_config, site_config_from_mapping
 

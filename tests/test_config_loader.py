@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from iceprod_dag.config_loader import load_dataset, load_dataset_dict
-from iceprod_dag.exceptions import ConfigError
+from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.dataset.loader import load_dataset, load_dataset_dict
 
 
 def problems_of(path: Path) -> list[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from iceprod_dag.common.exceptions import DagSyntaxError
 from iceprod_dag.dagman import nodestatus as ns
 from iceprod_dag.dagman.eventlog import EventLogWriter, Usage
 from iceprod_dag.dagman.jobstate import JobstateLogWriter, read_jobstate
@@ -30,7 +31,6 @@ from iceprod_dag.dagman.submitdesc import (
     read_submit,
     split_arguments,
 )
-from iceprod_dag.exceptions import DagSyntaxError
 
 htcondor2 = pytest.importorskip("htcondor2")
 classad2 = pytest.importorskip("classad2")

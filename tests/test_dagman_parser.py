@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from iceprod_dag.common.exceptions import DagSyntaxError
 from iceprod_dag.dagman.parser import load_rescue, parse_dag
-from iceprod_dag.exceptions import DagSyntaxError
 
 DATA = Path(__file__).parent / "data" / "dags"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from iceprod_dag.exceptions import ExpressionError
-from iceprod_dag.expressions import Context, check_syntax, references, resolve
+from iceprod_dag.common.exceptions import ExpressionError
+from iceprod_dag.common.expressions import Context, check_syntax, references, resolve
 
 DATA = Path(__file__).parent / "data" / "iceprod"
 PY38 = Path(os.path.expanduser("~/.pyenv/versions/3.8.18/bin/python"))
@@ -212,7 +212,7 @@ def test_references():
 def test_runs_on_python38():
     code = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
-        "from iceprod_dag.expressions import Context, resolve\n"
+        "from iceprod_dag.common.expressions import Context, resolve\n"
         "print(resolve(\"$sprintf('%06d', $eval($(job)*2))-$choice(a,b)\", Context(job=21)))\n"
     )
     root = str(Path(__file__).resolve().parents[1])

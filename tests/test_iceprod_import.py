@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from iceprod_dag.cli.main import cli
-from iceprod_dag.compile import compile_dataset
-from iceprod_dag.config_loader import load_dataset, load_dataset_dict
-from iceprod_dag.expressions import Context, resolve
-from iceprod_dag.iceprod.convert import RUN_CLASS_CODE, convert, looks_like_iceprod
+from iceprod_dag.common.expressions import Context, resolve
+from iceprod_dag.compile.compiler import compile_dataset
+from iceprod_dag.dataset.iceprod.convert import RUN_CLASS_CODE, convert, looks_like_iceprod
+from iceprod_dag.dataset.loader import load_dataset, load_dataset_dict
 
 DATA = Path(__file__).parent / "data" / "iceprod"
 CONFIGS = ["corsika_le", "corsika_me", "numu_me"]

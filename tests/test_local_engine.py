@@ -9,6 +9,7 @@ from pathlib import Path
 import classad2
 import htcondor2
 import pytest
+
 from iceprod_dag.plugins.local.runner import run_dag
 
 DATA = Path(__file__).parent / "data" / "local"
@@ -177,7 +178,7 @@ def test_pre_skip_defer_and_done_nodes(tmp_path: Path) -> None:
 
 
 def test_unsupported_keyword_names_file_and_line(tmp_path: Path) -> None:
-    from iceprod_dag.exceptions import DagSyntaxError
+    from iceprod_dag.common.exceptions import DagSyntaxError
 
     rd = make_run(tmp_path, "JOB A b.sub\nSUBDAG EXTERNAL X x.dag\n", {"b.sub": "true"})
     with pytest.raises(DagSyntaxError, match=r"test.dag:2"):

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from iceprod_dag.plugins.local.runner import run_dag
 
 N = 8

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from iceprod_dag.plugins.registry import load_site
-from iceprod_dag.plugins.testing import SiteConformance
 
-from iceprod_dag.exceptions import RunNotFoundError
-from iceprod_dag.states import JobState
+from iceprod_dag.common.exceptions import RunNotFoundError
+from iceprod_dag.common.states import JobState
+from iceprod_dag.sites.conformance import SiteConformance
+from iceprod_dag.sites.registry import load_site
 
 DATASET = """\
 name: tiny

@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.batch.translate import JobGroup
 from iceprod_dag.plugins.lsf import translate
 from iceprod_dag.plugins.lsf.states import to_state
-from iceprod_dag.plugins.registry import load_site
-from iceprod_dag.plugins.testing import SiteConformance, assert_matches_expected
-
-from iceprod_dag.states import JobState
+from iceprod_dag.sites.conformance import SiteConformance, assert_matches_expected
+from iceprod_dag.sites.registry import load_site
 
 EXPECTED = Path(__file__).resolve().parent / "data" / "expected" / "lsf"
 #: bjobs STAT values documented by LSF 10.1

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from iceprod_dag.compile import compile_dataset
-from iceprod_dag.config_loader import load_dataset_dict
-from iceprod_dag.exceptions import ConfigError
-from iceprod_dag.offline import parse_job_range, run_offline
+from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.compile.compiler import compile_dataset
+from iceprod_dag.dataset.loader import load_dataset_dict
+from iceprod_dag.sites.offline import parse_job_range, run_offline
 
 
 def test_parse_job_range() -> None:

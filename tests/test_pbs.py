@@ -9,13 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.batch.translate import JobGroup
 from iceprod_dag.plugins.pbs import translate
 from iceprod_dag.plugins.pbs.states import to_state
-from iceprod_dag.plugins.registry import load_site
-from iceprod_dag.plugins.testing import SiteConformance, assert_matches_expected
-
-from iceprod_dag.states import JobState
+from iceprod_dag.sites.conformance import SiteConformance, assert_matches_expected
+from iceprod_dag.sites.registry import load_site
 
 EXPECTED = Path(__file__).resolve().parent / "data" / "expected" / "pbs"
 #: job_state letters documented by PBS Pro (qstat(1B)) plus Torque's C

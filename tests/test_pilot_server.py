@@ -56,7 +56,7 @@ def server(app: Any) -> Iterator[Server]:  # noqa: F811
 
 
 def test_records_survive_a_server_outage(app: Any, server: Server, tmp_path: Path) -> None:  # noqa: F811
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     engine = app.extensions["iceprod_dag_engine"]
     api = accounts.create_token(engine, "alice")[1]

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from iceprod_dag.exceptions import ConfigError
+from iceprod_dag.common.exceptions import ConfigError
 from iceprod_dag.pilot.spec import Resources, load_spec, requirements, resolve_job, settings
 
 SPEC = {

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from iceprod_dag.cli.main import cli
+from iceprod_dag.compile.pilotzip import build_bytes, build_zipapp
 from iceprod_dag.pilot import exitcodes
-from iceprod_dag.pilot.build import build_bytes, build_zipapp
 
 # the oldest Python the pilot supports, when this machine has one (pyenv builds)
 INTERPRETERS = [sys.executable] + sorted(
@@ -26,7 +26,7 @@ INTERPRETERS = [sys.executable] + sorted(
 
 def test_build_is_deterministic_and_stdlib_only(tmp_path: Path):
     assert build_bytes() == build_bytes()
-    script = "import sys, hashlib; from iceprod_dag.pilot.build import build_bytes; print(hashlib.sha256(build_bytes()).hexdigest())"
+    script = "import sys, hashlib; from iceprod_dag.compile.pilotzip import build_bytes; print(hashlib.sha256(build_bytes()).hexdigest())"
     other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert other.stdout.strip() == hashlib.sha256(build_bytes()).hexdigest(), "same bytes in another process"
     target = build_zipapp(tmp_path / "pilot.pyz")
@@ -34,7 +34,7 @@ def test_build_is_deterministic_and_stdlib_only(tmp_path: Path):
     with zipfile.ZipFile(target) as archive:
         listed = archive.namelist()
     assert "__main__.py" in listed and "iceprod_dag/pilot/runjob.py" in listed
-    assert "iceprod_dag/expressions.py" in listed and "iceprod_dag/pilot/runjob.pyc" in listed
+    assert "iceprod_dag/common/expressions.py" in listed and "iceprod_dag/pilot/runjob.pyc" in listed
     assert not [
         n for n in listed if n.startswith(("iceprod_dag/cli", "iceprod_dag/stats", "iceprod_dag/plugins"))
     ]

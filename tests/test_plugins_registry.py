@@ -7,11 +7,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from iceprod_dag.plugins import registry
-from iceprod_dag.plugins.base import Site
-from iceprod_dag.plugins.runner import run_command
 
-from iceprod_dag.exceptions import CommandError, CommandTimeoutError, InvalidSiteError, UnknownSiteError
+from iceprod_dag.common.exceptions import (
+    CommandError,
+    CommandTimeoutError,
+    InvalidSiteError,
+    UnknownSiteError,
+)
+from iceprod_dag.sites import registry
+from iceprod_dag.sites.base import Site
+from iceprod_dag.sites.runner import run_command
 
 BUILT_IN = ["condor", "local", "lsf", "pbs", "sge", "slurm"]
 
@@ -75,7 +80,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "thirdsite.py").write_text(
         textwrap.dedent(
             """
-            from iceprod_dag.plugins.base import RunStatus, Site
+            from iceprod_dag.sites.base import RunStatus, Site
 
             class ThirdSite(Site):
                 name = "third"

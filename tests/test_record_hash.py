@@ -4,15 +4,15 @@ still recognises a repeat on every report path: ingest, the web's direct path an
 from __future__ import annotations
 
 import pytest
-from iceprod_dag.webui import fastreport, inbox
 from sqlalchemy import select, update
 from webui_support import record
 
-from iceprod_dag.exceptions import StaleUpdateError
+from iceprod_dag.common.exceptions import StaleUpdateError
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.db import init_db
 from iceprod_dag.stats.models import Attempt, Dataset
 from iceprod_dag.stats.records import legacy_record_hash, record_hash
+from iceprod_dag.webui import fastreport, inbox
 
 
 def test_equal_content_equal_hash_in_any_key_order():

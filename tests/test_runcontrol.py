@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iceprod_dag.plugins.registry import load_site
 from sqlalchemy import select
 from webui_support import app, engine  # noqa: F401
 
-from iceprod_dag import names, runcontrol
-from iceprod_dag.exceptions import SiteError
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import SiteError
+from iceprod_dag.sites import runcontrol
+from iceprod_dag.sites.registry import load_site
 from iceprod_dag.stats.models import Dataset
 
 CHAIN = """\
@@ -41,8 +42,8 @@ tasks:
 
 
 def compile_chain(tmp_path: Path, a: str = "sleep 2", b: str = "echo b", retries: int = 0) -> Path:
-    from iceprod_dag.compile import compile_dataset
-    from iceprod_dag.config_loader import load_dataset
+    from iceprod_dag.compile.compiler import compile_dataset
+    from iceprod_dag.dataset.loader import load_dataset
 
     (tmp_path / "chain.yaml").write_text(CHAIN.format(a=a, b=b, retries=retries))
     run = (tmp_path / "run").resolve()
@@ -77,7 +78,7 @@ def run_json(run: Path) -> dict[str, Any]:
 @pytest.fixture
 def api(app: Any) -> Any:  # noqa: F811
     """POST a dataset action as the admin, with a bearer token (no CSRF)."""
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     token = accounts.create_token(app.extensions["iceprod_dag_engine"], "root")[1]
     client = app.test_client()
@@ -255,7 +256,7 @@ def test_the_batch_watcher_submits_nothing_while_halted(tmp_path: Path, monkeypa
 def test_condor_dagman_halts_and_the_rescue_dag_resumes(tmp_path: Path, condor_run_root: Path) -> None:
     """condor_dagman itself honours the halt file: the running node finishes, the next one is never submitted,
     DAGMan ends halted; resume resubmits from its rescue DAG. (About a minute on the tuned pool.)"""
-    from iceprod_dag.states import JobState
+    from iceprod_dag.common.states import JobState
 
     config = (Path(__file__).resolve().parent.parent / "config" / "sites" / "local-condor.yaml").read_text()
     (tmp_path / "site.yaml").write_text(

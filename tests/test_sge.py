@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+
+from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.batch import state as st
 from iceprod_dag.plugins.batch.translate import JobGroup
-from iceprod_dag.plugins.registry import load_site
 from iceprod_dag.plugins.sge import translate
 from iceprod_dag.plugins.sge.states import to_state
-from iceprod_dag.plugins.testing import SiteConformance, assert_matches_expected
-
-from iceprod_dag.states import JobState
+from iceprod_dag.sites.conformance import SiteConformance, assert_matches_expected
+from iceprod_dag.sites.registry import load_site
 
 DATA = Path(__file__).resolve().parent / "data"
 EXPECTED = DATA / "expected" / "sge"

@@ -11,16 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
+
+from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.batch import state as st
 from iceprod_dag.plugins.batch.jobdesc import JobRequest, job_request, read_submit
 from iceprod_dag.plugins.batch.translate import JobGroup, group_requests, hm, hms
-from iceprod_dag.plugins.registry import load_site
 from iceprod_dag.plugins.slurm import translate
 from iceprod_dag.plugins.slurm.states import to_state
-from iceprod_dag.plugins.testing import SiteConformance, assert_matches_expected
-
-from iceprod_dag.exceptions import ConfigError
-from iceprod_dag.states import JobState
+from iceprod_dag.sites.conformance import SiteConformance, assert_matches_expected
+from iceprod_dag.sites.registry import load_site
 
 DATA = Path(__file__).resolve().parent / "data"
 EXPECTED = DATA / "expected" / "slurm"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import classad2
 import pytest
 
-from iceprod_dag.exceptions import ClassAdError
+from iceprod_dag.common.exceptions import ClassAdError
 from iceprod_dag.stats.classads import ad_to_dict, format_ad, parse_ads, read_ads, split_ads, write_ad
 
 ADS = [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from iceprod_dag.exceptions import StaleUpdateError, StatsError
+from iceprod_dag.common.exceptions import StaleUpdateError, StatsError
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.db import init_db
 from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd

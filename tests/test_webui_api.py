@@ -11,7 +11,7 @@ from webui_support import DEMO, admin, alice, anon, app, bob, demo, engine, reco
 
 @pytest.fixture
 def token(app):  # noqa: F811
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     return accounts.create_token(app.extensions["iceprod_dag_engine"], "alice")[1]
 
@@ -175,7 +175,7 @@ def _submit(anon, token) -> int:  # noqa: F811
 
 
 def test_pilot_claims_in_dependency_order_heartbeats_and_reports(anon, token, app):  # noqa: F811
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     pk = _submit(anon, token)
     pilot = accounts.create_token(app.extensions["iceprod_dag_engine"], "alice", kind="pilot", dataset_pk=pk)[
@@ -211,7 +211,7 @@ def test_pilot_claims_in_dependency_order_heartbeats_and_reports(anon, token, ap
 
 
 def test_superseded_attempt_is_rejected(anon, token, app, engine):  # noqa: F811
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     pk = _submit(anon, token)
     pilot = accounts.create_token(engine, "alice", kind="pilot", dataset_pk=pk)[1]
@@ -338,7 +338,7 @@ def test_malformed_bodies_never_give_500(anon, token, demo, body):  # noqa: F811
 
 
 def test_a_batch_with_a_value_of_the_wrong_type_is_a_400_and_applies_nothing(anon, token, app):  # noqa: F811
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     pk = _submit(anon, token)
     pilot = accounts.create_token(app.extensions["iceprod_dag_engine"], "alice", kind="pilot", dataset_pk=pk)[

@@ -5,12 +5,12 @@ route."""
 from __future__ import annotations
 
 import pytest
-from iceprod_dag.webui import accounts
-from iceprod_dag.webui.accounts_models import ApiToken, User
 from sqlalchemy import select
 from webui_support import PASSWORDS, admin, alice, anon, app, bob, client_for, csrf_of, demo, engine, login  # noqa: F401
 
 from iceprod_dag.stats.models import Job
+from iceprod_dag.webui.accounts_models import ApiToken, User
+from iceprod_dag.webui.services import accounts
 
 
 def jid(engine, demo, node):  # noqa: F811

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from iceprod_dag.webui import fastreport
 from sqlalchemy import select
 from webui_support import record
 
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.db import init_db
 from iceprod_dag.stats.models import Attempt, Dataset, Job
+from iceprod_dag.webui import fastreport
 
 IGNORED = {"id", "updated_at", "job_pk", "dataset_pk"}
 
@@ -87,7 +87,7 @@ def test_fast_path_and_ingest_agree(tmp_path):
 def test_gc_pause_always_ends_enabled():
     import gc
 
-    from iceprod_dag.gcpause import gc_paused
+    from iceprod_dag.common.gcpause import gc_paused
 
     assert gc.isenabled()
     with gc_paused():

@@ -7,12 +7,12 @@ import itertools
 import random
 
 import pytest
-from iceprod_dag.webui import queries
-from iceprod_dag.webui.accounts import Principal
 from sqlalchemy import insert
 
 from iceprod_dag.stats.db import init_db
 from iceprod_dag.stats.models import Dataset, Job
+from iceprod_dag.webui.services import queries
+from iceprod_dag.webui.services.accounts import Principal
 
 ADMIN = Principal(user_id=1, name="root", role="admin")
 VALUES = {

@@ -174,7 +174,7 @@ def test_dataset_actions_by_form(alice, bob, demo):  # noqa: F811
 
 
 def test_a_filter_scan_that_ends_short_says_so_and_goes_on(alice, demo, monkeypatch):  # noqa: F811
-    from iceprod_dag.webui import queries
+    from iceprod_dag.webui.services import queries
 
     monkeypatch.setattr(queries, "SCAN_LIMIT", 2)
     page = alice.get(f"/jobs?dataset={demo}&host=no-such-host").text

@@ -12,7 +12,7 @@ from webui_support import anon, app, engine, record  # noqa: F401
 
 @pytest.fixture
 def dataset(app, anon):  # noqa: F811
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     eng = app.extensions["iceprod_dag_engine"]
     token = accounts.create_token(eng, "alice")[1]

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from iceprod_dag import names
-from iceprod_dag.compile import compile_dataset
-from iceprod_dag.config_loader import dataset_to_json, load_dataset
+from iceprod_dag.common import names
+from iceprod_dag.compile.compiler import compile_dataset
+from iceprod_dag.dataset.loader import dataset_to_json, load_dataset
 from iceprod_dag.stats import ingest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,7 +134,8 @@ def csrf_of(client: Any) -> str:
 
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from iceprod_dag.webui import accounts, create_app
+    from iceprod_dag.webui import create_app
+    from iceprod_dag.webui.services import accounts
 
     monkeypatch.setenv("ICEPROD_DAG_HOME", str(tmp_path / "home"))
     # cheap hashes keep the tests fast; test_webui_auth checks the real default is scrypt

@@ -9,21 +9,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, g, render_template, request
-from iceprod_dag.webui import config as webconfig
 from werkzeug.exceptions import HTTPException
 
-from iceprod_dag.exceptions import IceprodDagError
+from iceprod_dag.common.exceptions import IceprodDagError
+from iceprod_dag.webui import config as webconfig
 
 log = logging.getLogger(__name__)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | None = None) -> Flask:
     """Build the app. ``test_config`` holds explicit settings (the highest layer, e.g. ``{"DB": url}``)."""
-    from iceprod_dag.webui import accounts_models  # noqa: F401 - registers the account tables on Base
-    from iceprod_dag.webui.auth import LoginThrottle
-    from iceprod_dag.webui.inbox import Drainer, drain, usable
-
     from iceprod_dag.stats.db import init_db, make_engine
+    from iceprod_dag.webui import accounts_models  # noqa: F401 - registers the account tables on Base
+    from iceprod_dag.webui.inbox import Drainer, drain, usable
+    from iceprod_dag.webui.views.auth import LoginThrottle
 
     app = Flask(__name__)
     settings = webconfig.load_config(test_config, config_file)
@@ -65,7 +64,7 @@ def _sqlite_cache(engine: Any, megabytes: int) -> None:
 
 
 def _register(app: Flask) -> None:
-    from iceprod_dag.webui import api, auth, datasets, jobs, logs, monitoring, pilot
+    from iceprod_dag.webui.views import api, auth, datasets, jobs, logs, monitoring, pilot
     from iceprod_dag.webui.web import ApiError, check_csrf, csrf_token, json_error, load_principal, wants_json
 
     for bp in (auth.bp, datasets.bp, jobs.bp, logs.bp, monitoring.bp, api.bp, pilot.bp):

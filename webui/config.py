@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from iceprod_dag.exceptions import ConfigError
+from iceprod_dag.common.exceptions import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from iceprod_dag.names import split_node_name
+from iceprod_dag.common.names import split_node_name
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.ingest import IngestResult
 from iceprod_dag.stats.records import ATTEMPT_COLUMNS, attempt_values

@@ -27,14 +27,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from iceprod_dag.webui import fastreport
 from sqlalchemy import Engine, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from iceprod_dag.gcpause import gc_paused
+from iceprod_dag.common.gcpause import gc_paused
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.models import Base
 from iceprod_dag.stats.records import attempt_values, same_record
+from iceprod_dag.webui import fastreport
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _check_storable(rec: Mapping[str, Any], digest: str) -> None:
     """Refuse now what SQLite could not store later. The direct path fails on such a record when it binds
     it (an integer beyond 64 bits, a lone surrogate, an object where a column wants a value), but a queued
     one would fail every drain after it: so check each value the drain will bind, as attempt_values makes them."""
-    from iceprod_dag.exceptions import StatsError
+    from iceprod_dag.common.exceptions import StatsError
 
     try:
         row = attempt_values(rec, digest)  # the values only: None binds as NULL
@@ -131,7 +131,7 @@ def _check_storable(rec: Mapping[str, Any], digest: str) -> None:
 
 
 def _accept_on(cur: Any, dataset_pk: int, rec: Mapping[str, Any], digest: str, text: str) -> str | None:
-    from iceprod_dag.exceptions import StaleUpdateError
+    from iceprod_dag.common.exceptions import StaleUpdateError
 
     node, attempt = rec["node"], rec["attempt"]
     with fastreport.WRITE_LOCK:

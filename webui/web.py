@@ -10,11 +10,12 @@ from typing import Any, TypeVar
 
 import orjson
 from flask import abort, current_app, g, jsonify, request, session
-from iceprod_dag.webui import accounts
-from iceprod_dag.webui.accounts import Principal
-from iceprod_dag.webui.accounts_models import User
 from sqlalchemy import Engine, select
 from werkzeug.exceptions import HTTPException
+
+from iceprod_dag.webui.accounts_models import User
+from iceprod_dag.webui.services import accounts
+from iceprod_dag.webui.services.accounts import Principal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -191,7 +192,7 @@ def not_found(message: str) -> Any:
 
 def dataset_or_404(pk: int, change: bool = False) -> dict[str, Any]:
     """A dataset the principal may read (and change, if asked); someone else's private one is a 404."""
-    from iceprod_dag.webui import queries
+    from iceprod_dag.webui.services import queries
 
     principal = who()
     with engine().connect() as conn:

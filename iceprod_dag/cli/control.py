@@ -11,11 +11,11 @@ from typing import Any
 
 import click
 
-from iceprod_dag import names
-from iceprod_dag.exceptions import IceprodDagError, SiteError
-from iceprod_dag.plugins.base import RunStatus, Site
-from iceprod_dag.runinfo import run_info, site_for
-from iceprod_dag.states import JobState
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import IceprodDagError, SiteError
+from iceprod_dag.common.states import JobState
+from iceprod_dag.sites.base import RunStatus, Site
+from iceprod_dag.sites.runinfo import run_info, site_for
 
 #: seconds between statistics collections while following a run (and once more when it ends)
 COLLECT_INTERVAL_S = 15.0
@@ -152,7 +152,7 @@ def release_command(run_dir: Path) -> None:
 @RUN_ARG
 def suspend_command(run_dir: Path) -> None:
     """Suspend RUN with DAGMan's halt file: no new job starts, running ones finish; `resume` goes on."""
-    from iceprod_dag import runcontrol
+    from iceprod_dag.sites import runcontrol
 
     click.echo(f"{run_dir}: {runcontrol.suspend(run_dir)}")
 
@@ -161,7 +161,7 @@ def suspend_command(run_dir: Path) -> None:
 @RUN_ARG
 def resume_command(run_dir: Path) -> None:
     """Resume a suspended RUN: released in place, or resubmitted from its rescue DAG if it ended halted."""
-    from iceprod_dag import runcontrol
+    from iceprod_dag.sites import runcontrol
 
     click.echo(f"{run_dir}: {runcontrol.resume(run_dir)}")
 

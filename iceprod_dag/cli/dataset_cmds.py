@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from iceprod_dag.compile import compile_dataset
-from iceprod_dag.config_loader import load_dataset
-from iceprod_dag.exceptions import ConfigError
-from iceprod_dag.progress import progress_bar
+from iceprod_dag.cli.progress import progress_bar
+from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.compile.compiler import compile_dataset
+from iceprod_dag.dataset.loader import load_dataset
 
 
 @click.command("validate")
@@ -67,7 +67,7 @@ def config_command() -> None:
 )
 def docs_command(output: Path | None) -> None:
     """Print the reference of every configuration parameter, generated from the schemas."""
-    from iceprod_dag.schemadocs import generate_docs
+    from iceprod_dag.dataset.schemadocs import generate_docs
 
     text = generate_docs()
     if output is None:

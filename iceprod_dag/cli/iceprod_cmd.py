@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from iceprod_dag.exceptions import ConfigError
+from iceprod_dag.common.exceptions import ConfigError
 
 
 @click.command("import-iceprod")
@@ -47,9 +47,9 @@ def import_iceprod_command(
     What cannot be converted is printed as warnings and listed at the top of the output file.
     The result is validated before it is written.
     """
-    from iceprod_dag.config_loader import load_dataset_dict
-    from iceprod_dag.iceprod.convert import convert, looks_like_iceprod
-    from iceprod_dag.iceprod.write import dataset_yaml
+    from iceprod_dag.dataset.iceprod.convert import convert, looks_like_iceprod
+    from iceprod_dag.dataset.iceprod.write import dataset_yaml
+    from iceprod_dag.dataset.loader import load_dataset_dict
 
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from iceprod_dag.exceptions import IceprodDagError
+from iceprod_dag.common.exceptions import IceprodDagError
 
 #: module (in iceprod_dag.cli) -> names of the click commands or groups it defines
 COMMAND_MODULES: dict[str, list[str]] = {

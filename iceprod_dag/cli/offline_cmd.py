@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from iceprod_dag.cli.submit_cmd import prepare_run_dir
-from iceprod_dag.config_loader import load_dataset
-from iceprod_dag.offline import parse_job_range, run_offline
+from iceprod_dag.dataset.loader import load_dataset
+from iceprod_dag.sites.offline import parse_job_range, run_offline
 
 
 @click.command("run-offline")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from iceprod_dag import names
+from iceprod_dag.common import names
 
 _PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
@@ -28,7 +28,7 @@ def pilot_command() -> None:
 )
 def build_command(output: Path) -> None:
     """Build the self-contained pilot zipapp (needs only Python >= 3.8 on the worker)."""
-    from iceprod_dag.pilot.build import build_zipapp
+    from iceprod_dag.compile.pilotzip import build_zipapp
 
     click.echo(build_zipapp(output))
 

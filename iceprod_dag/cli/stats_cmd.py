@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from sqlalchemy import inspect
 
-from iceprod_dag.exceptions import StatsError
+from iceprod_dag.common.exceptions import StatsError
 
 ENV_CENTRAL = "ICEPROD_DAG_CENTRAL_DB"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from iceprod_dag import names
-from iceprod_dag.compile import compile_dataset
-from iceprod_dag.config_loader import dataset_to_json, load_dataset
-from iceprod_dag.exceptions import IceprodDagError
-from iceprod_dag.progress import progress_bar
+from iceprod_dag.cli.progress import progress_bar
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import IceprodDagError
+from iceprod_dag.compile.compiler import compile_dataset
+from iceprod_dag.dataset.loader import dataset_to_json, load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def submit_command(
     Prints the run folder, then (with --wait) follows the run and exits with the DAG's status as DAGMan
     reports it: 0 success, 1 failure, or an ABORT-DAG-ON RETURN value.
     """
-    from iceprod_dag.plugins.registry import load_site
+    from iceprod_dag.sites.registry import load_site
 
     quiet = ctx.obj.get("quiet", False)
     if source.suffix == ".dag":

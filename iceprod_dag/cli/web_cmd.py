@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from iceprod_dag.exceptions import IceprodDagError
+from iceprod_dag.common.exceptions import IceprodDagError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def serve_command(
     if insecure_cookies:
         explicit["COOKIE_SECURE"] = False
     app = create_app(explicit, config_file)
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     if not accounts.list_users(app.extensions["iceprod_dag_engine"]):
         click.echo(
@@ -107,7 +107,7 @@ def user_command() -> None:
 @click.option("--db", default=None, help="Stats database URL.")
 def user_add(name: str, role: str, password_file: str | None, no_password: bool, db: str | None) -> None:
     """Create a user (the first admin: `iceprod-dag user add admin --role admin --password-file F`)."""
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     password = None if no_password else _password(password_file, prompt=sys.stdin.isatty())
     if password is None and not no_password:
@@ -122,7 +122,7 @@ def user_add(name: str, role: str, password_file: str | None, no_password: bool,
 @click.option("--db", default=None, help="Stats database URL.")
 def user_password(name: str, password_file: str | None, db: str | None) -> None:
     """Set a user's password."""
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     password = _password(password_file, prompt=sys.stdin.isatty())
     if not password:
@@ -135,7 +135,7 @@ def user_password(name: str, password_file: str | None, db: str | None) -> None:
 @click.option("--db", default=None, help="Stats database URL.")
 def user_list(db: str | None) -> None:
     """List users and their roles."""
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     for user in accounts.list_users(_engine(db)):
         flag = " (disabled)" if user["disabled"] else ""
@@ -158,7 +158,7 @@ def user_token(
     name: str, dataset: int | None, label: str, expires_days: float | None, db: str | None
 ) -> None:
     """Make an API token for a user (printed once; only its hash is stored)."""
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     _, text = accounts.create_token(
         _engine(db),
@@ -176,7 +176,7 @@ def user_token(
 @click.option("--db", default=None, help="Stats database URL.")
 def user_revoke(token_id: int, db: str | None) -> None:
     """Revoke a token by its id."""
-    from iceprod_dag.webui import accounts
+    from iceprod_dag.webui.services import accounts
 
     accounts.revoke_token(_engine(db), token_id)
     click.echo(f"token {token_id} revoked")

@@ -11,10 +11,10 @@ import logging
 import re
 from pathlib import Path
 
-from ..exceptions import DagSyntaxError
-from ..gcpause import gc_paused
-from .model import Dag, Node, Script
-from .rescue import find_rescue
+from iceprod_dag.common.exceptions import DagSyntaxError
+from iceprod_dag.common.gcpause import gc_paused
+from iceprod_dag.dagman.model import Dag, Node, Script
+from iceprod_dag.dagman.rescue import find_rescue
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .. import names
-from .model import Dag
+from iceprod_dag.common import names
+from iceprod_dag.dagman.model import Dag
 
 log = logging.getLogger(__name__)
 

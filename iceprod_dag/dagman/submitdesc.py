@@ -18,7 +18,7 @@ from pathlib import Path
 
 import htcondor2  # type: ignore[import-untyped]
 
-from ..exceptions import DagSyntaxError
+from iceprod_dag.common.exceptions import DagSyntaxError
 
 log = logging.getLogger(__name__)
 

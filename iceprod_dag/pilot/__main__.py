@@ -25,7 +25,7 @@ log = logging.getLogger("iceprod_dag.pilot")
 
 
 def _size(text: str) -> float:
-    from iceprod_dag.units import parse_size_mb
+    from iceprod_dag.common.units import parse_size_mb
 
     try:
         return float(parse_size_mb(text))
@@ -34,7 +34,7 @@ def _size(text: str) -> float:
 
 
 def _duration(text: str) -> float:
-    from iceprod_dag.units import parse_duration_s
+    from iceprod_dag.common.units import parse_duration_s
 
     try:
         return float(parse_duration_s(text))
@@ -88,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _work_source(args: argparse.Namespace) -> "WorkSource":
-    from iceprod_dag.exceptions import ConfigError
+    from iceprod_dag.common.exceptions import ConfigError
     from iceprod_dag.pilot.serversource import ServerWorkSource
 
     if args.dataset is None or not args.token_file:

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from iceprod_dag.exceptions import ConfigError
+from iceprod_dag.common.exceptions import ConfigError
 from iceprod_dag.pilot import runjob
 from iceprod_dag.pilot.spec import JobSpec, Resources, load_spec, resolve_job
 from iceprod_dag.pilot.supervisor import Supervisor

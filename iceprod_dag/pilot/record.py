@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
-from iceprod_dag import names
+from iceprod_dag.common import names
 from iceprod_dag.pilot import exitcodes
 
 FORMAT = 1

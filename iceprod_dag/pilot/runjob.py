@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, Dict, Optional, Tuple
 
-from iceprod_dag import names
+from iceprod_dag.common import names
 from iceprod_dag.pilot import limits, record, staging
 from iceprod_dag.pilot.spec import JobSpec, ModuleSpec
 from iceprod_dag.pilot.supervisor import Supervisor, Watched
@@ -360,7 +360,7 @@ def run_attempt(
     use_psutil: Optional[bool] = None,
 ) -> Dict[str, Any]:
     """One-shot mode (`pilot run`): run one attempt of one job and return its stats record."""
-    from iceprod_dag.exceptions import ConfigError
+    from iceprod_dag.common.exceptions import ConfigError
     from iceprod_dag.pilot.spec import load_job
 
     try:

@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Dict, List, Optional
 
-from iceprod_dag import names
+from iceprod_dag.common import names
 from iceprod_dag.pilot.spec import Resources
 from iceprod_dag.pilot.worksource import WorkItem, WorkSource, _SpecRequirements
 

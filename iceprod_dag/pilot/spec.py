@@ -1,7 +1,7 @@
 """Load a task spec (docs/contracts.md) and resolve it for one job: modules, data, requirements, settings.
 
 The spec is written once per task with its expressions unresolved; the pilot resolves them here for its job
-index (and each iteration) through ``iceprod_dag.expressions``. Every problem is a ConfigError naming the
+index (and each iteration) through ``iceprod_dag.common.expressions``. Every problem is a ConfigError naming the
 spec file and the field, so the attempt exits PERMANENT and DAGMan does not retry it.
 """
 
@@ -12,9 +12,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-from iceprod_dag import names
-from iceprod_dag.exceptions import ConfigError
-from iceprod_dag.units import parse_duration_s, parse_size_mb
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.common.units import parse_duration_s, parse_size_mb
 
 SPEC_FORMAT = 1
 DIRECTIONS = ("input", "output", "both")
@@ -172,7 +172,7 @@ def settings(spec: Dict[str, Any], where: str = "spec") -> PilotSettings:
 
 def _context(spec: Dict[str, Any], job: int, iteration: int) -> Any:
     # imported here so that loading a spec (and the worksource's packing) does not need the expression engine
-    from iceprod_dag.expressions import Context, resolve
+    from iceprod_dag.common.expressions import Context, resolve
 
     dataset, task = spec["dataset"], spec["task"]
     params = dict(dataset.get("parameters") or {})

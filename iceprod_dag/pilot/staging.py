@@ -15,7 +15,7 @@ import urllib.parse
 import zlib
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from iceprod_dag.exceptions import ConfigError, TransferError
+from iceprod_dag.common.exceptions import ConfigError, TransferError
 from iceprod_dag.pilot.spec import DataSpec, PilotSettings
 
 log = logging.getLogger(__name__)

@@ -164,7 +164,7 @@ class _SpecRequirements:
         self.cache: Dict[str, Any] = {}
 
     def __call__(self, item: WorkItem) -> Resources:
-        from iceprod_dag.exceptions import ConfigError
+        from iceprod_dag.common.exceptions import ConfigError
         from iceprod_dag.pilot import spec as specs
 
         if item.spec not in self.cache:

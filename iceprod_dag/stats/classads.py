@@ -17,7 +17,7 @@ from typing import Any
 
 import classad2
 
-from iceprod_dag.exceptions import ClassAdError
+from iceprod_dag.common.exceptions import ClassAdError
 
 _ATTR_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=")
 _BANNER = "***"

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from iceprod_dag.exceptions import StatsError
+from iceprod_dag.common.exceptions import StatsError
 
 log = logging.getLogger(__name__)
 

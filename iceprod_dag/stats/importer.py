@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from iceprod_dag import names
-from iceprod_dag.exceptions import RunNotFoundError, StatsError
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import RunNotFoundError, StatsError
 from iceprod_dag.stats.classads import read_ads
 from iceprod_dag.stats.ingest import (
     IngestResult,

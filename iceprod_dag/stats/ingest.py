@@ -24,9 +24,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
-from iceprod_dag.exceptions import StaleUpdateError, StatsError
-from iceprod_dag.names import split_node_name
-from iceprod_dag.states import JobState
+from iceprod_dag.common.exceptions import StaleUpdateError, StatsError
+from iceprod_dag.common.names import split_node_name
+from iceprod_dag.common.states import JobState
 from iceprod_dag.stats.db import writer
 from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
 from iceprod_dag.stats.records import attempt_row, load_record, record_hash, same_record, validate_record

@@ -4,8 +4,8 @@ Conventions every reader can rely on:
 
 - Times are Unix epoch seconds (UTC) stored as floats (``*_at`` columns); they sort, subtract and bucket
   (``floor(ended_at / 3600)``) the same way on SQLite and PostgreSQL.
-- States are the string values of :class:`iceprod_dag.states.JobState` (``"pending"``, ``"running"``,
-  ``"done"``, ``"failed"``...); failure categories are :class:`iceprod_dag.states.FailureCategory` values.
+- States are the string values of :class:`iceprod_dag.common.states.JobState` (``"pending"``, ``"running"``,
+  ``"done"``, ``"failed"``...); failure categories are :class:`iceprod_dag.common.states.FailureCategory` values.
 - Primary keys are local to one database. Natural keys identify rows across databases (``sync`` relies on
   them): a dataset is ``(site, run_dir)``, a job ``(dataset, node)``, an attempt ``(job, attempt)``, a job
   ClassAd ``(job, attempt)``.

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from iceprod_dag.exceptions import StatsError
-from iceprod_dag.states import FailureCategory, JobState
+from iceprod_dag.common.exceptions import StatsError
+from iceprod_dag.common.states import FailureCategory, JobState
 
 _FAILURES = {f.value for f in FailureCategory}
 

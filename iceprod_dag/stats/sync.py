@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from iceprod_dag.exceptions import StatsError
+from iceprod_dag.common.exceptions import StatsError
 from iceprod_dag.stats.db import writer
 from iceprod_dag.stats.models import Base, Dataset, Job
 

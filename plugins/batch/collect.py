@@ -12,13 +12,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iceprod_dag import names
-from iceprod_dag.exceptions import IceprodDagError
-
-from . import state as st
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import IceprodDagError
+from iceprod_dag.plugins.batch import state as st
 
 if TYPE_CHECKING:
-    from .site import BatchSite
+    from iceprod_dag.plugins.batch.site import BatchSite
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import re
 import shlex
 from pathlib import Path
 
-from iceprod_dag.exceptions import ConfigError
-from iceprod_dag.units import parse_duration_s, parse_size_mb
+from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.common.units import parse_duration_s, parse_size_mb
 
 _MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)")
 _DEFAULT_WALLTIME_S = 3600

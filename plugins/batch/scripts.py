@@ -6,11 +6,10 @@ import logging
 import shlex
 from pathlib import Path
 
+from iceprod_dag.common.exceptions import CommandError
 from iceprod_dag.dagman.model import Dag, Node, Script
-from iceprod_dag.exceptions import CommandError
-
-from ..runner import run_command
-from . import state as st
+from iceprod_dag.plugins.batch import state as st
+from iceprod_dag.sites.runner import run_command
 
 log = logging.getLogger(__name__)
 

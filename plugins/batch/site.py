@@ -20,14 +20,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from iceprod_dag import names
-from iceprod_dag.exceptions import RunNotFoundError, SiteError
-from iceprod_dag.states import JobState
-
-from ..base import RunStatus, Site
-from ..runner import run_command
-from . import state as st
-from .translate import JobGroup
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import RunNotFoundError, SiteError
+from iceprod_dag.common.states import JobState
+from iceprod_dag.plugins.batch import state as st
+from iceprod_dag.plugins.batch.translate import JobGroup
+from iceprod_dag.sites.base import RunStatus, Site
+from iceprod_dag.sites.runner import run_command
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class BatchSite(Site):
     native_states: ClassVar[Mapping[str, JobState]]
     #: exit code the job script uses for a failed attempt, if the system needs one (Grid Engine: 100)
     fail_exit: ClassVar[int | None] = None
-    #: the watcher honours DAGMan's halt file (iceprod_dag.runcontrol suspends and resumes with it)
+    #: the watcher honours DAGMan's halt file (iceprod_dag.sites.runcontrol suspends and resumes with it)
     honours_halt_file: ClassVar[bool] = True
 
     # ---------------------------------------------------------------- pure translation (per system)
@@ -141,7 +140,7 @@ class BatchSite(Site):
     # ---------------------------------------------------------------- the Site contract
 
     def submit(self, run_dir: Path, wait: bool = False) -> int | None:
-        from .watcher import Watcher
+        from iceprod_dag.plugins.batch.watcher import Watcher
 
         run_dir = _run_dir(run_dir)
         watcher = Watcher(self, run_dir)
@@ -214,7 +213,7 @@ class BatchSite(Site):
         log.info("cancelled %s: %d batch jobs removed", run_dir, len(ids))
 
     def collect(self, run_dir: Path) -> int:
-        from .collect import collect_run
+        from iceprod_dag.plugins.batch.collect import collect_run
 
         return collect_run(self, _run_dir(run_dir))
 

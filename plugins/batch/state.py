@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iceprod_dag import names
+from iceprod_dag.common import names
 
 WAITING = "waiting"  # not in the batch system: parents not done yet, or ready to (re)submit
 QUEUED = "queued"  # submitted, job_id known, result not yet seen

@@ -11,9 +11,8 @@ import string
 from collections.abc import Iterable, Sequence
 from importlib import resources
 
-from iceprod_dag import names
-
-from .jobdesc import JobRequest
+from iceprod_dag.common import names
+from iceprod_dag.plugins.batch.jobdesc import JobRequest
 
 #: exit code of a job whose parents have not all succeeded (it ran too early): not a failed attempt
 DEPENDENCY_NOT_MET = 97

@@ -21,20 +21,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iceprod_dag import names
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import IceprodDagError, SiteError
+from iceprod_dag.common.states import JobState
 from iceprod_dag.dagman.model import Dag, Node
 from iceprod_dag.dagman.parser import load_rescue
-from iceprod_dag.exceptions import IceprodDagError, SiteError
 from iceprod_dag.pilot import exitcodes
-from iceprod_dag.states import JobState
-
-from . import state as st
-from .jobdesc import JobRequest, job_request, read_submit
-from .scripts import run_script
-from .translate import DEPENDENCY_NOT_MET, group_requests
+from iceprod_dag.plugins.batch import state as st
+from iceprod_dag.plugins.batch.jobdesc import JobRequest, job_request, read_submit
+from iceprod_dag.plugins.batch.scripts import run_script
+from iceprod_dag.plugins.batch.translate import DEPENDENCY_NOT_MET, group_requests
 
 if TYPE_CHECKING:
-    from .site import BatchSite
+    from iceprod_dag.plugins.batch.site import BatchSite
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class Watcher:
 
     def prepare(self) -> None:
         """Start (or restart) the run: done nodes stay done, the rest get their full RETRY budget again."""
-        from .site import watcher_alive
+        from iceprod_dag.plugins.batch.site import watcher_alive
 
         if self.state.site != self.site.name:
             raise SiteError(f"{self.run_dir} runs on site {self.state.site!r}, not {self.site.name!r}")
@@ -440,7 +439,7 @@ def _sleep(seconds: float, stop: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry of the detached watcher process: follow RUNDIR with the site and options its state names."""
-    from ..registry import load_site
+    from iceprod_dag.sites.registry import load_site
 
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -15,8 +15,8 @@ import classad2
 import htcondor2
 from sqlalchemy import Engine
 
-from iceprod_dag import names
-from iceprod_dag.exceptions import StatsError
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import StatsError
 from iceprod_dag.stats.classads import read_ads, split_ads, write_ad
 from iceprod_dag.stats.ingest import ingest_job_ads, ingest_records, load_record
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import classad2
 import htcondor2
-from iceprod_dag.plugins.base import RunStatus
 
-from iceprod_dag import names
-from iceprod_dag.states import JobState
+from iceprod_dag.common import names
+from iceprod_dag.common.states import JobState
+from iceprod_dag.sites.base import RunStatus
 
 log = logging.getLogger(__name__)
 

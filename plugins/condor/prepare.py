@@ -10,10 +10,9 @@ import os
 import shutil
 from pathlib import Path
 
+from iceprod_dag.common import names
 from iceprod_dag.plugins.condor import translate
 from iceprod_dag.plugins.condor.siteconfig import SiteConfig
-
-from iceprod_dag import names
 
 log = logging.getLogger(__name__)
 

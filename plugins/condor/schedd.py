@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import htcondor2
 
-from iceprod_dag.exceptions import SiteError
+from iceprod_dag.common.exceptions import SiteError
 
 
 def locate_schedd(name: str | None = None, collector: str | None = None) -> htcondor2.Schedd:

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import htcondor2
-from iceprod_dag.plugins.base import RunStatus, Site
+
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import RunNotFoundError, SiteError
+from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.condor import prepare, translate
 from iceprod_dag.plugins.condor.follow import DagFollower, rescue_done_nodes
 from iceprod_dag.plugins.condor.schedd import locate_schedd
 from iceprod_dag.plugins.condor.siteconfig import SiteConfig, load_site_config
-
-from iceprod_dag import names
-from iceprod_dag.exceptions import RunNotFoundError, SiteError
-from iceprod_dag.states import JobState
+from iceprod_dag.sites.base import RunStatus, Site
 
 if TYPE_CHECKING:
     # collect pulls in SQLAlchemy and the stats models (~0.4 s): imported when first needed, after the
@@ -45,7 +45,7 @@ class CondorSite(Site):
     #: a poll reads only what the event logs gained (no schedd query), so it can be frequent: `watch`
     #: returns within this long of DAGMan's end
     poll_interval: ClassVar[float] = 0.5
-    #: condor_dagman honours its halt file (iceprod_dag.runcontrol suspends and resumes with it)
+    #: condor_dagman honours its halt file (iceprod_dag.sites.runcontrol suspends and resumes with it)
     honours_halt_file: ClassVar[bool] = True
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:

@@ -15,10 +15,10 @@ from typing import Any
 
 import classad2
 
-from iceprod_dag import units
-from iceprod_dag.exceptions import ConfigError
-from iceprod_dag.schema import format_path, iter_problems
-from iceprod_dag.yamlsource import LineMap, load_yaml_with_lines
+from iceprod_dag.common import units
+from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.dataset.schema import format_path, iter_problems
+from iceprod_dag.dataset.yamlsource import LineMap, load_yaml_with_lines
 
 SITE_SCHEMA = "site.schema.yaml"
 

@@ -10,9 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from iceprod_dag.common import units
 from iceprod_dag.plugins.condor.siteconfig import SiteConfig
-
-from iceprod_dag import units
 
 #: marks the block the site appends to a compiled submit file, so applying it twice is a no-op
 ADDITIONS_MARK = "# iceprod-dag condor site additions"

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .runner import run_dag
+from iceprod_dag.plugins.local.runner import run_dag
 
 
 def main(argv: list[str] | None = None) -> int:

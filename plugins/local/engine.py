@@ -30,9 +30,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from iceprod_dag.dagman.model import Dag, Script
-
-from .executor import Exit, Launch
-from .nodestate import DagStatus, Executor, JobBuilder, NodeRun, NodeState, Recorder
+from iceprod_dag.plugins.local.executor import Exit, Launch
+from iceprod_dag.plugins.local.nodestate import DagStatus, Executor, JobBuilder, NodeRun, NodeState, Recorder
 
 __all__ = ["DagEngine", "DagStatus", "NodeState"]
 

@@ -173,7 +173,7 @@ class ProcessExecutor:
             self.free_memory_mb -= launch.memory_mb
 
     def _start_in_pilot(self, launch: Launch) -> bool:
-        from .pilotexec import PilotClient, work_item
+        from iceprod_dag.plugins.local.pilotexec import PilotClient, work_item
 
         item = work_item(launch.argv, launch.cwd, launch.key)
         if item is None:

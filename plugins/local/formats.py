@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .engine import DagEngine
+    from iceprod_dag.plugins.local.engine import DagEngine
 
 #: node status file codes (condor_dagman's Job::status_t)
 STATUS_CODES = {

@@ -7,11 +7,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from iceprod_dag.dagman.model import Node
-
-from .executor import Exit, Launch
+from iceprod_dag.plugins.local.executor import Exit, Launch
 
 if TYPE_CHECKING:
-    from .engine import DagEngine
+    from iceprod_dag.plugins.local.engine import DagEngine
 
 
 class DagStatus(enum.IntEnum):

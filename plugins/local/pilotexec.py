@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from iceprod_dag import names
+from iceprod_dag.common import names
 from iceprod_dag.pilot.multijob import Pilot
 from iceprod_dag.pilot.spec import Resources
 from iceprod_dag.pilot.worksource import WorkItem, WorkSource
@@ -258,7 +258,7 @@ class PilotClient:
 
 
 def _die_with_parent() -> None:
-    from .executor import _die_with_parent as die
+    from iceprod_dag.plugins.local.executor import _die_with_parent as die
 
     die()
 

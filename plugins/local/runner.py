@@ -17,16 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iceprod_dag import names
+from iceprod_dag.common import names
+from iceprod_dag.common.states import JobState
 from iceprod_dag.dagman.model import Dag
 from iceprod_dag.dagman.parser import load_rescue
 from iceprod_dag.dagman.rescue import write_rescue
-from iceprod_dag.states import JobState
-
-from .engine import DagEngine, NodeState
-from .executor import ProcessExecutor
-from .jobs import JobFactory
-from .state import RunRecorder
+from iceprod_dag.plugins.local.engine import DagEngine, NodeState
+from iceprod_dag.plugins.local.executor import ProcessExecutor
+from iceprod_dag.plugins.local.jobs import JobFactory
+from iceprod_dag.plugins.local.state import RunRecorder
 
 logger = logging.getLogger(__name__)
 

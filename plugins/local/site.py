@@ -17,13 +17,18 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from iceprod_dag import names
-from iceprod_dag.exceptions import RunNotFoundError, SiteError
-from iceprod_dag.states import JobState
-
-from ..base import RunStatus, Site
-from .formats import read_node_status
-from .runner import STATE_BY_NODE_STATUS, collect_records, read_run_info, run_dag, write_run_info
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import RunNotFoundError, SiteError
+from iceprod_dag.common.states import JobState
+from iceprod_dag.plugins.local.formats import read_node_status
+from iceprod_dag.plugins.local.runner import (
+    STATE_BY_NODE_STATUS,
+    collect_records,
+    read_run_info,
+    run_dag,
+    write_run_info,
+)
+from iceprod_dag.sites.base import RunStatus, Site
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +41,7 @@ class LocalSite(Site):
 
     name: ClassVar[str] = "local"
     poll_interval: ClassVar[float] = 1.0
-    #: the engine honours DAGMan's halt file (iceprod_dag.runcontrol suspends and resumes with it)
+    #: the engine honours DAGMan's halt file (iceprod_dag.sites.runcontrol suspends and resumes with it)
     honours_halt_file: ClassVar[bool] = True
 
     def submit(self, run_dir: Path, wait: bool = False) -> int | None:

@@ -21,18 +21,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iceprod_dag import names
+from iceprod_dag.common import names
+from iceprod_dag.common.states import FailureCategory
 from iceprod_dag.dagman.eventlog import EventLogWriter, Usage
 from iceprod_dag.dagman.jobstate import JobstateLogWriter, read_jobstate
 from iceprod_dag.dagman.model import Dag, Node
-from iceprod_dag.states import FailureCategory
+from iceprod_dag.plugins.local.executor import Exit, Launch
+from iceprod_dag.plugins.local.formats import write_node_status
 from iceprod_dag.stats import classads
 
-from .executor import Exit, Launch
-from .formats import write_node_status
-
 if TYPE_CHECKING:
-    from .engine import DagEngine
+    from iceprod_dag.plugins.local.engine import DagEngine
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from iceprod_dag import names
-
-from ..batch.translate import JobGroup, directives, hm, job_body, render
+from iceprod_dag.common import names
+from iceprod_dag.plugins.batch.translate import JobGroup, directives, hm, job_body, render
 
 INDEX = "${LSB_JOBINDEX}"
 

@@ -6,7 +6,7 @@ attempt's exit marker for that. They map to DONE only so that they count as ende
 
 from __future__ import annotations
 
-from iceprod_dag.states import JobState
+from iceprod_dag.common.states import JobState
 
 NATIVE_STATES: dict[str, JobState] = {
     "Q": JobState.IDLE,  # queued

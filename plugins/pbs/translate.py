@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from iceprod_dag import names
-
-from ..batch.translate import JobGroup, directives, hms, job_body, render
+from iceprod_dag.common import names
+from iceprod_dag.plugins.batch.translate import JobGroup, directives, hms, job_body, render
 
 INDEX = "${PBS_ARRAY_INDEX}"
 

@@ -6,7 +6,7 @@ A job in error state (E..., e.g. after exiting 100) keeps its place in the queue
 
 from __future__ import annotations
 
-from iceprod_dag.states import JobState
+from iceprod_dag.common.states import JobState
 
 NATIVE_STATES: dict[str, JobState] = {
     "qw": JobState.IDLE,

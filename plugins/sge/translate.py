@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 
-from iceprod_dag import names
-
-from ..batch.translate import JobGroup, directives, hms, job_body, render
+from iceprod_dag.common import names
+from iceprod_dag.plugins.batch.translate import JobGroup, directives, hms, job_body, render
 
 INDEX = "${SGE_TASK_ID}"
 #: a failed attempt exits 100: Grid Engine puts the job in error state and keeps its dependents held

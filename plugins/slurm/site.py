@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from iceprod_dag.exceptions import CommandError, SiteError
-from iceprod_dag.states import JobState
-
-from ..batch.site import BatchSite
-from ..batch.translate import JobGroup
-from . import translate
-from .states import NATIVE_STATES, to_state
+from iceprod_dag.common.exceptions import CommandError, SiteError
+from iceprod_dag.common.states import JobState
+from iceprod_dag.plugins.batch.site import BatchSite
+from iceprod_dag.plugins.batch.translate import JobGroup
+from iceprod_dag.plugins.slurm import translate
+from iceprod_dag.plugins.slurm.states import NATIVE_STATES, to_state
 
 log = logging.getLogger(__name__)
 

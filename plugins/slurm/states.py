@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iceprod_dag.states import JobState
+from iceprod_dag.common.states import JobState
 
 NATIVE_STATES: dict[str, JobState] = {
     "PENDING": JobState.IDLE,

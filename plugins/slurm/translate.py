@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from iceprod_dag import names
-
-from ..batch.translate import JobGroup, directives, hms, job_body, render
+from iceprod_dag.common import names
+from iceprod_dag.plugins.batch.translate import JobGroup, directives, hms, job_body, render
 
 INDEX = "${SLURM_ARRAY_TASK_ID}"
 

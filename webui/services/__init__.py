@@ -1,0 +1,1 @@
+"""What the views call: listings and counts, accounts, dataset actions, log files, the OpenAPI document."""

@@ -7,75 +7,19 @@ pidfd per child in an epoll set, so the engine sleeps until a child ends or its 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import re
 import select
 import signal
 import subprocess
 import time
 from typing import Any
 
+from iceprod_dag.dagman.engine.executor import Executor, Exit, Launch
+from iceprod_dag.plugins.local.children import die_with_parent, open_output
+from iceprod_dag.plugins.local.pilotexec import PilotClient, work_item
+
 logger = logging.getLogger(__name__)
-
-_CLUSTER = re.compile(r"\$\((Cluster|ClusterId|Process|ProcId)\)", re.IGNORECASE)
-
-
-@dataclasses.dataclass
-class Launch:
-    """One process to run: a node's job attempt or one of its scripts."""
-
-    argv: list[str]
-    cwd: str
-    key: str = ""
-    env: dict[str, str] | None = None  # None: inherit the engine's environment
-    stdout: str | None = None
-    stderr: str | None = None
-    cpus: int = 1
-    memory_mb: int = 0
-    script: bool = False
-    cluster: int = 0
-    #: what the job ClassAd and the stats database want to know (Cmd, Args, submit file, pilot record...)
-    info: dict[str, object] = dataclasses.field(default_factory=dict)
-
-    def set_cluster(self, cluster: int) -> None:
-        """Give the attempt its id and substitute $(Cluster)/$(Process) in its output paths and arguments."""
-        self.cluster = cluster
-
-        def sub(text: str) -> str:
-            return _CLUSTER.sub(
-                lambda m: "0" if m.group(1).lower().startswith("proc") else str(cluster), text
-            )
-
-        if self.stdout and "$(" in self.stdout:
-            self.stdout = sub(self.stdout)
-        if self.stderr and "$(" in self.stderr:
-            self.stderr = sub(self.stderr)
-        self.argv = [sub(a) if "$(" in a else a for a in self.argv]
-
-
-@dataclasses.dataclass
-class Exit:
-    """How one process ended."""
-
-    key: str
-    pid: int
-    exit_code: int | None  # None when killed by a signal
-    signal: int | None
-    start: float
-    end: float
-    user_cpu: float = 0.0
-    sys_cpu: float = 0.0
-    maxrss_kb: int = 0
-    error: str | None = None  # the process could not be started
-
-    @property
-    def value(self) -> int:
-        """DAGMan's $RETURN: the exit code, or minus the signal number."""
-        if self.exit_code is not None:
-            return self.exit_code
-        return -(self.signal or 1)
 
 
 class _Child:
@@ -98,7 +42,7 @@ def machine_resources() -> tuple[int, int]:
     return cpus, int(memory_mb)
 
 
-class ProcessExecutor:
+class ProcessExecutor(Executor):
     """Starts processes when their requests fit, and reports them as they end."""
 
     def __init__(
@@ -123,10 +67,10 @@ class ProcessExecutor:
         self._kill_deadline: float | None = None
         self._use_pilot = use_pilot
         self.pilot_procs = pilot_procs or max(1, min(self.cpus, 2))
-        self._pilots: dict[int, Any] = {}  # stdout fd -> PilotClient
+        self._pilots: dict[int, PilotClient] = {}  # stdout fd -> its pilot
         self._pilot_dir = pilot_dir
         self._pilot_log = pilot_log
-        self._in_pilot: dict[str, tuple[Launch, float, Any]] = {}
+        self._in_pilot: dict[str, tuple[Launch, float, PilotClient]] = {}
         #: stats records of pilot jobs that ended, by key, for the recorder to pop
         self.records: dict[str, dict[str, Any]] = {}
 
@@ -145,8 +89,8 @@ class ProcessExecutor:
             return
         out = err = None
         try:
-            out = _open_output(launch.stdout)
-            err = _open_output(launch.stderr) if launch.stderr != launch.stdout else out
+            out = open_output(launch.stdout)
+            err = open_output(launch.stderr) if launch.stderr != launch.stdout else out
             proc = subprocess.Popen(
                 launch.argv,
                 cwd=launch.cwd,
@@ -155,7 +99,7 @@ class ProcessExecutor:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             logger.warning("cannot start %s (%s): %s", launch.key, launch.argv[0], exc)
@@ -173,8 +117,6 @@ class ProcessExecutor:
             self.free_memory_mb -= launch.memory_mb
 
     def _start_in_pilot(self, launch: Launch) -> bool:
-        from iceprod_dag.plugins.local.pilotexec import PilotClient, work_item
-
         item = work_item(launch.argv, launch.cwd, launch.key)
         if item is None:
             return False
@@ -281,26 +223,3 @@ class ProcessExecutor:
         else:
             code = os.WEXITSTATUS(status)
         return Exit(launch.key, pid, code, signum, child.start, end, ru.ru_utime, ru.ru_stime, ru.ru_maxrss)
-
-
-_libc: Any = None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL when the engine dies (kill -9), so no orphan finishes a node
-    that the resumed run will start again. Costs a fork instead of a vfork, ~0.3 ms per job."""
-    global _libc
-    if _libc is None:
-        import ctypes
-
-        _libc = ctypes.CDLL(None, use_errno=True)
-    _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _open_output(path: str | None):  # noqa: ANN202 - a file object or DEVNULL
-    if not path:
-        return subprocess.DEVNULL
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    return open(path, "ab")  # noqa: SIM115 - closed right after the fork

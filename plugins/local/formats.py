@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from iceprod_dag.plugins.local.engine import DagEngine
+from iceprod_dag.dagman.engine.nodestate import RunView
 
 #: node status file codes (condor_dagman's Job::status_t)
 STATUS_CODES = {
@@ -28,7 +26,7 @@ STATUS_CODES = {
 STATUS_NAMES = {v: k for k, v in STATUS_CODES.items()}
 
 
-def write_node_status(path: str, engine: DagEngine) -> None:
+def write_node_status(path: str, engine: RunView) -> None:
     """Rewrite the NODE_STATUS_FILE (ClassAds, atomically replaced) from the engine's view of every node."""
     now = int(time.time())
     nodes = []

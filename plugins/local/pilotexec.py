@@ -26,6 +26,7 @@ from iceprod_dag.common import names
 from iceprod_dag.pilot.multijob import Pilot
 from iceprod_dag.pilot.spec import Resources
 from iceprod_dag.pilot.worksource import WorkItem, WorkSource
+from iceprod_dag.plugins.local.children import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class PilotClient:
         try:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, cwd=cwd, start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )  # fmt: skip
         finally:
             if err is not subprocess.DEVNULL:
@@ -255,12 +256,6 @@ class PilotClient:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def _die_with_parent() -> None:
-    from iceprod_dag.plugins.local.executor import _die_with_parent as die
-
-    die()
 
 
 if __name__ == "__main__":

@@ -19,10 +19,9 @@ from typing import Any
 
 from iceprod_dag.common import names
 from iceprod_dag.common.states import JobState
+from iceprod_dag.dagman.engine.engine import DagEngine
 from iceprod_dag.dagman.model import Dag
 from iceprod_dag.dagman.parser import load_rescue
-from iceprod_dag.dagman.rescue import write_rescue
-from iceprod_dag.plugins.local.engine import DagEngine, NodeState
 from iceprod_dag.plugins.local.executor import ProcessExecutor
 from iceprod_dag.plugins.local.jobs import JobFactory
 from iceprod_dag.plugins.local.state import RunRecorder
@@ -233,10 +232,7 @@ def run_dag(
         recorder.close()
         executor.close()
     if stopped or engine.failed or engine.status.value != 0 or status != 0:
-        undone = [n for n, r in engine.runs.items() if r.state is not NodeState.DONE and not r.node.final]
-        if undone:
-            retries = {n: r.retries for n, r in engine.runs.items()}
-            write_rescue(dag, engine.done_nodes(), engine.failed, retries_used=retries)
+        engine.write_rescue()
     halted = engine.halt_exit and not stopped
     write_run_info(run_dir, exit_code=None if stopped else status, ended=time.time(), halted=halted)
     from iceprod_dag.stats.ingest import set_dataset_state

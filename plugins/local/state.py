@@ -19,24 +19,23 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from iceprod_dag.common import names
 from iceprod_dag.common.states import FailureCategory
+from iceprod_dag.dagman.engine.executor import Exit, Launch
+from iceprod_dag.dagman.engine.nodestate import RunView
+from iceprod_dag.dagman.engine.recorder import Recorder
 from iceprod_dag.dagman.eventlog import EventLogWriter, Usage
 from iceprod_dag.dagman.jobstate import JobstateLogWriter, read_jobstate
 from iceprod_dag.dagman.model import Dag, Node
-from iceprod_dag.plugins.local.executor import Exit, Launch
 from iceprod_dag.plugins.local.formats import write_node_status
 from iceprod_dag.stats import classads
-
-if TYPE_CHECKING:
-    from iceprod_dag.plugins.local.engine import DagEngine
 
 logger = logging.getLogger(__name__)
 
 
-class RunRecorder:
+class RunRecorder(Recorder):
     """The engine's Recorder: event log, jobstate log, node status, history ads, stats records and DB."""
 
     def __init__(
@@ -133,7 +132,7 @@ class RunRecorder:
     def node_finished(self, node: Node, ok: bool) -> None:
         pass  # the events above already say it; the status file is rewritten by flush()
 
-    def flush(self, engine: DagEngine, force: bool = False) -> None:
+    def flush(self, run: RunView, force: bool = False) -> None:
         """End of a scheduling round: flush the logs, commit the round's attempts, maybe rewrite the status."""
         now = time.time()
         # one transaction per round, but rounds of one job each would make the DB the bottleneck: commit
@@ -142,7 +141,7 @@ class RunRecorder:
             self.commit()
             self._last_commit = now
         if force or now - self._last_status >= self.status_interval:
-            write_node_status(self.status_path, engine)
+            write_node_status(self.status_path, run)
             # a big DAG's status file costs more to write: keep it under ~5% of the run's time
             self._last_status = time.time() + 20 * (time.time() - now)
         if self.on_round is not None:

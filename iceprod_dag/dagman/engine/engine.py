@@ -1,9 +1,10 @@
-"""The local DAGMan: walk a parsed DAG with DAGMan's semantics, one event at a time.
+"""The DAG engine: walk a parsed DAG with DAGMan's semantics, one event at a time, on any executor.
 
 Cost per event is O(log n) whatever the DAG's size: every node keeps a counter of unfinished parents, ready
 jobs wait in a heap ordered by PRIORITY, and a CATEGORY at its MAXJOBS parks its jobs in a heap of its own
-until one of its jobs ends. Processes are started and reaped by the executor; everything worth keeping is
-written through the recorder (state.py) as it happens, and committed once per scheduling round.
+until one of its jobs ends. Jobs and scripts are started and reaped by the executor (local processes, or batch
+jobs with the scripts run on the submit host, as DAGMan runs them); everything worth keeping is written
+through the recorder as it happens, and made durable once per scheduling round.
 
 Semantics follow condor_dagman where its manual leaves a doubt:
 
@@ -24,23 +25,19 @@ from __future__ import annotations
 import heapq
 import logging
 import os
-import re
-import shlex
 import time
 from collections.abc import Callable, Iterable
 
+from iceprod_dag.dagman.engine.executor import Executor, Exit, JobBuilder, Launch
+from iceprod_dag.dagman.engine.nodestate import DagStatus, NodeRun, NodeState
+from iceprod_dag.dagman.engine.recorder import Recorder
+from iceprod_dag.dagman.engine.scripts import script_launch
 from iceprod_dag.dagman.model import Dag, Script
-from iceprod_dag.plugins.local.executor import Exit, Launch
-from iceprod_dag.plugins.local.nodestate import DagStatus, Executor, JobBuilder, NodeRun, NodeState, Recorder
+from iceprod_dag.dagman.rescue import write_rescue
 
 __all__ = ["DagEngine", "DagStatus", "NodeState"]
 
 logger = logging.getLogger(__name__)
-
-
-_MACRO = re.compile(
-    r"\$(JOBID|JOB|RETRY|MAX_RETRIES|RETURN|PRE_SCRIPT_RETURN|DAG_STATUS|FAILED_COUNT|NODE_NAME)"
-)
 
 
 class DagEngine:
@@ -271,26 +268,8 @@ class DagEngine:
 
     # ---- scripts --------------------------------------------------------------------------------------------
 
-    def _macros(self, run: NodeRun, kind: str) -> dict[str, str]:
-        return {
-            "JOB": run.node.name,
-            "NODE_NAME": run.node.name,
-            "RETRY": str(run.retries),
-            "MAX_RETRIES": str(run.node.retry),
-            "RETURN": str(run.job_rc),
-            "PRE_SCRIPT_RETURN": str(run.pre_rc),
-            "JOBID": f"{run.cluster}.0" if kind == "POST" else "",
-            "DAG_STATUS": str(int(self.status)),
-            "FAILED_COUNT": str(len(self.failed)),
-        }
-
     def _start_script(self, run: NodeRun, script: Script) -> None:
-        macros = self._macros(run, script.kind)
-        argv = [_MACRO.sub(lambda m: macros[m.group(1)], arg) for arg in shlex.split(script.command)]
-        cwd = str(self.dag.directory / run.node.directory) if run.node.directory else str(self.dag.directory)
-        if argv and not os.path.isabs(argv[0]) and os.path.exists(os.path.join(cwd, argv[0])):
-            argv[0] = os.path.join(cwd, argv[0])  # DAGMan finds a script relative to the DAG's directory
-        launch = Launch(argv=argv, cwd=cwd, key=f"{script.kind}:{run.node.name}", script=True)
+        launch = script_launch(self.dag, run, script, self.status, len(self.failed))
         self._by_key[launch.key] = run
         if script.kind == "PRE":
             run.state = NodeState.PRERUN
@@ -470,3 +449,10 @@ class DagEngine:
 
     def done_nodes(self) -> list[str]:
         return [name for name, run in self.runs.items() if run.state is NodeState.DONE]
+
+    def write_rescue(self) -> None:
+        """DAGMan's rescue DAG, when the run ended with nodes undone (failed, halted, stopped)."""
+        undone = [n for n, r in self.runs.items() if r.state is not NodeState.DONE and not r.node.final]
+        if undone:
+            retries = {n: r.retries for n, r in self.runs.items()}
+            write_rescue(self.dag, self.done_nodes(), self.failed, retries_used=retries)

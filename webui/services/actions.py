@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from iceprod_dag.common import names
-from iceprod_dag.common.exceptions import IceprodDagError, StaleUpdateError
+from iceprod_dag.common.exceptions import ConfigError, IceprodDagError, StaleUpdateError
+from iceprod_dag.common.graph import topological_order
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.db import writer
 from iceprod_dag.stats.models import Attempt, Dataset, Job
@@ -141,15 +142,10 @@ def _parents(config: dict[str, Any] | None) -> dict[str, list[str]]:
 
 
 def _topo(parents: dict[str, list[str]]) -> list[str]:
-    order: list[str] = []
-    pending = list(parents)
-    while pending:
-        ready = [t for t in pending if all(p in order for p in parents[t])]
-        if not ready:
-            break
-        order += ready
-        pending = [t for t in pending if t not in order]
-    return order
+    try:
+        return topological_order(parents)
+    except ConfigError:
+        return []  # a stored config with a broken graph: claim from any task
 
 
 def claim(engine: Engine, ds: dict[str, Any], host: str | None, timeout_s: float) -> dict[str, Any] | None:

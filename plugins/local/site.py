@@ -26,9 +26,9 @@ from iceprod_dag.plugins.local.runner import (
     collect_records,
     read_run_info,
     run_dag,
-    write_run_info,
 )
 from iceprod_dag.sites.base import RunStatus, Site
+from iceprod_dag.sites.runinfo import update_run_info
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class LocalSite(Site):
         kept = {k: self.options[k] for k in ("cpus", "memory_mb", "db", "dag_file") if self.options.get(k)}
         if kept.get("dag_file"):
             kept["dag_file"] = str(Path(kept["dag_file"]).resolve())
-        write_run_info(run_dir, site=self.name, options={**kept, "quiet": True})
+        update_run_info(run_dir, site=self.name, options={**kept, "quiet": True})
         if wait:
             return run_dag(run_dir, **self._engine_options())
         return self._detach(run_dir)

@@ -141,6 +141,15 @@ class DagEngine:
         """Stop at the next round (signal handler): kill what runs, leave the rest for a resubmit."""
         self.stopping = True
 
+    def drain(self, grace_s: float) -> None:
+        """After a stop and the executor's kill_all: wait up to grace_s for the killed launches, so that their
+        attempts are recorded, not lost (the stopping flag keeps their nodes undone)."""
+        deadline = time.time() + grace_s
+        while self._by_key and time.time() < deadline:
+            for ex in self.executor.wait(0.2):
+                self.handle_exit(ex)
+        self.recorder.flush(self, force=True)
+
     # ---- scheduling -----------------------------------------------------------------------------------------
 
     # ---- halt file ------------------------------------------------------------------------------------------

@@ -249,6 +249,7 @@ class DagEngine:
     def _noop(self, run: NodeRun) -> None:
         # NOOP: the job is never run; scripts still are, and $RETURN is 0
         run.job_rc = 0
+        run.job_aborted = False
         self._after_job(run, 0)
 
     def _start_job(self, run: NodeRun, launch: Launch) -> None:
@@ -278,7 +279,7 @@ class DagEngine:
     # ---- scripts --------------------------------------------------------------------------------------------
 
     def _start_script(self, run: NodeRun, script: Script) -> None:
-        launch = script_launch(self.dag, run, script, self.status, len(self.failed))
+        launch = script_launch(self.dag, run, script, self._dag_macros)
         self._by_key[launch.key] = run
         if script.kind == "PRE":
             run.state = NodeState.PRERUN
@@ -287,6 +288,32 @@ class DagEngine:
             run.state = NodeState.POSTRUN
             self.recorder.post_started(run.node, run.cluster)
         self.executor.start(launch)
+
+    def _dag_macros(self, command: str) -> dict[str, str]:
+        """The DAG-wide script macros, counted now (DAGMan's values when the script starts)."""
+        values = {
+            "NODE_COUNT": str(len(self.runs)),
+            "QUEUED_COUNT": str(self.running_jobs),
+            "DONE_COUNT": str(self.done_count),
+            "FAILED_COUNT": str(len(self.failed)),
+            "DAGID": str(self.dag_cluster),
+            "DAG_STATUS": str(int(self.status)),
+        }
+        if "$FUTILE_COUNT" in command:  # a walk over the failed nodes' descendants: only when asked
+            values["FUTILE_COUNT"] = str(self._futile_count())
+        return values
+
+    def _futile_count(self) -> int:
+        """Nodes that can never run because an ancestor failed for good."""
+        seen: set[str] = set()
+        todo = [c for name in self.failed for c in self.runs[name].node.children]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            todo.extend(self.runs[name].node.children)
+        return sum(1 for name in seen if self.runs[name].state is not NodeState.DONE)
 
     def _fire_timers(self) -> None:
         now = time.time()
@@ -349,6 +376,7 @@ class DagEngine:
         run.launch = None
         self.recorder.job_finished(run.node, run.attempt, run.cluster, launch, ex)
         run.job_rc = ex.value
+        run.job_aborted = ex.error is not None
         if self.stopping or self.aborting:
             return  # removed by an abort or an interrupt: the node stays undone
         self._after_job(run, ex.value)

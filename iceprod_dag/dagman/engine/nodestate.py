@@ -47,6 +47,7 @@ class NodeRun:
         "cluster",
         "pre_rc",
         "job_rc",
+        "job_aborted",
         "launch",
         "seq",
     )
@@ -60,6 +61,7 @@ class NodeRun:
         self.cluster = 0
         self.pre_rc = -1
         self.job_rc = 0
+        self.job_aborted = False  # the job never ran to an exit (removed, lost, could not start)
         self.launch: Launch | None = None
         self.seq = 0
 

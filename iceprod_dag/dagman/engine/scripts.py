@@ -1,39 +1,75 @@
-"""PRE and POST scripts as DAGMan runs them: the command line with its $MACROS, found from the DAG's folder."""
+"""PRE and POST scripts as DAGMan runs them: the command line with its $MACROS, found from the DAG's folder.
+
+The macros and their values follow condor_dagman 23.9 as recorded on the real pool (tests/data/dagman_truth):
+counts are the DAG's at the moment the script starts, $NODE_COUNT includes the FINAL node, $SUCCESS is
+``True`` unless the job was aborted (a job that exits 3 still ran), $PRE_SCRIPT_RETURN is -1 without a PRE.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import shlex
+from collections.abc import Callable, Mapping
 
 from iceprod_dag.dagman.engine.executor import Launch
-from iceprod_dag.dagman.engine.nodestate import DagStatus, NodeRun
+from iceprod_dag.dagman.engine.nodestate import NodeRun
 from iceprod_dag.dagman.model import Dag, Script
 
+#: every script macro DAGMan documents; a name ends where a letter, digit or _ would continue it
+#: ($JOB_COUNT is not $JOB followed by "_COUNT")
+DAG_MACROS = (
+    "NODE_COUNT",
+    "QUEUED_COUNT",
+    "DONE_COUNT",
+    "FAILED_COUNT",
+    "FUTILE_COUNT",
+    "DAGID",
+    "DAG_STATUS",
+)
+NODE_MACROS = ("JOB", "NODE_NAME", "RETRY", "MAX_RETRIES")
+POST_MACROS = ("CLUSTERID", "JOBID", "JOB_COUNT", "JOB_ABORT_COUNT", "SUCCESS", "RETURN", "EXIT_CODES",
+               "EXIT_CODE_COUNTS", "PRE_SCRIPT_RETURN")  # fmt: skip
 _MACRO = re.compile(
-    r"\$(JOBID|JOB|RETRY|MAX_RETRIES|RETURN|PRE_SCRIPT_RETURN|DAG_STATUS|FAILED_COUNT|NODE_NAME)"
+    r"\$("
+    + "|".join(sorted((*DAG_MACROS, *NODE_MACROS, *POST_MACROS), key=len, reverse=True))
+    + r")(?![A-Za-z0-9_])"
 )
 
 
-def script_macros(run: NodeRun, kind: str, status: DagStatus, failed: int) -> dict[str, str]:
-    """The values of the script macros DAGMan documents for one node's PRE or POST script."""
-    return {
+def node_macros(run: NodeRun, kind: str) -> dict[str, str]:
+    """The values of a node's own macros for its PRE or POST script."""
+    values = {
         "JOB": run.node.name,
         "NODE_NAME": run.node.name,
         "RETRY": str(run.retries),
         "MAX_RETRIES": str(run.node.retry),
         "RETURN": str(run.job_rc),
         "PRE_SCRIPT_RETURN": str(run.pre_rc),
-        "JOBID": f"{run.cluster}.0" if kind == "POST" else "",
-        "DAG_STATUS": str(int(status)),
-        "FAILED_COUNT": str(failed),
+        "JOBID": "",
     }
+    if kind == "POST":
+        values.update(
+            CLUSTERID=str(run.cluster),
+            JOBID=f"{run.cluster}.0",
+            JOB_COUNT="1",  # one proc per node job (queue 1)
+            JOB_ABORT_COUNT="1" if run.job_aborted else "0",
+            SUCCESS="False" if run.job_aborted else "True",
+            EXIT_CODES="" if run.job_aborted else str(run.job_rc),
+            EXIT_CODE_COUNTS="" if run.job_aborted else f"{run.job_rc}:1",
+        )
+    return values
 
 
-def script_launch(dag: Dag, run: NodeRun, script: Script, status: DagStatus, failed: int) -> Launch:
-    """The launch of a node's script: macros expanded word by word, run in the node's DIR."""
-    macros = script_macros(run, script.kind, status, failed)
-    argv = [_MACRO.sub(lambda m: macros[m.group(1)], arg) for arg in shlex.split(script.command)]
+def script_launch(
+    dag: Dag, run: NodeRun, script: Script, dag_macros: Callable[[str], Mapping[str, str]]
+) -> Launch:
+    """The launch of a node's script: macros expanded word by word, run in the node's DIR.
+
+    dag_macros(command) gives the DAG-wide counts (it may skip the costly ones the command does not use).
+    """
+    macros = {**node_macros(run, script.kind), **dag_macros(script.command)}
+    argv = [_MACRO.sub(lambda m: macros.get(m.group(1), m.group(0)), a) for a in shlex.split(script.command)]
     cwd = str(dag.directory / run.node.directory) if run.node.directory else str(dag.directory)
     if argv and not os.path.isabs(argv[0]) and os.path.exists(os.path.join(cwd, argv[0])):
         argv[0] = os.path.join(cwd, argv[0])  # DAGMan finds a script relative to the DAG's directory

@@ -29,9 +29,10 @@ import time
 from collections.abc import Callable, Iterable
 
 from iceprod_dag.dagman.engine.executor import Executor, Exit, JobBuilder, Launch
-from iceprod_dag.dagman.engine.nodestate import DagStatus, NodeRun, NodeState
+from iceprod_dag.dagman.engine.knobs import Knobs, read_knobs
+from iceprod_dag.dagman.engine.nodestate import PRE_FAILED_RETURN, DagStatus, JobEnd, NodeRun, NodeState
 from iceprod_dag.dagman.engine.recorder import Recorder
-from iceprod_dag.dagman.engine.scripts import script_launch
+from iceprod_dag.dagman.engine.scripts import ScriptSlots, script_launch
 from iceprod_dag.dagman.model import Dag, Script
 from iceprod_dag.dagman.rescue import write_rescue
 
@@ -56,6 +57,7 @@ class DagEngine:
         dag_cluster: int = 0,
         tick: float = 1.0,
         halt_file: str | None = None,
+        knobs: Knobs | None = None,
     ) -> None:
         self.dag = dag
         self.executor = executor
@@ -63,6 +65,8 @@ class DagEngine:
         self.build_job = build_job
         self.dag_cluster = dag_cluster
         self.tick = tick
+        self.knobs = knobs if knobs is not None else read_knobs(dag)
+        self._slots = ScriptSlots(self.knobs.max_pre_scripts, self.knobs.max_post_scripts)
         self.runs: dict[str, NodeRun] = {name: NodeRun(node) for name, node in dag.nodes.items()}
         self._next_cluster = first_cluster
         self._seq = 0
@@ -180,15 +184,17 @@ class DagEngine:
         self._ready.clear()
         self._blocked.clear()
         self._timers.clear()
-        for run in self._held_pres:
+        for run in [*self._held_pres, *self._slots.drop("PRE")]:
             run.state = NodeState.NOT_READY
         self._held_pres = []
 
     def _busy(self) -> bool:
-        return bool(self._by_key or self._ready or self._timers) and not self.stopping
+        return (
+            bool(self._by_key or self._ready or self._timers or self._slots.waiting()) and not self.stopping
+        )
 
     def _may_finish(self) -> bool:
-        return not self._by_key and not self._timers
+        return not self._by_key and not self._timers and not self._slots.waiting()
 
     def _start_roots(self) -> None:
         # DONE nodes count as finished parents for their children
@@ -226,7 +232,10 @@ class DagEngine:
         if self._holding():
             return  # queued jobs wait for the halt file to go
         max_jobs = self.dag.max_jobs
+        max_submitted = self.knobs.max_jobs_submitted
         while self._ready:
+            if max_submitted and self.running_jobs >= max_submitted:
+                break  # DAGMAN_MAX_JOBS_SUBMITTED: the rest waits for a job to end
             prio, seq, name = self._ready[0]
             run = self.runs[name]
             cat = run.node.category
@@ -249,7 +258,7 @@ class DagEngine:
     def _noop(self, run: NodeRun) -> None:
         # NOOP: the job is never run; scripts still are, and $RETURN is 0
         run.job_rc = 0
-        run.job_aborted = False
+        run.job_end = JobEnd.EXIT
         self._after_job(run, 0)
 
     def _start_job(self, run: NodeRun, launch: Launch) -> None:
@@ -279,6 +288,9 @@ class DagEngine:
     # ---- scripts --------------------------------------------------------------------------------------------
 
     def _start_script(self, run: NodeRun, script: Script) -> None:
+        if not self._slots.take(script.kind):
+            self._slots.park(script.kind, run)  # DAGMAN_MAX_PRE_SCRIPTS / MAX_POST_SCRIPTS
+            return
         launch = script_launch(self.dag, run, script, self._dag_macros)
         self._by_key[launch.key] = run
         if script.kind == "PRE":
@@ -315,6 +327,16 @@ class DagEngine:
             todo.extend(self.runs[name].node.children)
         return sum(1 for name in seen if self.runs[name].state is not NodeState.DONE)
 
+    def _next_script(self, kind: str) -> None:
+        """A script ended: start the one waiting for its slot, if any (PRE scripts wait out a halt)."""
+        run = self._slots.release(kind)
+        if run is None or self.aborting or self.stopping:
+            return
+        if kind == "PRE" and self._holding():
+            self._held_pres.append(run)
+            return
+        self._start_script(run, run.node.pre if kind == "PRE" else run.node.post)  # type: ignore[arg-type]
+
     def _fire_timers(self) -> None:
         now = time.time()
         while self._timers and self._timers[0][0] <= now:
@@ -343,6 +365,8 @@ class DagEngine:
         """One process of the run ended: move its node on."""
         run = self._by_key.pop(ex.key)
         kind = ex.key.partition(":")[0]
+        if kind in ("PRE", "POST"):
+            self._next_script(kind)
         if kind == "PRE":
             self._on_pre(run, ex)
         elif kind == "POST":
@@ -364,6 +388,10 @@ class DagEngine:
             self._queue_job(run)
         elif run.node.pre_skip is not None and rc == run.node.pre_skip:
             self._node_succeeded(run)
+        elif self.knobs.always_run_post and run.node.post is not None:
+            # DAGMAN_ALWAYS_RUN_POST: the job is not run, the POST script decides with $RETURN -1004
+            run.job_rc, run.job_end = PRE_FAILED_RETURN, JobEnd.NONE
+            self._start_script(run, run.node.post)
         else:
             self._node_failed(run, rc)
 
@@ -376,7 +404,7 @@ class DagEngine:
         run.launch = None
         self.recorder.job_finished(run.node, run.attempt, run.cluster, launch, ex)
         run.job_rc = ex.value
-        run.job_aborted = ex.error is not None
+        run.job_end = JobEnd.ABORTED if ex.error is not None else JobEnd.EXIT
         if self.stopping or self.aborting:
             return  # removed by an abort or an interrupt: the node stays undone
         self._after_job(run, ex.value)
@@ -458,6 +486,8 @@ class DagEngine:
         self._ready.clear()
         self._blocked.clear()
         self._timers.clear()
+        self._slots.drop("PRE")
+        self._slots.drop("POST")
         self.executor.kill_all()
         return True
 

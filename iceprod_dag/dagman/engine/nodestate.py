@@ -35,6 +35,18 @@ class NodeState(enum.Enum):
     FUTILE = "futile"
 
 
+class JobEnd(enum.Enum):
+    """How the node's last job ended, as its POST script's macros tell it."""
+
+    EXIT = "exit"  # it ran and exited (any code, or a signal)
+    ABORTED = "aborted"  # removed, lost, or could not start
+    NONE = "none"  # never submitted (its PRE script failed, DAGMAN_ALWAYS_RUN_POST)
+
+
+#: $RETURN of a POST script run after a failed PRE script (DAGMAN_ALWAYS_RUN_POST), as condor_dagman sets it
+PRE_FAILED_RETURN = -1004
+
+
 class NodeRun:
     """Mutable run state of one node."""
 
@@ -47,7 +59,7 @@ class NodeRun:
         "cluster",
         "pre_rc",
         "job_rc",
-        "job_aborted",
+        "job_end",
         "launch",
         "seq",
     )
@@ -61,7 +73,7 @@ class NodeRun:
         self.cluster = 0
         self.pre_rc = -1
         self.job_rc = 0
-        self.job_aborted = False  # the job never ran to an exit (removed, lost, could not start)
+        self.job_end = JobEnd.EXIT
         self.launch: Launch | None = None
         self.seq = 0
 

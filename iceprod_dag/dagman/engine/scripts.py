@@ -7,13 +7,14 @@ counts are the DAG's at the moment the script starts, $NODE_COUNT includes the F
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import shlex
 from collections.abc import Callable, Mapping
 
 from iceprod_dag.dagman.engine.executor import Launch
-from iceprod_dag.dagman.engine.nodestate import NodeRun
+from iceprod_dag.dagman.engine.nodestate import JobEnd, NodeRun
 from iceprod_dag.dagman.model import Dag, Script
 
 #: every script macro DAGMan documents; a name ends where a letter, digit or _ would continue it
@@ -49,14 +50,15 @@ def node_macros(run: NodeRun, kind: str) -> dict[str, str]:
         "JOBID": "",
     }
     if kind == "POST":
+        ran = run.job_end is JobEnd.EXIT
         values.update(
             CLUSTERID=str(run.cluster),
             JOBID=f"{run.cluster}.0",
-            JOB_COUNT="1",  # one proc per node job (queue 1)
-            JOB_ABORT_COUNT="1" if run.job_aborted else "0",
-            SUCCESS="False" if run.job_aborted else "True",
-            EXIT_CODES="" if run.job_aborted else str(run.job_rc),
-            EXIT_CODE_COUNTS="" if run.job_aborted else f"{run.job_rc}:1",
+            JOB_COUNT="0" if run.job_end is JobEnd.NONE else "1",  # one proc per node job (queue 1)
+            JOB_ABORT_COUNT="1" if run.job_end is JobEnd.ABORTED else "0",
+            SUCCESS="True" if ran else "False",
+            EXIT_CODES=str(run.job_rc) if ran else "",
+            EXIT_CODE_COUNTS=f"{run.job_rc}:1" if ran else "",
         )
     return values
 
@@ -74,3 +76,41 @@ def script_launch(
     if argv and not os.path.isabs(argv[0]) and os.path.exists(os.path.join(cwd, argv[0])):
         argv[0] = os.path.join(cwd, argv[0])  # DAGMan finds a script relative to the DAG's directory
     return Launch(argv=argv, cwd=cwd, key=f"{script.kind}:{run.node.name}", script=True)
+
+
+class ScriptSlots:
+    """DAGMAN_MAX_PRE_SCRIPTS and DAGMAN_MAX_POST_SCRIPTS: scripts beyond a limit wait for a slot, in order."""
+
+    def __init__(self, max_pre: int, max_post: int) -> None:
+        self._limit = {"PRE": max_pre, "POST": max_post}
+        self._running = {"PRE": 0, "POST": 0}
+        self._waiting: dict[str, collections.deque[NodeRun]] = {
+            "PRE": collections.deque(),
+            "POST": collections.deque(),
+        }
+
+    def take(self, kind: str) -> bool:
+        """Take a slot for a script of kind; False if the limit is reached (park it instead)."""
+        limit = self._limit.get(kind, 0)
+        if limit and self._running[kind] >= limit:
+            return False
+        self._running[kind] = self._running.get(kind, 0) + 1
+        return True
+
+    def park(self, kind: str, run: NodeRun) -> None:
+        self._waiting[kind].append(run)
+
+    def release(self, kind: str) -> NodeRun | None:
+        """A script of kind ended: free its slot; the node whose script may start now, if one waits."""
+        self._running[kind] -= 1
+        waiting = self._waiting[kind]
+        return waiting.popleft() if waiting else None
+
+    def waiting(self) -> int:
+        return len(self._waiting["PRE"]) + len(self._waiting["POST"])
+
+    def drop(self, kind: str) -> list[NodeRun]:
+        """Forget the scripts of kind still waiting (abort, halt); their nodes."""
+        dropped = list(self._waiting[kind])
+        self._waiting[kind].clear()
+        return dropped

@@ -192,7 +192,7 @@ class PilotClient:
                 preexec_fn=die_with_parent,
             )  # fmt: skip
         finally:
-            if err is not subprocess.DEVNULL:
+            if not isinstance(err, int):  # a file, not DEVNULL
                 err.close()
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self.fd = self.proc.stdout.fileno()

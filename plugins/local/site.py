@@ -55,7 +55,8 @@ class LocalSite(Site):
         update_run_info(run_dir, site=self.name, options={**kept, "quiet": True})
         if wait:
             return run_dag(run_dir, **self._engine_options())
-        return self._detach(run_dir)
+        self._detach(run_dir)
+        return None
 
     def _engine_options(self) -> dict[str, Any]:
         o = self.options

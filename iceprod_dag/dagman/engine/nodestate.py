@@ -85,8 +85,13 @@ class NodeRun:
 class RunView(Protocol):
     """What a recorder may read of a running DAG (DagEngine provides it)."""
 
-    dag: Dag
-    runs: Mapping[str, NodeRun]
-    finished: bool
-    exit_status: int | None
-    failed: list[str]
+    @property
+    def dag(self) -> Dag: ...
+    @property
+    def runs(self) -> Mapping[str, NodeRun]: ...
+    @property
+    def finished(self) -> bool: ...
+    @property
+    def exit_status(self) -> int | None: ...
+    @property
+    def failed(self) -> list[str]: ...

@@ -92,25 +92,29 @@ def ours(run: Path, nodes: int) -> float:
     return took
 
 
-def submit_only(run: Path, nodes: int) -> dict[str, float]:
+def submit_only(run: Path, nodes: int) -> dict[str, object]:
     """Time from submit to every node of a ready layer queued in Slurm, as recorded in the run state."""
     run.mkdir(parents=True)
     (run / "node.sub").write_text(SUBMIT)
     (run / "dataset.dag").write_text("".join(f"JOB work_{i} node.sub\n" for i in range(nodes)))
     site = load_site("slurm", {"poll_interval": 5})
     start = time.monotonic()
-    queued = 0
+    queued, took = 0, 0.0
     try:
         site.submit(run)  # the detached watcher
-        deadline = start + 120
+        deadline = start + 60
         while queued < nodes and time.monotonic() < deadline:
             time.sleep(0.05)
             state = st.load(run)  # replaced atomically: never half written
-            queued = sum(1 for s in state.nodes.values() if s.job_id) if state else 0
-        took = time.monotonic() - start
+            now = sum(1 for s in state.nodes.values() if s.jobs) if state else 0  # queued, or ended already
+            if now > queued:
+                queued, took = now, time.monotonic() - start
     finally:
         site.cancel(run)  # never leave 10,000 pending jobs behind
-    return {"nodes": nodes, "queued": queued, "submit_s": round(took, 2)}
+    log = (run / "batch" / "watcher.log").read_text(errors="replace").splitlines()
+    # sbatch refusals (Slurm's MaxJobCount counts jobs that ended in the last MinJobAge seconds too)
+    errors = [line for line in log if "submitting" in line and "failed" in line][:3]
+    return {"nodes": nodes, "queued": queued, "submit_s": round(took, 2), "errors": errors}
 
 
 def main() -> None:

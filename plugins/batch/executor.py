@@ -133,8 +133,10 @@ class BatchExecutor(Executor):
             python=str(self.site.options.get("python", "python3")),
             cwd=cwd,
         )
-        for job in jobs:  # left by an attempt that never reported (a watcher killed mid-submit)
-            st.exit_marker(self.run_dir, job.request.node, job.request.attempt).unlink(missing_ok=True)
+        stale = set(os.listdir(self.exit_dir))  # left by an attempt that never reported (watcher killed)
+        for job in jobs:
+            if f"{job.request.node}.{job.request.attempt}" in stale:
+                st.exit_marker(self.run_dir, job.request.node, job.request.attempt).unlink(missing_ok=True)
         failed: list[_Job] = []
         for group in groups:
             members = [by_key[key_of[(r.node, r.attempt)]] for r in group.requests]
@@ -158,8 +160,9 @@ class BatchExecutor(Executor):
                 job.launch.info["job_id"] = job_id
                 self._queued[job.launch.key] = job
             log.info("submitted %s: %d node(s) as %s", group.name, len(ids), self.site.array_id(ids[0]))
-        if self._queued:
-            self._next_poll = min(self._next_poll, time.time() + FAST_POLL_S)
+        if self._queued:  # first look soon, but not at once: nothing submitted just now has ended
+            soon = time.time() + FAST_POLL_S
+            self._next_poll = soon if self._next_poll <= time.time() else min(self._next_poll, soon)
         if not failed:
             self._submit_failures = 0
             return

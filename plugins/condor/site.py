@@ -119,7 +119,7 @@ class CondorSite(Site):
         if prepare.is_compiled(submit_dir, dag_file):
             prepare.apply_site(submit_dir, dag_file, cfg)
         dataset = self._dataset_meta(submit_dir, dag_file)
-        info = {
+        info: dict[str, Any] = {
             "site": self.name,
             "options": self._lasting_options(),
             "site_config": cfg.name,

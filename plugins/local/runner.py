@@ -92,10 +92,10 @@ def scan_event_log(path: str, dag: Dag) -> tuple[set[str], dict[str, int], int]:
             r = _RETURN_RE.search(chunk)
             post_ok[node] = r is not None and r.group(1) == "0"
     done = set()
-    for name, node in dag.nodes.items():
-        if node.final:
+    for name, spec in dag.nodes.items():
+        if spec.final:
             continue
-        if node.post is not None:
+        if spec.post is not None:
             if post_ok.get(name):
                 done.add(name)
         elif job_ok.get(name):

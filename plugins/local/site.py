@@ -55,7 +55,8 @@ class LocalSite(Site):
         write_run_info(run_dir, site=self.name, options={**kept, "quiet": True})
         if wait:
             return run_dag(run_dir, **self._engine_options())
-        return self._detach(run_dir)
+        self._detach(run_dir)
+        return None
 
     def _engine_options(self) -> dict[str, Any]:
         o = self.options
@@ -107,10 +108,10 @@ class LocalSite(Site):
         info = read_run_info(Path(run_dir))
         if not info:
             _dag_file(Path(run_dir))
-        pid = info.get("pid")
+        pid = int(info.get("pid") or 0)
         if not _alive(pid):
             return
-        os.kill(int(pid), signal.SIGTERM)  # the engine kills its jobs and writes a rescue DAG
+        os.kill(pid, signal.SIGTERM)  # the engine kills its jobs and writes a rescue DAG
         deadline = time.time() + 30
         while time.time() < deadline and _alive(pid):
             time.sleep(0.1)

@@ -251,7 +251,7 @@ def _normalize_task(task: dict[str, Any], default_retries: int) -> Task:
         depends=list(task.get("depends", [])),
         requirements=Requirements(
             cpus=req.get("cpus", 1),
-            memory_mb=units.parse_size_mb(req.get("memory", "1 GB")),
+            memory_mb=units.parse_size_mb(req.get("memory", schema.default("requirements", "memory"))),
             disk_mb=units.parse_size_mb(req.get("disk", "1 GB")),
             gpus=req.get("gpus", 0),
             walltime_s=units.parse_duration_s(req.get("walltime", "1h")),

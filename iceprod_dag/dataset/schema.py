@@ -39,6 +39,11 @@ def load_schema(name: str = DATASET_SCHEMA) -> dict[str, Any]:
     return schema
 
 
+def default(definition: str, field: str, name: str = DATASET_SCHEMA) -> Any:
+    """The documented default of ``field`` in the schema's ``$defs/definition``: the one place it is written."""
+    return load_schema(name)["$defs"][definition]["properties"][field]["default"]
+
+
 @functools.cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
     schema = load_schema(name)

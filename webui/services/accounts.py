@@ -18,8 +18,7 @@ from sqlalchemy import Engine, insert, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from iceprod_dag.common.exceptions import AuthError, IceprodDagError
-from iceprod_dag.stats.models import Dataset
-from iceprod_dag.webui.accounts_models import (
+from iceprod_dag.stats.accounts import (
     PRODUCTION_OWNER,
     ROLES,
     TOKEN_KINDS,
@@ -27,6 +26,7 @@ from iceprod_dag.webui.accounts_models import (
     DatasetAccess,
     User,
 )
+from iceprod_dag.stats.models import Dataset
 
 log = logging.getLogger(__name__)
 

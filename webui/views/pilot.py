@@ -1,7 +1,7 @@
 """Pilot endpoints (the server work source): claim work, heartbeat, report stats in batches, upload logs.
 
 A pilot token is scoped to one dataset and can do nothing else; a user who may change the dataset can use
-these too. Reports follow ``iceprod_dag.stats.ingest``'s rules (webui.fastreport) so an update for a superseded attempt
+these too. Reports follow ``iceprod_dag.stats.ingest``'s rules (stats.reports) so an update for a superseded attempt
 is refused.
 """
 
@@ -17,8 +17,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from iceprod_dag.common.exceptions import IceprodDagError, StaleUpdateError, StatsError
 from iceprod_dag.common.gcpause import gc_paused
-from iceprod_dag.stats import ingest
-from iceprod_dag.webui import fastreport, inbox
+from iceprod_dag.stats import inbox, ingest, reports
 from iceprod_dag.webui.services import accounts, actions, logfiles, queries
 from iceprod_dag.webui.services.logfiles import KINDS, LogPathError
 from iceprod_dag.webui.web import ApiError, engine, json_body, login_required, who
@@ -139,7 +138,7 @@ def report(pk: int) -> Any:
     sqlite = inbox.usable(engine())
     drainer = current_app.extensions["iceprod_dag_drainer"]
     try:
-        result = fastreport.report(engine(), ds, records, drainer.connection() if sqlite else None)
+        result = reports.report(engine(), ds, records, drainer.connection() if sqlite else None)
     except (StatsError, OverflowError) as exc:
         # validate_record names the field; an integer beyond 64 bits only shows when SQLite binds it
         field = "records" if "records" in body else "record"
@@ -179,7 +178,7 @@ _QUEUED = b'{"inserted":0,"queued":1,"rejected":[],"unchanged":0,"updated":0}\n'
 
 
 def _queue_one(ds: dict[str, Any], record: dict[str, Any], text: str | None) -> Any:
-    """One record into the inbox (webui.inbox): same answers as a direct report, minus the row counts."""
+    """One record into the inbox (stats.inbox): same answers as a direct report, minus the row counts."""
     drainer = current_app.extensions["iceprod_dag_drainer"]
     try:
         ingest.validate_record(record, "record")

@@ -1,4 +1,4 @@
-"""Pilot stats reports on SQLite through the DB-API directly: the rules of ``ingest.ingest_records``, a tenth
+"""Pilot stats reports (the web server's report path), on SQLite through the DB-API directly: the rules of ``ingest.ingest_records``, a tenth
 of the cost.
 
 A single-record report is mostly fixed cost: through SQLAlchemy Core each of its five statements costs
@@ -6,7 +6,7 @@ more to build and compile than SQLite takes to run it, which put a report at ~10
 Here the same statements are plain SQL on the pooled connection (sqlite3 caches them prepared), in one
 ``BEGIN IMMEDIATE`` transaction. The record validation and the row a record becomes (``attempt_values``, with
 its content hash) are ingest's own functions; the rules (unchanged repeat, stale attempt, different final
-report) are ingest's too and ``tests/test_webui_fastreport.py`` checks both give identical tables.
+report) are ingest's too and ``tests/test_stats_reports.py`` checks both give identical tables.
 
 Other databases go to ``ingest.ingest_records``.
 """
@@ -42,7 +42,7 @@ def report(
 ) -> IngestResult:
     """Record stats records of one dataset; stale ones are skipped and listed in ``rejected``.
 
-    ``connection``: a DB-API connection of this thread to use (``inbox.Drainer.connection``), else one
+    ``connection``: a DB-API connection of this thread to use (``stats.inbox.Drainer.connection``), else one
     comes from the engine's pool."""
     if engine.dialect.name != "sqlite":
         return _fallback(engine, dataset, records)

@@ -1,4 +1,4 @@
-"""Account tables of the web UI: users, API tokens and dataset visibility, on the stats database's Base.
+"""Account tables: users, API tokens and dataset visibility (used by the web UI), on the stats database's Base.
 
 They share ``iceprod_dag.stats.models.Base`` so one database (and one Alembic history) holds everything; the
 migration is ``iceprod_dag/stats/migrations/versions/acc1_accounts.py``.

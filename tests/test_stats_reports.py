@@ -1,4 +1,4 @@
-"""The web UI's DB-API report path (webui.fastreport) applies ingest's rules: the same records through both
+"""The web server's DB-API report path (stats.reports) applies ingest's rules: the same records through both
 give identical rows, the same counts and the same rejections."""
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from webui_support import record
 
-from iceprod_dag.stats import ingest
+from iceprod_dag.stats import ingest, reports
 from iceprod_dag.stats.db import init_db
 from iceprod_dag.stats.models import Attempt, Dataset, Job
-from iceprod_dag.webui import fastreport
 
 IGNORED = {"id", "updated_at", "job_pk", "dataset_pk"}
 
@@ -53,7 +52,7 @@ def run(
     outcomes = []
     for call in calls:
         if use_fast:
-            result = fastreport.report(engine, ds, call)
+            result = reports.report(engine, ds, call)
         else:
             result = ingest.ingest_records(engine, call, run_dir=run_dir, site="local", on_stale="skip")
         outcomes.append((result.inserted, result.updated, result.unchanged, sorted(result.rejected)))

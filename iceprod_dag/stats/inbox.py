@@ -6,7 +6,7 @@ pages; an inbox row writes two. The report is durable when the pilot gets its an
 any other commit here), and the stale checks run before it is accepted, so a superseded attempt is still
 refused with 409: its node already started a higher attempt (in ``jobs`` or in the inbox), or the same
 attempt already has a different final report (in ``attempts`` or in the inbox). The drainer applies
-``ingest``'s rules once more (``fastreport.ingest_on_cursor``); anything it refuses then is logged.
+``ingest``'s rules once more (``reports.ingest_on_cursor``); anything it refuses then is logged.
 
 Readers see a report once drained: at most ``DRAIN_INTERVAL_S`` later, and at once for work claims (claim
 drains first).
@@ -31,10 +31,9 @@ from sqlalchemy import Engine, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from iceprod_dag.common.gcpause import gc_paused
-from iceprod_dag.stats import ingest
+from iceprod_dag.stats import ingest, reports
 from iceprod_dag.stats.models import Base
 from iceprod_dag.stats.records import attempt_values, same_record
-from iceprod_dag.webui import fastreport
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +133,7 @@ def _accept_on(cur: Any, dataset_pk: int, rec: Mapping[str, Any], digest: str, t
     from iceprod_dag.common.exceptions import StaleUpdateError
 
     node, attempt = rec["node"], rec["attempt"]
-    with fastreport.WRITE_LOCK:
+    with reports.WRITE_LOCK:
         cur.execute("BEGIN IMMEDIATE")
         try:
             # one statement for the common case (the job exists): its latest attempt, the hash recorded for
@@ -174,7 +173,7 @@ def drain(engine: Engine, limit: int = DRAIN_BATCH) -> int:
         cur = raw.cursor()
         if cur.execute("SELECT 1 FROM report_inbox LIMIT 1").fetchone() is None:
             return 0
-        with fastreport.WRITE_LOCK, gc_paused():
+        with reports.WRITE_LOCK, gc_paused():
             return _drain_locked(cur, limit)
     finally:
         raw.close()
@@ -192,7 +191,7 @@ def _drain_locked(cur: Any, limit: int) -> int:
             records.append(json.loads(text))
             digests.append(digest)  # accept() hashed the record as it came: no need to hash it again
         for pk, (records, digests) in by_dataset.items():
-            result = fastreport.ingest_on_cursor(cur, pk, records, digests)
+            result = reports.ingest_on_cursor(cur, pk, records, digests)
             for node, attempt, why in result.rejected:
                 log.warning("dataset %s: queued report of %s attempt %s refused: %s", pk, node, attempt, why)
         if rows:

@@ -18,7 +18,7 @@ IGNORED = {"id", "updated_at", "job_pk", "dataset_pk"}
 
 def scenario() -> list[list[dict[str, Any]]]:
     """Calls in order: new records, a repeat, a stale attempt, a different final report, a retry, a batch
-    mixing good and stale, failures, and a node with no job row yet (fallback path)."""
+    mixing good and stale, failures, and a node the dataset does not have (refused)."""
     first = record("generate_0", 0)
     return [
         [first],
@@ -54,8 +54,12 @@ def run(
         if use_fast:
             result = reports.report(engine, ds, call)
         else:
-            result = ingest.ingest_records(engine, call, run_dir=run_dir, site="local", on_stale="skip")
-        outcomes.append((result.inserted, result.updated, result.unchanged, sorted(result.rejected)))
+            result = ingest.ingest_records(
+                engine, call, run_dir=run_dir, site="local", on_stale="skip", known_nodes_only=True
+            )
+        outcomes.append(
+            (result.inserted, result.updated, result.unchanged, result.unknown, sorted(result.rejected))
+        )
     with engine.connect() as conn:
         jobs = [
             {k: v for k, v in r._mapping.items() if k not in IGNORED}
@@ -80,7 +84,8 @@ def test_fast_path_and_ingest_agree(tmp_path):
     assert fast[2] == slow[2]
     # the scenario exercised every rule
     outcomes = slow[0]
-    assert outcomes[1][2] == 1 and outcomes[3][3] and outcomes[4][3] and outcomes[8][0] == 1
+    assert outcomes[1][2] == 1 and outcomes[3][4] and outcomes[4][4]
+    assert outcomes[8][:4] == (0, 0, 0, 1) and "has no node 'unregistered_7'" in outcomes[8][4][0][2]
 
 
 def test_gc_pause_always_ends_enabled():

@@ -21,8 +21,8 @@ ENV_ADMIN_PASSWORD = "ICEPROD_DAG_ADMIN_PASSWORD"
 
 
 def _engine(db: str | None) -> Engine:
+    from iceprod_dag.stats import accounts  # noqa: F401 - the account tables on Base
     from iceprod_dag.stats.db import init_db
-    from iceprod_dag.webui import accounts_models  # noqa: F401 - the account tables on Base
 
     return init_db(db)
 

@@ -16,8 +16,8 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, func, select
 
+from iceprod_dag.stats.accounts import DatasetAccess
 from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
-from iceprod_dag.webui.accounts_models import DatasetAccess
 from iceprod_dag.webui.services.accounts import Principal, can_read
 
 JOB_FILTERS = ("dataset", "state", "task", "site", "host", "failure")

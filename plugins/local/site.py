@@ -50,7 +50,8 @@ class LocalSite(Site):
         write_run_info(run_dir, site=self.name, options={**kept, "quiet": True})
         if wait:
             return run_dag(run_dir, **self._engine_options())
-        return self._detach(run_dir)
+        self._detach(run_dir)
+        return None
 
     def resubmit(self, run_dir: Path) -> None:
         """Start the engine again on the run in the background: its rescue DAG says which nodes are done."""
@@ -112,7 +113,7 @@ class LocalSite(Site):
                 if finished and not state.finished and state is not JobState.PENDING:
                     state = JobState.CANCELLED
                     reasons[entry.node] = "removed: its job was stopped with the local engine"
-                elif entry.details and state is JobState.FAILED:
+                elif entry.details and state in (JobState.FAILED, JobState.CANCELLED, JobState.HELD):
                     reasons[entry.node] = entry.details
                 nodes[entry.node] = state
         halted = finished and bool(info.get("halted"))

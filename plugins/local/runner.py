@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from iceprod_dag.common import names
-from iceprod_dag.common.states import JobState
 from iceprod_dag.dagman.model import Dag
 from iceprod_dag.dagman.parser import load_rescue
 from iceprod_dag.dagman.rescue import write_rescue
@@ -29,16 +28,6 @@ from iceprod_dag.plugins.local.state import RunRecorder
 
 logger = logging.getLogger(__name__)
 
-STATE_BY_NODE_STATUS = {
-    "not_ready": JobState.PENDING,
-    "ready": JobState.IDLE,
-    "prerun": JobState.IDLE,
-    "submitted": JobState.RUNNING,
-    "postrun": JobState.RUNNING,
-    "done": JobState.DONE,
-    "error": JobState.FAILED,
-    "futile": JobState.CANCELLED,
-}
 _EVENT_RE = re.compile(r"^(\d{3}) \((\d+)\.\d+\.\d+\) ")
 _RETURN_RE = re.compile(r"\(return value (-?\d+)\)")
 
@@ -180,6 +169,7 @@ def run_dag(
         exit_code=None,
         cluster=dag_cluster,
         halted=False,
+        final_nodes=[n.name for n in dag.nodes.values() if n.final],
     )
     executor = ProcessExecutor(
         cpus,

@@ -329,7 +329,7 @@ class JobRun:
             self.supervisor.fail(
                 watched,
                 limits.OVER_MEMORY,
-                f"memory {peak.memory_mb:.1f} MB ({peak.source}), limit {limit:.1f} MB",
+                f"memory {peak.memory_mb:.1f} MB, limit {limit:.1f} MB (the kernel's peak, {peak.source})",
             )
 
     def _lent(self, watched: Watched, peak: float) -> Optional[float]:

@@ -41,11 +41,12 @@ TARGET_EXTRA_MS = 20.0
 TARGET_EXACT_MS = 2.0
 TARGET_RSS_MB = 40.0
 
+# the pilot resets its high-water mark before each module (exact.py): ru_maxrss alone would miss what it cleared
 RSS_WRAPPER = (
     "import resource, sys; sys.path.insert(0, sys.argv[1]); "
-    "from iceprod_dag.pilot.__main__ import main; rc = main(sys.argv[2:]); "
-    "u = resource.getrusage(resource.RUSAGE_SELF); "
-    "print(u.ru_maxrss / 1024.0, (u.ru_utime + u.ru_stime) * 1000); sys.exit(rc)"
+    "from iceprod_dag.pilot.__main__ import main; from iceprod_dag.pilot import exact; rc = main(sys.argv[2:]); "
+    "u = resource.getrusage(resource.RUSAGE_SELF); peak = max(u.ru_maxrss / 1024.0, exact.own_peak_mb() or 0); "
+    "print(peak, (u.ru_utime + u.ru_stime) * 1000); sys.exit(rc)"
 )
 
 

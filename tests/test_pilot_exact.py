@@ -93,3 +93,13 @@ def test_cgroup_peak_and_limit(pilot_spec, tmp_path):
     # memory.max is the job's own limit: the kernel kills it there, before any sample
     rec = run_attempt(pilot_spec(modules=module(200), requirements={"memory_mb": 50}, pilot=no_samples()), 5)
     assert rec["failure"] == "over_memory" and rec["peak_memory_mb"] <= 62.5 + 1
+
+
+def test_resets_keep_the_pilots_own_peak():
+    current = exact.own_hwm_mb()  # reset: the high-water mark is the current RSS
+    assert current is not None
+    big = bytearray(64 * 1024 * 1024)
+    big[::4096] = b"x" * len(big[::4096])
+    del big
+    assert exact.own_hwm_mb() < current + 60  # reset again, below the 64 MB just freed
+    assert exact.own_peak_mb() >= current + 60  # yet the pilot's own peak remembers them

@@ -57,12 +57,7 @@ def _write(path: str, text: str) -> None:
         handle.write(text)
 
 
-def own_hwm_mb() -> Optional[float]:
-    """Reset this process's peak RSS to its current RSS and return it (VmHWM); None off Linux."""
-    try:
-        _write("/proc/self/clear_refs", "5")
-    except OSError:
-        pass  # old kernel or no permission: the unreset peak is still a valid threshold
+def _status_hwm_mb() -> Optional[float]:
     try:
         with open("/proc/self/status", "rb") as handle:
             for line in handle:
@@ -71,6 +66,29 @@ def own_hwm_mb() -> Optional[float]:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+#: the pilot's own peak RSS before its resets (getrusage(RUSAGE_SELF) forgets what a reset cleared)
+_OWN_PEAK = [0.0]
+
+
+def own_hwm_mb() -> Optional[float]:
+    """Reset this process's peak RSS to its current RSS and return it (VmHWM); None off Linux."""
+    before = _status_hwm_mb()
+    if before is None:
+        return None
+    _OWN_PEAK[0] = max(_OWN_PEAK[0], before)
+    try:
+        _write("/proc/self/clear_refs", "5")
+    except OSError:
+        return before  # old kernel or no permission: the unreset peak is still a valid threshold
+    return _status_hwm_mb()
+
+
+def own_peak_mb() -> Optional[float]:
+    """This process's peak RSS over its life, across the resets own_hwm_mb made."""
+    now = _status_hwm_mb()
+    return None if now is None else max(now, _OWN_PEAK[0])
 
 
 def rusage_peak(maxrss_mb: float, hwm_mb: Optional[float]) -> Peak:

@@ -227,6 +227,7 @@ def _normalize(data: dict[str, Any], source: str) -> Dataset:
         max_jobs=options.get("max_jobs", 0),
         pilot=PilotOptions(
             memory_allowance=float(pilot.get("memory_allowance", 0.25)),
+            learn_factor=float(pilot.get("learn_factor", 1.5)),
             sample_interval_s=float(units.parse_duration_s_float(pilot.get("sample_interval", 1))),
             kill_grace_s=float(units.parse_duration_s_float(pilot.get("kill_grace", 5))),
             transfer_retries=pilot.get("transfer_retries", 3),

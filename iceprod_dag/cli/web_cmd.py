@@ -64,7 +64,10 @@ def serve_command(
     app = create_app(explicit, config_file)
     from iceprod_dag.webui.services import accounts
 
-    if not accounts.list_users(app.extensions["iceprod_dag_engine"]):
+    db_engine = app.extensions["iceprod_dag_engine"]
+    # the same default as every other command: runs submitted from any shell show here unless told otherwise
+    click.echo(f"stats database: {db_engine.url.render_as_string(hide_password=True)}", err=True)
+    if not accounts.list_users(db_engine):
         click.echo(
             "no users yet: create the first admin with "
             "`iceprod-dag user add admin --role admin --password-file FILE` (same --db)",

@@ -8,6 +8,7 @@ and every stats record on disk is (re)ingested idempotently before the run start
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -251,30 +252,20 @@ def run_dag(
 
 def _register(db: Any, run_dir: Path, dag: Dag) -> None:
     """The run and its nodes in the stats database (pending), so listings show what has not run yet."""
+    from iceprod_dag.stats.importer import dataset_meta
     from iceprod_dag.stats.ingest import register_dataset
 
-    meta: dict[str, Any] = {}
-    try:
-        meta = json.loads((run_dir / names.DATASET_FILE).read_text())
-    except (OSError, ValueError):
-        pass  # a hand-written DAG: no dataset description
     nodes = []
     for name, node in dag.nodes.items():
         if node.final:
             continue
         split = names.split_node_name(name)
         nodes.append((name, split[0], split[1]) if split else name)
-    register_dataset(
-        db,
-        run_dir=run_dir,
-        site="local",
-        name=str(meta.get("name") or dag.path.stem),
-        dataset_id=meta.get("dataset_id") if isinstance(meta.get("dataset_id"), int) else None,
-        description=str(meta.get("description") or ""),
-        jobs=meta.get("jobs") if isinstance(meta.get("jobs"), int) else None,
-        state="running",
-        nodes=nodes,
-    )
+    meta = dataset_meta(run_dir, owner=getpass.getuser()) or {
+        "name": dag.path.stem,
+        "owner": getpass.getuser(),
+    }
+    register_dataset(db, run_dir=run_dir, site="local", state="running", nodes=nodes, **meta)
 
 
 def _reap_after_stop(engine: DagEngine, executor: ProcessExecutor, recorder: RunRecorder) -> None:

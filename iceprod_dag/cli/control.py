@@ -225,13 +225,19 @@ def why_report(run_dir: Path, node: str, status: RunStatus | None, folder: Path)
     ad_path = folder / names.job_ad(node, attempt)
     if ad_path.exists():
         from iceprod_dag.plugins.condor.collect import key_attributes
-        from iceprod_dag.stats.classads import read_ads
+        from iceprod_dag.stats.classads import is_time_attribute, read_ads
 
         ads = read_ads(ad_path)
         if ads:
             lines.append(f"  job ClassAd ({ad_path.relative_to(folder)}):")
-            lines += [f"    {k} = {v}" for k, v in key_attributes(ads[0]).items()]
+            for k, v in key_attributes(ads[0]).items():
+                when = f" ({_utc(v)})" if is_time_attribute(k, v) else ""
+                lines.append(f"    {k} = {v}{when}")
     return lines
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
 @dag_command.command("why")

@@ -278,36 +278,26 @@ def _reap_after_stop(engine: DagEngine, executor: ProcessExecutor, recorder: Run
 
 
 class _Progress:
-    """Live display of nodes done/running/failed and throughput (rich), refreshed once per round."""
+    """The run's progress line (iceprod_dag.sites.progress, as `watch` shows it), refreshed every round."""
 
     def __init__(self, engine: DagEngine) -> None:
-        from rich.live import Live
+        from iceprod_dag.sites.progress import ProgressLine
 
         self.engine = engine
-        self.live = Live(self._render(), refresh_per_second=4, transient=False)
-        self._last = 0.0
+        self.line = ProgressLine()
 
     def __enter__(self) -> _Progress:
-        self.live.__enter__()
+        self.line.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.live.update(self._render())
-        self.live.__exit__(*exc)  # type: ignore[arg-type]
+    def __exit__(self, *exc: Any) -> None:
+        self.update()
+        self.line.__exit__(*exc)
 
     def update(self) -> None:
-        now = time.time()
-        if now - self._last >= 0.25:
-            self._last = now
-            self.live.update(self._render())
-
-    def _render(self) -> Any:
-        from rich.text import Text
+        from iceprod_dag.sites.progress import render_progress
 
         e = self.engine
         elapsed = max(1e-6, time.time() - e.started)
-        total = len(e.runs)
-        return Text(
-            f"nodes {e.done_count}/{total} done, {e.running_jobs} running, {len(e.failed)} failed"
-            f" | {e.finished_jobs / elapsed:.1f} jobs/s | {elapsed:.0f}s"
-        )
+        counts = {"done": e.done_count, "running": e.running_jobs, "failed": len(e.failed)}
+        self.line.show(render_progress(counts, len(e.runs), e.finished_jobs / elapsed, elapsed))

@@ -41,7 +41,7 @@ def _password(password_file: str | None, prompt: bool) -> str | None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free port).")
 @click.option(
-    "--db", default=None, help="Stats database URL (default: $ICEPROD_DAG_DB or the site's SQLite)."
+    "--db", default=None, help="Stats database URL (default: $ICEPROD_DAG_DB or <data home>/stats.sqlite)."
 )
 @click.option("--threads", default=4, show_default=True, type=int, help="waitress worker threads.")
 @click.option("--config", "config_file", default=None, help="Web config file (JSON/YAML).")

@@ -85,7 +85,7 @@ class CondorSite(Site):
         if self._db is None:
             from iceprod_dag.stats.db import init_db
 
-            self._db = init_db(self.options.get("db"), site=self.name)
+            self._db = init_db(self.options.get("db"))
         return self._db
 
     def _lasting_options(self) -> dict[str, Any]:

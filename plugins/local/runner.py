@@ -121,7 +121,7 @@ def stats_attempts(run_dir: Path) -> dict[str, int]:
 def open_db(db_url: str | None) -> Any:
     from iceprod_dag.stats.db import init_db
 
-    return init_db(db_url, site="local")
+    return init_db(db_url)
 
 
 def collect_records(run_dir: Path, db_url: str | None, db: Any = None) -> int:

@@ -402,13 +402,3 @@ def totals(conn: Connection) -> dict[str, dict[str, int]]:
         jobs[state] = jobs.get(state, 0) + n
     sets = {s: n for s, n in conn.execute(select(Dataset.state, func.count()).group_by(Dataset.state))}
     return {"jobs": jobs, "datasets": sets}
-
-
-def failed_jobs(conn: Connection, pk: int, limit: int = 20) -> list[dict[str, Any]]:
-    q = (
-        select(Job.id, Job.node, Job.last_failure, Job.exit_code, Job.updated_at)
-        .where(Job.dataset_pk == pk, Job.state == "failed")
-        .order_by(Job.updated_at.desc())
-        .limit(limit)
-    )
-    return [dict(r._mapping) for r in conn.execute(q)]

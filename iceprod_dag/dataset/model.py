@@ -63,6 +63,7 @@ class PilotOptions:
     """Settings of the pilot wrapper."""
 
     memory_allowance: float = 0.25
+    learn_factor: float = 1.5
     sample_interval_s: float = 1.0
     kill_grace_s: float = 5.0
     transfer_retries: int = 3

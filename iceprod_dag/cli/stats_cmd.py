@@ -18,7 +18,10 @@ ENV_CENTRAL = "ICEPROD_DAG_CENTRAL_DB"
 @click.command("import-stats")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
-    "--db", "db_url", default=None, help="Stats database URL (default: $ICEPROD_DAG_DB or the site's file)."
+    "--db",
+    "db_url",
+    default=None,
+    help="Stats database URL (default: $ICEPROD_DAG_DB or <data home>/stats.sqlite).",
 )
 @click.option(
     "--site", default=None, help="Site the records belong to (default: the records' own, or 'offline')."
@@ -32,7 +35,7 @@ def import_stats_command(folder: Path, db_url: str | None, site: str | None) -> 
     from iceprod_dag.stats.db import init_db
     from iceprod_dag.stats.importer import import_folder
 
-    engine = init_db(db_url, site=site or "local")
+    engine = init_db(db_url)
     try:
         result = import_folder(engine, folder, site=site)
     finally:
@@ -59,7 +62,10 @@ def _existing_source(url: str) -> None:
 
 @click.command("sync")
 @click.option(
-    "--from", "source_url", default=None, help="Site database URL (default: $ICEPROD_DAG_DB or local's)."
+    "--from",
+    "source_url",
+    default=None,
+    help="Site database URL (default: $ICEPROD_DAG_DB or <data home>/stats.sqlite).",
 )
 @click.option("--to", "target_url", default=None, help=f"Central database URL (default: ${ENV_CENTRAL}).")
 @click.option("--batch-size", default=2000, show_default=True, help="Jobs per transaction.")

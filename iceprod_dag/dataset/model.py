@@ -33,7 +33,8 @@ class Requirements:
     """Resources of one job of a task, in HTCondor's units (MiB, seconds)."""
 
     cpus: int = 1
-    memory_mb: int = 1024
+    #: no default here: the dataset schema's (config/dataset.schema.yaml), which the loader applies
+    memory_mb: int = dataclasses.field(kw_only=True)
     disk_mb: int = 1024
     gpus: int = 0
     walltime_s: int = 3600

@@ -41,7 +41,7 @@ def _meminfo_mb(field: str) -> Optional[float]:
 def detect_envelope(scratch: Optional[str] = None) -> Resources:
     """This node's resources when the pilot is not told: all cpus, available memory, free scratch disk."""
     try:
-        cpus = len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     try:

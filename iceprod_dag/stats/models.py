@@ -11,7 +11,8 @@ Conventions every reader can rely on:
   ClassAd ``(job, attempt)``.
 - Foreign keys are named ``<table>_pk`` (``Job.dataset_pk``) so that they never clash with the IceProd
   dataset number ``Dataset.dataset_id`` of the contracts.
-- Users and tokens belong to the web UI and live in its own models, on the same ``Base``.
+- Every table on ``Base`` is declared in this package: these, the accounts (``accounts``) and the report
+  inbox (``inbox``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
-    """Declarative base of every stats table (and the web UI's account tables)."""
+    """Declarative base of every table of the stats database."""
 
 
 class Dataset(Base):

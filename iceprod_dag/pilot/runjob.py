@@ -344,7 +344,7 @@ class JobRun:
         usage, rec = watched.usage, self.rec
         peak, source = usage.peak_memory_mb, exact.SAMPLES
         if self.exact_mb is not None and self.exact_mb >= peak:
-            peak, source = self.exact_mb, self.peak_source
+            peak, source = self.exact_mb, self.peak_source or exact.RUSAGE
         elif not usage.samples and self.bound_mb is not None:
             # nothing exact and nothing sampled: all that is known is the kernel's upper bound
             peak, source = self.bound_mb, exact.RUSAGE_BOUND

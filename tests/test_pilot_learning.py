@@ -84,6 +84,7 @@ def test_local_site_kills_and_learns(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "ICEPROD_DAG_HOME": str(tmp_path / "home")},  # not the user's stats database
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     check_learned(run, "local")

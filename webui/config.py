@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_UPLOAD_MB": 64,
     "HEARTBEAT_TIMEOUT_S": 600.0,
     "SQLITE_CACHE_MB": 128,  # page cache per SQLite connection
-    "REPORT_INBOX": True,  # SQLite: single pilot reports go through webui.inbox (see there why)  # a claimed job with no heartbeat for this long is given to another pilot
+    "REPORT_INBOX": True,  # SQLite: single pilot reports go through iceprod_dag.stats.inbox (see there why)  # a claimed job with no heartbeat for this long is given to another pilot
 }
 
 

@@ -8,7 +8,6 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -16,7 +15,7 @@ from iceprod_dag.cli.summary import run_summary
 from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import IceprodDagError, SiteError
 from iceprod_dag.common.states import JobState
-from iceprod_dag.sites.base import RunStatus, Site
+from iceprod_dag.sites.base import Action, RunStatus, Site
 from iceprod_dag.sites.progress import ProgressLine, render_progress
 from iceprod_dag.sites.runinfo import run_info, site_for
 
@@ -44,19 +43,14 @@ RECORD_FIELDS = (
 )
 
 
-def _optional(site: Site, method: str, run_dir: Path) -> Any:
-    func = getattr(site, method, None)
-    if func is None:
-        raise SiteError(f"site {site.name!r} cannot {method} a run")
-    return func(run_dir)
-
-
 def format_status(status: RunStatus, limit: int = 20) -> str:
     """Counts per state, then the nodes that need attention (held, failed) with their reasons."""
     counts = status.counts()
     order = [s.value for s in JobState]
     lines = ["  ".join(f"{state}: {counts[state]}" for state in order if state in counts) or "no nodes yet"]
-    if status.finished:
+    if status.halted:
+        lines.append("DAG suspended: it ended halted; `resume` continues it from its rescue DAG")
+    elif status.finished:
         lines.append(f"DAG finished with exit status {status.exit_code}")
     trouble = [n for n in sorted(status.nodes, key=names.natural_key) if status.nodes[n] in TROUBLE]
     for node in trouble[:limit]:
@@ -80,6 +74,7 @@ def status_command(run_dir: Path, as_json: bool) -> None:
                 {
                     "finished": status.finished,
                     "exit_code": status.exit_code,
+                    "halted": status.halted,
                     "counts": status.counts(),
                     "nodes": {n: s.value for n, s in status.nodes.items()},
                     "reasons": dict(status.reasons),
@@ -90,9 +85,8 @@ def status_command(run_dir: Path, as_json: bool) -> None:
         )
         return
     click.echo(format_status(status))
-    follower = getattr(site, "follower", None)
-    if follower is not None:
-        click.echo(f"throughput: {follower(run_dir).throughput_per_min():.1f} nodes/min")
+    if site.can(Action.THROUGHPUT):
+        click.echo(f"throughput: {site.throughput_per_min(run_dir):.1f} nodes/min")
 
 
 @click.command("watch")
@@ -154,7 +148,7 @@ def remove_command(run_dir: Path) -> None:
 @RUN_ARG
 def hold_command(run_dir: Path) -> None:
     """Hold RUN's jobs (and its DAGMan) until `release`."""
-    _optional(site_for(run_dir), "hold", run_dir)
+    site_for(run_dir).hold(run_dir)
     click.echo(f"held {run_dir}")
 
 
@@ -162,7 +156,7 @@ def hold_command(run_dir: Path) -> None:
 @RUN_ARG
 def release_command(run_dir: Path) -> None:
     """Release RUN's held jobs."""
-    _optional(site_for(run_dir), "release", run_dir)
+    site_for(run_dir).release(run_dir)
     click.echo(f"released {run_dir}")
 
 
@@ -190,8 +184,9 @@ def resume_command(run_dir: Path) -> None:
 @click.pass_context
 def resubmit_command(ctx: click.Context, run_dir: Path, wait: bool) -> None:
     """Run RUN again from DAGMan's rescue DAG: nodes that completed do not run again."""
-    site = site_for(run_dir)
-    _optional(site, "resubmit", run_dir)
+    from iceprod_dag.sites import runcontrol
+
+    runcontrol.resubmit(run_dir)  # the one path, as the web UI's retry and resume take
     click.echo(f"resubmitted {run_dir}")
     if wait:
         ctx.invoke(watch_command, run_dir=run_dir, timeout=None)

@@ -1,7 +1,9 @@
-"""`import-stats` and `sync`: load a run folder into a stats database; push a site database to the central one."""
+"""`import-stats` and `sync`: load a run folder into a stats database; push a site database to the central one;
+`stats`: the failure triage of one run."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -100,3 +102,22 @@ def sync_command(ctx: click.Context, source_url: str | None, target_url: str | N
         f"synced: {result.datasets} datasets, {result.jobs} jobs, {result.attempts} attempts, "
         f"{result.job_ads} job ClassAds written ({result.batches} batches)"
     )
+
+
+@click.command("stats")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def stats_command(run: Path, as_json: bool) -> None:
+    """Failure triage of RUN from its stats records: per task count, min/mean/p95/max of wall, CPU and peak
+    memory against the request, retries, badput (wall time of failed attempts) and its share, and failures
+    grouped by category and by the first line of their error."""
+    from iceprod_dag.stats.summary import load_run, render, summarize
+
+    try:
+        records = load_run(run)
+    except StatsError as exc:  # a malformed record is bad input: name it, exit 2
+        error = click.ClickException(str(exc))
+        error.exit_code = 2
+        raise error from None
+    summary = summarize(records)
+    click.echo(json.dumps(summary, indent=1) if as_json else render(summary, str(run)))

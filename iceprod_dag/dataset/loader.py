@@ -200,6 +200,7 @@ def _normalize(data: dict[str, Any], source: str) -> Dataset:
         max_jobs=options.get("max_jobs", 0),
         pilot=PilotOptions(
             memory_allowance=float(pilot.get("memory_allowance", 0.25)),
+            learn_factor=float(pilot.get("learn_factor", 1.5)),
             sample_interval_s=float(units.parse_duration_s_float(pilot.get("sample_interval", 1))),
             kill_grace_s=float(units.parse_duration_s_float(pilot.get("kill_grace", 5))),
             transfer_retries=pilot.get("transfer_retries", 3),
@@ -224,7 +225,7 @@ def _normalize_task(task: dict[str, Any], default_retries: int) -> Task:
         depends=list(task.get("depends", [])),
         requirements=Requirements(
             cpus=req.get("cpus", 1),
-            memory_mb=units.parse_size_mb(req.get("memory", "1 GB")),
+            memory_mb=units.parse_size_mb(req.get("memory", schema.default("requirements", "memory"))),
             disk_mb=units.parse_size_mb(req.get("disk", "1 GB")),
             gpus=req.get("gpus", 0),
             walltime_s=units.parse_duration_s(req.get("walltime", "1h")),

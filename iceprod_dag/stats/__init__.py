@@ -4,6 +4,9 @@
 - ``db``: where the database is (``--db`` > ``$ICEPROD_DAG_DB`` > ``$ICEPROD_DAG_HOME/stats.sqlite``).
 - ``ingest``: writes as jobs start and finish, idempotent, stale updates rejected.
 - ``records`` / ``classads``: the stats record and the ``condor_history -long`` formats.
+- ``reports``: the web server's pilot reports (ingest's rules in plain SQL on SQLite); ``inbox``: single
+  reports queued and drained into the stats tables in batches.
+- ``accounts``: the tables of users, API tokens and dataset visibility.
 - ``importer``: ``import-stats FOLDER``; ``sync``: site database -> central database.
 """
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from iceprod_dag.common import names
-from iceprod_dag.common.states import JobState
 from iceprod_dag.dagman.model import Dag
 from iceprod_dag.dagman.parser import load_rescue
 from iceprod_dag.dagman.rescue import write_rescue
@@ -30,16 +29,6 @@ from iceprod_dag.plugins.local.state import RunRecorder
 
 logger = logging.getLogger(__name__)
 
-STATE_BY_NODE_STATUS = {
-    "not_ready": JobState.PENDING,
-    "ready": JobState.IDLE,
-    "prerun": JobState.IDLE,
-    "submitted": JobState.RUNNING,
-    "postrun": JobState.RUNNING,
-    "done": JobState.DONE,
-    "error": JobState.FAILED,
-    "futile": JobState.CANCELLED,
-}
 _EVENT_RE = re.compile(r"^(\d{3}) \((\d+)\.\d+\.\d+\) ")
 _RETURN_RE = re.compile(r"\(return value (-?\d+)\)")
 
@@ -93,10 +82,10 @@ def scan_event_log(path: str, dag: Dag) -> tuple[set[str], dict[str, int], int]:
             r = _RETURN_RE.search(chunk)
             post_ok[node] = r is not None and r.group(1) == "0"
     done = set()
-    for name, node in dag.nodes.items():
-        if node.final:
+    for name, spec in dag.nodes.items():
+        if spec.final:
             continue
-        if node.post is not None:
+        if spec.post is not None:
             if post_ok.get(name):
                 done.add(name)
         elif job_ok.get(name):
@@ -181,6 +170,7 @@ def run_dag(
         exit_code=None,
         cluster=dag_cluster,
         halted=False,
+        final_nodes=[n.name for n in dag.nodes.values() if n.final],
     )
     executor = ProcessExecutor(
         cpus,

@@ -12,12 +12,12 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, func, select
 
+from iceprod_dag.stats.accounts import DatasetAccess
 from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
-from iceprod_dag.webui.accounts_models import DatasetAccess
 from iceprod_dag.webui.services.accounts import Principal, can_read
 
 JOB_FILTERS = ("dataset", "state", "task", "site", "host", "failure")
@@ -150,7 +150,7 @@ def task_counts(conn: Connection, pk: int) -> dict[str, dict[str, int]]:
     by_node = select(Job.node, Job.state, func.count()).where(Job.dataset_pk == pk, Job.task.is_(None))
     for q in (by_task.group_by(Job.task, Job.state), by_node.group_by(Job.node, Job.state)):
         for name, state, n in conn.execute(q):
-            out.setdefault(name, {})[state] = n
+            out.setdefault(cast(str, name), {})[state] = n  # by_task leaves out NULL tasks
     return out
 
 

@@ -115,6 +115,10 @@ class StaleUpdateError(StatsError):
     """An update for an attempt older than the one already recorded."""
 
 
+class UnknownNodeError(StatsError):
+    """A report names a node its dataset does not have."""
+
+
 class AuthError(IceprodDagError):
     """A user or token is not allowed to do what it asked."""
 

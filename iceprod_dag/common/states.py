@@ -81,3 +81,7 @@ class FailureCategory(enum.Enum):
     CONFIG = "config"
     PILOT_ERROR = "pilot_error"
     KILLED = "killed"
+    #: the batch system's own verdicts, recorded by the site: held (a hold reason and code), evicted, lost
+    HELD = "held"
+    EVICTED = "evicted"
+    LOST = "lost"

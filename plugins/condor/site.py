@@ -8,6 +8,7 @@ name of a shipped one), ``dag_file`` (a hand-written DAG), ``db`` (stats databas
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import logging
 import time
@@ -87,7 +88,7 @@ class CondorSite(Site):
         if self._db is None:
             from iceprod_dag.stats.db import init_db
 
-            self._db = init_db(self.options.get("db"), site=self.name)
+            self._db = init_db(self.options.get("db"))
         return self._db
 
     def _lasting_options(self) -> dict[str, Any]:
@@ -128,7 +129,7 @@ class CondorSite(Site):
         if prepare.is_compiled(submit_dir, dag_file):
             prepare.apply_site(submit_dir, dag_file, cfg)
         dataset = self._dataset_meta(submit_dir, dag_file)
-        info = {
+        info: dict[str, Any] = {
             "site": self.name,
             "options": self._lasting_options(),
             "site_config": cfg.name,
@@ -168,16 +169,14 @@ class CondorSite(Site):
         return int(result.cluster())
 
     def _dataset_meta(self, submit_dir: Path, dag_file: Path) -> dict[str, Any]:
-        path = submit_dir / names.DATASET_FILE
-        if prepare.is_compiled(submit_dir, dag_file):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return {
-                "name": data.get("name", dag_file.stem),
-                "dataset_id": data.get("dataset_id"),
-                "jobs": data.get("jobs"),
-                "description": data.get("description", ""),
-            }
-        return {"name": dag_file.stem, "dataset_id": None, "jobs": None, "description": ""}
+        from iceprod_dag.stats.importer import dataset_meta
+
+        meta = (
+            dataset_meta(submit_dir, owner=getpass.getuser())
+            if prepare.is_compiled(submit_dir, dag_file)
+            else None
+        )
+        return meta or {"name": dag_file.stem, "owner": getpass.getuser()}
 
     def _register(self, run_dir: Path, dag_file: Path, dataset: dict[str, Any]) -> None:
         from iceprod_dag.dagman.parser import parse_dag

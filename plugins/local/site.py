@@ -142,10 +142,10 @@ class LocalSite(Site):
         info = read_run_info(Path(run_dir))
         if not info:
             _dag_file(Path(run_dir))
-        pid = info.get("pid")
+        pid = int(info.get("pid") or 0)
         if not _alive(pid):
             return
-        os.kill(int(pid), signal.SIGTERM)  # the engine kills its jobs and writes a rescue DAG
+        os.kill(pid, signal.SIGTERM)  # the engine kills its jobs and writes a rescue DAG
         deadline = time.time() + 30
         while time.time() < deadline and _alive(pid):
             time.sleep(0.1)

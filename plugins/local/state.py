@@ -111,7 +111,7 @@ class RunRecorder:
     def job_started(self, node: Node, attempt: int, cluster: int, launch: Launch) -> None:
         now = time.time()
         self.events.submit(cluster, 0, node.name, now)
-        props = {"Cpus": launch.cpus, "Memory": launch.memory_mb}
+        props: dict[str, object] = {"Cpus": launch.cpus, "Memory": launch.memory_mb}
         self.events.execute(cluster, 0, slot=f"slot1@{self.host}", props=props, when=now)
         self.jobstate.submit(node.name, cluster)
         self.jobstate.job_event(node.name, "EXECUTE", cluster)

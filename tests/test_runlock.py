@@ -11,11 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_runcontrol import started, wait_for
 
 from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import RunLockedError
@@ -61,22 +61,8 @@ def submit(tmp_path: Path, source: Path, run: Path, *flags: str) -> subprocess.P
 
 
 def node_starts(run: Path) -> list[str]:
-    """Nodes whose job was started, once per start (the nodes' job event log's submit events)."""
-    path = run / names.nodes_log(names.DAG_FILE)
-    if not path.exists():
-        return []
-    chunks = path.read_text().split("...\n")
-    return sorted(c.rpartition("DAG Node: ")[2].strip() for c in chunks if c.startswith("000 ("))
-
-
-def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"{what} did not happen within {timeout:.0f} s")
+    """Nodes whose job was started, once per start, in name order."""
+    return sorted(started(run))
 
 
 def run_info(run: Path) -> dict[str, Any]:
@@ -104,9 +90,9 @@ def test_two_submits_at_once_run_the_folder_once(tmp_path: Path) -> None:
     engine = int((run / names.RUN_LOCK).read_text())
     assert run_info(run)["pid"] == engine
     assert f"is being run by process {engine}" in outcomes[1][1]
-    wait_for("both jobs starting", lambda: node_starts(run) == ["a_0", "a_1"])
+    wait_for("both jobs starting", lambda: node_starts(run) == ["a_0", "a_1"], run)
     gate.touch()
-    wait_for("the run ending", lambda: run_info(run).get("exit_code") == 0)
+    wait_for("the run ending", lambda: run_info(run).get("exit_code") == 0, run)
     assert node_starts(run) == ["a_0", "a_1"]  # each node ran once
     assert sorted(p.name for p in (run / names.STATS_DIR).iterdir()) == ["a_0.0.json", "a_1.0.json"]
 
@@ -115,7 +101,7 @@ def test_a_submit_while_a_foreground_run_holds_the_folder_is_refused(tmp_path: P
     source, gate = write_dataset(tmp_path)
     run = tmp_path / "run"
     first = submit(tmp_path, source, run, "--wait")
-    wait_for("the first run starting its jobs", lambda: node_starts(run) == ["a_0", "a_1"])
+    wait_for("the first run starting its jobs", lambda: node_starts(run) == ["a_0", "a_1"], run)
     later = submit(tmp_path, source, run, "--wait")
     assert later.wait(120) == 2
     assert f"is being run by process {first.pid}" in later.communicate()[1]
@@ -144,7 +130,7 @@ def test_a_compile_killed_midway_is_never_resumed(tmp_path: Path) -> None:
             for p in tmp_path.glob(names.COMPILING_PREFIX + "*")
         )
 
-    wait_for("the DAG being written", dag_being_written, timeout=120)
+    wait_for("the DAG being written", dag_being_written, run, timeout=120)
     os.kill(compiling.pid, signal.SIGKILL)
     assert compiling.wait(30) == -signal.SIGKILL
     assert not run.exists(), "a killed compile left a run folder behind"

@@ -19,11 +19,11 @@ from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import IceprodDagError
 from iceprod_dag.common.states import JobState
 from iceprod_dag.dagman.engine.executor import Executor, Exit, Launch
+from iceprod_dag.dagman.engine.processes import ProcessExecutor
 from iceprod_dag.plugins.batch import state as st
 from iceprod_dag.plugins.batch.jobdesc import JobRequest
 from iceprod_dag.plugins.batch.system import BatchSystem
 from iceprod_dag.plugins.batch.translate import group_requests
-from iceprod_dag.plugins.local.executor import ProcessExecutor
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class BatchExecutor(Executor):
     def __init__(self, site: BatchSystem, run_dir: Path) -> None:
         self.site = site
         self.run_dir = Path(run_dir)
-        self.scripts = ProcessExecutor(use_pilot=False)
+        self.scripts = ProcessExecutor()
         self._to_submit: list[_Job] = []
         self._queued: dict[str, _Job] = {}  # launch key -> job in the batch system
         self._pending: list[Exit] = []  # ended without a poll (killed, never submitted)

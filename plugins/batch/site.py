@@ -24,7 +24,7 @@ from iceprod_dag.plugins.batch import state as st
 from iceprod_dag.plugins.batch.collect import collect_run
 from iceprod_dag.plugins.batch.system import BatchSystem
 from iceprod_dag.plugins.batch.watcher import Watcher
-from iceprod_dag.sites.base import RunStatus, Site
+from iceprod_dag.sites.base import Action, RunStatus, Site
 from iceprod_dag.sites.runinfo import update_run_info
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class BatchSite(Site, BatchSystem):
     """
 
     #: the watcher honours DAGMan's halt file (iceprod_dag.sites.runcontrol suspends and resumes with it)
-    honours_halt_file: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[Action]] = frozenset({Action.SUSPEND, Action.RESUBMIT})
 
     # ---------------------------------------------------------------- the Site contract
 

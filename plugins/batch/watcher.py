@@ -127,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s has no %s", run_dir, names.BATCH_STATE)
         return 2
     site = load_site(saved.site, saved.options)
+    if not isinstance(site, BatchSystem):
+        log.error("%s: site %r is not a batch site", run_dir, saved.site)
+        return 2
     try:
-        return Watcher(site, run_dir).run()  # type: ignore[arg-type]
+        return Watcher(site, run_dir).run()
     except IceprodDagError as exc:
         log.error("watcher stopped: %s", exc)
         return 1

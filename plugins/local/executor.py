@@ -1,49 +1,19 @@
-"""Run node jobs and scripts as real processes on this machine, packed within its cpus and memory.
-
-Each process gets its own session (so an abort or Ctrl-C can kill its whole tree) and is reaped with
-``wait4``, which hands back its CPU times and peak RSS for the job ClassAd at no extra cost. Waiting uses one
-pidfd per child in an epoll set, so the engine sleeps until a child ends or its timer is due.
-"""
+"""The local site's executor: processes (iceprod_dag.dagman.engine.processes), and pilot jobs through
+long-lived multi-job pilot processes (pilotexec.py), which save an interpreter start per job."""
 
 from __future__ import annotations
 
-import logging
-import os
 import select
-import signal
-import subprocess
 import time
 from typing import Any
 
-from iceprod_dag.dagman.engine.executor import Executor, Exit, Launch
-from iceprod_dag.plugins.local.children import die_with_parent, open_output
+from iceprod_dag.dagman.engine.executor import Exit, Launch
+from iceprod_dag.dagman.engine.processes import ProcessExecutor
 from iceprod_dag.plugins.local.pilotexec import PilotClient, work_item
 
-logger = logging.getLogger(__name__)
 
-
-class _Child:
-    __slots__ = ("launch", "proc", "pidfd", "start")
-
-    def __init__(self, launch: Launch, proc: subprocess.Popen[bytes], pidfd: int, start: float) -> None:
-        self.launch = launch
-        self.proc = proc
-        self.pidfd = pidfd
-        self.start = start
-
-
-def machine_resources() -> tuple[int, int]:
-    """This machine's usable cpus and memory in MB."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
-    return cpus, int(memory_mb)
-
-
-class ProcessExecutor(Executor):
-    """Starts processes when their requests fit, and reports them as they end."""
+class LocalExecutor(ProcessExecutor):
+    """Processes, with the jobs that run our pilot handed to pilot processes instead."""
 
     def __init__(
         self,
@@ -55,16 +25,7 @@ class ProcessExecutor(Executor):
         pilot_dir: str = ".",
         pilot_log: str | None = None,
     ) -> None:
-        mcpus, mmem = machine_resources()
-        self.cpus = cpus or mcpus
-        self.memory_mb = memory_mb or mmem
-        self.kill_grace_s = kill_grace_s
-        self.free_cpus = self.cpus
-        self.free_memory_mb = self.memory_mb
-        self._children: dict[int, _Child] = {}  # pidfd (or pid) -> child
-        self._poll = select.epoll()
-        self._pending: list[Exit] = []  # failed starts, reported at the next wait
-        self._kill_deadline: float | None = None
+        super().__init__(cpus, memory_mb, kill_grace_s)
         self._use_pilot = use_pilot
         self.pilot_procs = pilot_procs or max(1, min(self.cpus, 2))
         self._pilots: dict[int, PilotClient] = {}  # stdout fd -> its pilot
@@ -74,47 +35,13 @@ class ProcessExecutor(Executor):
         #: stats records of pilot jobs that ended, by key, for the recorder to pop
         self.records: dict[str, dict[str, Any]] = {}
 
-    # requests larger than the machine run alone rather than never
-    def fits(self, cpus: int, memory_mb: int) -> bool:
-        if self.free_cpus == self.cpus and self.free_memory_mb == self.memory_mb:
-            return True
-        return cpus <= self.free_cpus and memory_mb <= self.free_memory_mb
-
     def active(self) -> int:
-        return len(self._children) + len(self._in_pilot)
+        return super().active() + len(self._in_pilot)
 
     def start(self, launch: Launch) -> None:
-        start = time.time()
         if self._use_pilot and launch.info.get("pilot") and self._start_in_pilot(launch):
             return
-        out = err = None
-        try:
-            out = open_output(launch.stdout)
-            err = open_output(launch.stderr) if launch.stderr != launch.stdout else out
-            proc = subprocess.Popen(
-                launch.argv,
-                cwd=launch.cwd,
-                env=launch.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-        except OSError as exc:
-            logger.warning("cannot start %s (%s): %s", launch.key, launch.argv[0], exc)
-            self._pending.append(Exit(launch.key, 0, None, None, start, time.time(), error=str(exc)))
-            return
-        finally:
-            for f in {out, err}:
-                if f not in (None, subprocess.DEVNULL):
-                    f.close()  # type: ignore[union-attr]
-        pidfd = os.pidfd_open(proc.pid)
-        self._children[pidfd] = _Child(launch, proc, pidfd, start)
-        self._poll.register(pidfd, select.EPOLLIN)
-        if not launch.script:
-            self.free_cpus -= launch.cpus
-            self.free_memory_mb -= launch.memory_mb
+        super().start(launch)
 
     def _start_in_pilot(self, launch: Launch) -> bool:
         item = work_item(launch.argv, launch.cwd, launch.key)
@@ -166,60 +93,19 @@ class ProcessExecutor(Executor):
             maxrss_kb=int((rec.get("peak_rss_mb") or 0.0) * 1024),
         )
 
-    def wait(self, timeout: float | None) -> list[Exit]:
-        """Processes that ended, waiting up to timeout seconds for at least one."""
-        done, self._pending = self._pending, []
-        if done:
-            timeout = 0
+    def _before_poll(self) -> None:
         for client in self._pilots.values():
             client.flush()
-        if self._kill_deadline is not None and time.time() > self._kill_deadline:
-            self._signal_all(signal.SIGKILL)
-            self._kill_deadline = None
-        try:
-            ready = self._poll.poll(timeout if timeout is not None else -1)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries, a raising handler ends up here
-            ready = []
-        for fd, _ in ready:
-            if fd in self._pilots:
-                done.extend(self._pilot_exits(fd))
-                continue
-            child = self._children.pop(fd)
-            self._poll.unregister(fd)
-            os.close(fd)
-            done.append(self._reap(child))
-        return done
 
-    def kill_all(self) -> None:
-        """SIGTERM every running process tree, SIGKILL what is left after the grace time."""
-        self._signal_all(signal.SIGTERM)
-        self._kill_deadline = time.time() + self.kill_grace_s
+    def _other_ready(self, fd: int) -> list[Exit] | None:
+        return self._pilot_exits(fd) if fd in self._pilots else None
 
     def close(self) -> None:
         for client in self._pilots.values():
             client.close()
-        self._poll.close()
+        super().close()
 
     def _signal_all(self, sig: int) -> None:
         for client in self._pilots.values():
             client.kill(sig)
-        for child in self._children.values():
-            try:
-                os.killpg(child.proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-    def _reap(self, child: _Child) -> Exit:
-        pid, status, ru = os.wait4(child.proc.pid, 0)
-        child.proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never waits on it again
-        end = time.time()
-        launch = child.launch
-        if not launch.script:
-            self.free_cpus += launch.cpus
-            self.free_memory_mb += launch.memory_mb
-        code = signum = None
-        if os.WIFSIGNALED(status):
-            signum = os.WTERMSIG(status)
-        else:
-            code = os.WEXITSTATUS(status)
-        return Exit(launch.key, pid, code, signum, child.start, end, ru.ru_utime, ru.ru_stime, ru.ru_maxrss)
+        super()._signal_all(sig)

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from typing import Any
 
 from iceprod_dag.common import names
+from iceprod_dag.dagman.engine.processes import die_with_parent
 from iceprod_dag.pilot.multijob import Pilot
 from iceprod_dag.pilot.spec import Resources
 from iceprod_dag.pilot.worksource import WorkItem, WorkSource
-from iceprod_dag.plugins.local.children import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class PipeWorkSource(WorkSource):
         return self.closed and not self._items
 
 
-class _WakeQueue(queue.Queue):  # type: ignore[type-arg]
+class _WakeQueue(queue.Queue):
     """The pilot's queue of finished jobs, which new work also wakes, so that it claims at once."""
 
     poked = False
@@ -192,7 +192,7 @@ class PilotClient:
                 preexec_fn=die_with_parent,
             )  # fmt: skip
         finally:
-            if not isinstance(err, int):  # a file, not DEVNULL
+            if not isinstance(err, int):  # subprocess.DEVNULL is an int
                 err.close()
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self.fd = self.proc.stdout.fileno()

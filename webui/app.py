@@ -10,8 +10,10 @@ from typing import Any
 
 from flask import Flask, g, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from iceprod_dag.common.exceptions import IceprodDagError
+from iceprod_dag.dataset import limits
 from iceprod_dag.webui import config as webconfig
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | 
     from iceprod_dag.webui.views.auth import LoginThrottle
 
     app = Flask(__name__)
+    # every <int:...> of every route: ids beyond the database's 64-bit integers are a 404 (no such route),
+    # not an OverflowError (500) in the driver
+    app.url_map.converters["int"] = _Int64Converter
     settings = webconfig.load_config(test_config, config_file)
     app.config.update(settings)
     app.config.update(
@@ -42,6 +47,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | 
     if settings.get("INIT_DB", True):
         init_db(engine)
     app.extensions["iceprod_dag_engine"] = engine
+    app.extensions["iceprod_dag_limits"] = limits.from_settings(settings)
     app.extensions["iceprod_dag_throttle"] = LoginThrottle()
     app.extensions["iceprod_dag_drainer"] = Drainer(engine)
     if usable(engine):
@@ -49,6 +55,12 @@ def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | 
             pass
     _register(app)
     return app
+
+
+class _Int64Converter(IntegerConverter):
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _sqlite_cache(engine: Any, megabytes: int) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.dataset.limits import LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT_TIMEOUT_S": 600.0,
     "SQLITE_CACHE_MB": 128,  # page cache per SQLite connection
     "REPORT_INBOX": True,  # SQLite: single pilot reports go through webui.inbox (see there why)  # a claimed job with no heartbeat for this long is given to another pilot
+    # input limits of submitted datasets (iceprod_dag.dataset.limits; docs/config.md): MAX_JOBS...
+    **{key: default for key, (_attr, default, _doc) in LIMITS.items()},
 }
 
 

@@ -163,7 +163,10 @@ def json_body() -> dict[str, Any]:
         raise ApiError(415, "body: expected Content-Type application/json", "body")
     data = _fast_loads(request.get_data())
     if data is None:  # what only the json module reads (NaN, integers beyond 64 bits, UTF-16), or not JSON
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nested deeper than the json module can follow
+            raise ApiError(400, "body: JSON nested too deep", "body") from None
     if data is None:
         raise ApiError(400, "body: not valid JSON", "body")
     if not isinstance(data, dict):

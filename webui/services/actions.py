@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select, update
 
 from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import IceprodDagError, StaleUpdateError
+from iceprod_dag.dataset.limits import InputLimits
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.db import writer
 from iceprod_dag.stats.models import Attempt, Dataset, Job
@@ -37,13 +38,14 @@ def submit(
     private: bool = False,
     source: str = "<submitted dataset>",
     lines: Any = None,
+    limits: InputLimits | None = None,
 ) -> int:
     """Validate a dataset (ConfigError names every bad field), compile it into a new run folder under
     ``runs_dir`` and record it with all its jobs pending; returns the dataset's id."""
     from iceprod_dag.compile.compiler import compile_dataset
     from iceprod_dag.dataset.loader import dataset_to_json, load_dataset_dict
 
-    dataset = load_dataset_dict(data, source, lines)
+    dataset = load_dataset_dict(data, source, lines, limits)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.name)[:80] or "dataset"
     run_dir = (
         runs_dir / f"{slug}-{dataset.dataset_id}-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**6}"

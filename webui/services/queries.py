@@ -167,6 +167,11 @@ def decode_cursor(text: str) -> tuple[Any, int]:
         value, row_id = json.loads(raw)
         if not isinstance(value, str | int | float) or not isinstance(row_id, int):
             raise ValueError
+        # the database's integers are 64-bit: a bigger one would be an OverflowError (500) in the driver
+        if any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in (value, row_id)):
+            raise ValueError
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError
         return value, row_id
     except (ValueError, TypeError):
         raise ValueError(f"field 'after': not a cursor from a previous page: {text!r}") from None

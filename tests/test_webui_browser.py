@@ -31,7 +31,6 @@ pytestmark = pytest.mark.browser
 def server(tmp_path: Path) -> Iterator[str]:
     """`iceprod-dag serve` on a free port over a database holding the demo run (alice's, one failed job)."""
     from iceprod_dag.stats.db import init_db
-    from iceprod_dag.webui import accounts_models  # noqa: F401
     from iceprod_dag.webui.services import accounts
 
     if not os.access(CHROMIUM, os.X_OK):

@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 
 def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | None = None) -> Flask:
     """Build the app. ``test_config`` holds explicit settings (the highest layer, e.g. ``{"DB": url}``)."""
+    from iceprod_dag.stats import accounts  # noqa: F401 - the account tables on Base
     from iceprod_dag.stats.db import init_db, make_engine
-    from iceprod_dag.webui import accounts_models  # noqa: F401 - registers the account tables on Base
-    from iceprod_dag.webui.inbox import Drainer, drain, usable
+    from iceprod_dag.stats.inbox import Drainer, drain, usable
     from iceprod_dag.webui.views.auth import LoginThrottle
 
     app = Flask(__name__)
@@ -41,7 +41,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | 
         PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=12),
         MAX_CONTENT_LENGTH=int(settings["MAX_UPLOAD_MB"]) * 1024 * 1024,
     )
-    engine = settings.get("ENGINE") or make_engine(settings["DB"], settings["SITE"])
+    engine = settings.get("ENGINE") or make_engine(settings["DB"])
     if engine.dialect.name == "sqlite":
         _sqlite_cache(engine, int(settings["SQLITE_CACHE_MB"]))
     if settings.get("INIT_DB", True):

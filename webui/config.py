@@ -24,8 +24,7 @@ PREFIX = "ICEPROD_DAG_"
 
 #: every setting, its default and its type (used to convert environment strings)
 DEFAULTS: dict[str, Any] = {
-    "DB": None,  # stats database URL (None: iceprod_dag.stats.db's default for the site)
-    "SITE": "local",
+    "DB": None,  # stats database URL (None: iceprod_dag.stats.db's default)
     "SECRET_KEY": None,  # None: kept in <data home>/web-secret-key, made on first use
     "COOKIE_SECURE": True,  # session cookie only over HTTPS (browsers allow it on http://127.0.0.1)
     "RUNS_DIR": None,  # where datasets submitted through the API are compiled (None: <data home>/runs)
@@ -36,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_UPLOAD_MB": 64,
     "HEARTBEAT_TIMEOUT_S": 600.0,
     "SQLITE_CACHE_MB": 128,  # page cache per SQLite connection
-    "REPORT_INBOX": True,  # SQLite: single pilot reports go through webui.inbox (see there why)  # a claimed job with no heartbeat for this long is given to another pilot
+    "REPORT_INBOX": True,  # SQLite: single pilot reports go through iceprod_dag.stats.inbox (see there why)  # a claimed job with no heartbeat for this long is given to another pilot
     # input limits of submitted datasets (iceprod_dag.dataset.limits; docs/config.md): MAX_JOBS...
     **{key: default for key, (_attr, default, _doc) in LIMITS.items()},
 }

@@ -13,7 +13,7 @@ from flask import abort, current_app, g, jsonify, request, session
 from sqlalchemy import Engine, select
 from werkzeug.exceptions import HTTPException
 
-from iceprod_dag.webui.accounts_models import User
+from iceprod_dag.stats.accounts import User
 from iceprod_dag.webui.services import accounts
 from iceprod_dag.webui.services.accounts import Principal
 

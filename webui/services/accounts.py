@@ -18,15 +18,16 @@ from sqlalchemy import Engine, insert, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from iceprod_dag.common.exceptions import AuthError, IceprodDagError
-from iceprod_dag.stats.models import Dataset
-from iceprod_dag.webui.accounts_models import (
+from iceprod_dag.stats.accounts import (
     PRODUCTION_OWNER,
     ROLES,
     TOKEN_KINDS,
     ApiToken,
     DatasetAccess,
     User,
+    record_token_use,
 )
+from iceprod_dag.stats.models import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +235,7 @@ def verify_token(engine: Engine, token: str) -> Principal | None:
             ApiToken.dataset_pk,
             ApiToken.expires_at,
             ApiToken.revoked_at,
+            ApiToken.last_used_at,
             User.id.label("uid"),
             User.name,
             User.role,
@@ -242,13 +244,13 @@ def verify_token(engine: Engine, token: str) -> Principal | None:
         .join(User, User.id == ApiToken.user_id)
         .where(ApiToken.token_hash == digest)
     )
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         row = conn.execute(q).first()
-        if row is None or row.revoked_at is not None or row.disabled:
-            return None
-        if row.expires_at is not None and row.expires_at < now:
-            return None
-        conn.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+    if row is None or row.revoked_at is not None or row.disabled:
+        return None
+    if row.expires_at is not None and row.expires_at < now:
+        return None
+    record_token_use(engine, row.id, row.last_used_at, now)
     principal = Principal(row.uid, row.name, row.role, row.kind, row.dataset_pk)
     TOKEN_CACHE.put(digest, principal)
     return principal

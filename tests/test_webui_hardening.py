@@ -103,3 +103,52 @@ def test_pilot_upload_never_writes_through_a_link(anon, app, tmp_path):  # noqa:
     with pytest.raises(logfiles.LogPathError):
         logfiles.write_upload(str(run), "gen_0", 0, "stderr", io.BytesIO(b"x"), 100)
     assert list(outside.iterdir()) == []
+
+
+# ---------------------------------------------------------------- sessions end at once (a copied cookie too)
+
+COOKIE = "iceprod_dag_session"
+
+
+def _copy_of(app, client):  # noqa: F811
+    """Another client holding a copy of this client's session cookie (what a thief replays)."""
+    thief = app.test_client()
+    thief.set_cookie(COOKIE, client.get_cookie(COOKIE).value)
+    assert thief.get("/api/me").status_code == 200
+    return thief
+
+
+def test_logout_ends_a_copied_cookie(app, alice):  # noqa: F811
+    from webui_support import csrf_of
+
+    thief = _copy_of(app, alice)
+    assert alice.post("/logout", data={"csrf_token": csrf_of(alice)}).status_code == 302
+    assert thief.get("/api/me").status_code == 401
+    assert thief.get("/").status_code == 302  # to the login page
+
+
+def test_password_change_and_disable_end_a_copied_cookie(app, alice, bob, engine, tmp_path):  # noqa: F811
+    import subprocess
+    import sys
+
+    from iceprod_dag.webui.services import accounts
+
+    thief = _copy_of(app, alice)
+    accounts.set_password(engine, "alice", "a-new-password")
+    assert thief.get("/api/me").status_code == 401
+    assert alice.get("/api/me").status_code == 401  # the owner logs in again
+    # an admin's disable from the command line (another process), on bob's live session and its copy
+    thief = _copy_of(app, bob)
+    (tmp_path / "cli-home").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", "from iceprod_dag.cli.main import main; main()", "user", "disable", "bob",
+         "--db", str(engine.url)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert thief.get("/api/me").status_code == 401 and bob.get("/api/me").status_code == 401
+    from webui_support import login
+
+    assert login(app.test_client(), "bob").status_code == 401  # disabled: no new session either
+    accounts.set_disabled(engine, "bob", False)
+    assert login(app.test_client(), "bob").status_code == 302

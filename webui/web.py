@@ -64,8 +64,11 @@ def load_principal() -> None:
     if uid is None:
         return
     with engine().connect() as conn:
-        row = conn.execute(select(User.id, User.name, User.role, User.disabled).where(User.id == uid)).first()
-    if row is None or row.disabled:
+        row = conn.execute(
+            select(User.id, User.name, User.role, User.disabled, User.session_gen).where(User.id == uid)
+        ).first()
+    # a cookie made before a logout, password change or disable carries an older generation: ended
+    if row is None or row.disabled or session.get("gen") != row.session_gen:
         session.clear()
         return
     g.who = Principal(row.id, row.name, row.role)

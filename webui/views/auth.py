@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from iceprod_dag.common.exceptions import IceprodDagError
 from iceprod_dag.webui.services import accounts
@@ -82,11 +82,16 @@ def login() -> Any:
     session.clear()  # a fresh session (and CSRF token) on login: no session fixation
     session.permanent = True
     session["uid"] = principal.user_id
+    session["gen"] = accounts.session_generation(engine(), principal.user_id)
     return redirect(_safe_next(request.form.get("next")))
 
 
 @bp.post("/logout")
 def logout() -> Any:
+    principal = g.get("who")
+    if principal is not None and not g.get("by_token"):
+        # the cookie is signed, not stored: only a new generation makes a copy of it stop working
+        accounts.end_sessions(engine(), principal.name)
     session.clear()
     return redirect(url_for("auth.login"))
 

@@ -152,3 +152,62 @@ def test_password_change_and_disable_end_a_copied_cookie(app, alice, bob, engine
     assert login(app.test_client(), "bob").status_code == 401  # disabled: no new session either
     accounts.set_disabled(engine, "bob", False)
     assert login(app.test_client(), "bob").status_code == 302
+
+
+# ---------------------------------------------------------------- headers, file modes, throttling, 401 first
+
+
+def test_every_response_forbids_framing_and_foreign_scripts(alice, anon, demo):  # noqa: F811
+    for client, url in ((anon, "/login"), (alice, "/"), (alice, f"/datasets/{demo}"), (anon, "/api/me")):
+        headers = client.get(url).headers
+        assert headers["X-Frame-Options"] == "DENY", url
+        csp = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, url
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_stats_database_is_private(app, tmp_path):  # noqa: F811
+    import stat
+
+    from iceprod_dag.stats.db import init_db
+
+    for path in (tmp_path / "stats.sqlite", tmp_path / "fresh" / "new.sqlite"):
+        init_db(f"sqlite:///{path}").dispose()
+        for f in [path, *path.parent.glob(path.name + "-*")]:
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, (f, oct(f.stat().st_mode))
+
+
+def test_a_sprayed_password_is_throttled_per_address_and_per_name(app, engine):  # noqa: F811
+    from webui_support import PASSWORDS, login
+
+    from iceprod_dag.webui.services import accounts
+
+    app.config.update(LOGIN_MAX_FAILURES_PER_ADDRESS=6, LOGIN_MAX_FAILURES_PER_NAME=4)
+    for i in range(10):
+        accounts.add_user(engine, f"user{i}", "user", f"pw-{i}")
+    # one address, one password, many names: each name fails once, the address is stopped after 6
+    client = app.test_client()
+    codes = [login(client, f"user{i}", "Winter2026!").status_code for i in range(8)]
+    assert codes == [401] * 6 + [429] * 2
+    assert login(client, "alice").status_code == 429  # even a right password, from that address
+    # one name from many addresses: stopped after 4 failures whatever the address
+    codes = []
+    for i in range(6):
+        other = app.test_client()
+        other.environ_base["REMOTE_ADDR"] = f"10.0.0.{i}"
+        codes.append(login(other, "bob", f"guess-{i}").status_code)
+    assert codes == [401] * 4 + [429] * 2
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "10.9.9.9"
+    assert login(elsewhere, "root", PASSWORDS["root"]).status_code == 302  # others are not affected
+
+
+def test_anonymous_unsafe_requests_get_401_before_csrf(anon, demo):  # noqa: F811
+    for url in (f"/api/datasets/{demo}/suspend", "/api/tokens", "/api/datasets"):
+        response = anon.post(url, json={})
+        assert response.status_code == 401, (url, response.status_code)
+        assert response.get_json()["field"] == "Authorization"
+    assert anon.delete("/api/tokens/1").status_code == 401
+    page = anon.post(f"/datasets/{demo}/suspend")
+    assert page.status_code == 302 and "/login" in page.headers["Location"]
+    assert anon.post("/login", data={"username": "alice", "password": "x"}).status_code == 400  # CSRF

@@ -18,6 +18,12 @@ from iceprod_dag.webui import config as webconfig
 
 log = logging.getLogger(__name__)
 
+#: the Content-Security-Policy of every response (tests/test_webui_browser.py checks the pages keep working)
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
 
 def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | None = None) -> Flask:
     """Build the app. ``test_config`` holds explicit settings (the highest layer, e.g. ``{"DB": url}``)."""
@@ -90,6 +96,16 @@ def _register(app: Flask) -> None:
             return
         load_principal()
         check_csrf()
+
+    @app.after_request
+    def _security_headers(response: Any) -> Any:
+        # pages load scripts and styles only from /static (data for the plots rides in JSON blocks, which
+        # no browser executes); style attributes stay allowed for the progress bars' widths
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
 
     @app.after_request
     def _timing(response: Any) -> Any:

@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "COOKIE_SECURE": True,  # session cookie only over HTTPS (browsers allow it on http://127.0.0.1)
     "RUNS_DIR": None,  # where datasets submitted through the API are compiled (None: <data home>/runs)
     "LOGIN_MAX_FAILURES": 5,  # failed logins per user and address before the login is refused for a while
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": 20,  # failed logins from one address over all user names (spraying)
+    "LOGIN_MAX_FAILURES_PER_NAME": 20,  # failed logins of one user name from all addresses
     "LOGIN_LOCK_S": 300.0,
     "PAGE_SIZE": 50,
     "TAIL_LINES": 40,

@@ -122,6 +122,10 @@ def csrf_token() -> str:
     return str(token)
 
 
+#: the endpoints that take an unsafe request without a session (they still need the CSRF token)
+ANONYMOUS_FORMS = frozenset({"auth.login", "auth.logout"})
+
+
 def check_csrf() -> None:
     """Unsafe requests authenticated by the session cookie must carry the session's CSRF token.
 
@@ -129,6 +133,8 @@ def check_csrf() -> None:
     """
     if request.method in ("GET", "HEAD", "OPTIONS") or g.get("by_token"):
         return
+    if g.get("who") is None and request.endpoint not in ANONYMOUS_FORMS:
+        who()  # 401 (or the login page) first: without a session there is nothing to forge
     if current_app.config.get("CSRF_DISABLED"):
         return
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""

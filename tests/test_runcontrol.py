@@ -397,3 +397,30 @@ def test_a_suspended_local_run_reports_halted_not_failed(tmp_path: Path) -> None
     assert cli("resume", str(run)).stdout.strip() == f"{run}: resubmitted"
     wait_for("the resumed run succeeding", lambda: run_json(run).get("exit_code") == 0, run)
     assert cli_status(run)["nodes"] == {"a_0": "done", "b_0": "done", "c_0": "done"}
+
+
+@pytest.mark.parametrize(
+    ("state", "action", "reason"),
+    [
+        ("done", "suspend", "has ended (done)"),
+        ("failed", "resume", "has ended (failed)"),
+        ("running", "resume", "is not suspended (running)"),
+    ],
+)
+def test_a_server_dataset_refuses_what_its_state_does_not_allow(
+    app: Any,  # noqa: F811
+    api: Any,
+    tmp_path: Path,
+    state: str,
+    action: str,
+    reason: str,
+) -> None:
+    """A dataset the server's pilots run has no site to ask: its recorded state decides, and is left alone."""
+    from iceprod_dag.stats import ingest
+
+    db = app.extensions["iceprod_dag_engine"]
+    pk = ingest.register_dataset(db, run_dir=tmp_path / "srv", site="server", name="srv", state=state)
+    refused = api(pk, action)
+    assert refused.status_code == 409, refused.get_json()
+    assert f"cannot {action}: " in refused.get_json()["error"] and reason in refused.get_json()["error"]
+    assert db_state(app, pk) == state

@@ -91,6 +91,16 @@ class ActionRefusedError(SiteError):
         super().__init__(f"cannot {action}: {reason}")
 
 
+class RunLockedError(IceprodDagError):
+    """Another process runs (or is submitting) this run folder; the message names its pid."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        self.pid = pid
+        super().__init__(message)
+
+
 class RunNotFoundError(IceprodDagError):
     """A run folder does not exist or holds no DAG."""
 

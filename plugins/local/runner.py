@@ -26,9 +26,12 @@ from iceprod_dag.plugins.local.engine import DagEngine, NodeState
 from iceprod_dag.plugins.local.executor import ProcessExecutor
 from iceprod_dag.plugins.local.jobs import JobFactory
 from iceprod_dag.plugins.local.state import RunRecorder
+from iceprod_dag.sites.runlock import RunLock
 
 logger = logging.getLogger(__name__)
 
+#: seconds a new run waits for the previous engine of its folder to exit once that one recorded its end
+ENDING_WAIT_S = 30.0
 _EVENT_RE = re.compile(r"^(\d{3}) \((\d+)\.\d+\.\d+\) ")
 _RETURN_RE = re.compile(r"\(return value (-?\d+)\)")
 
@@ -133,6 +136,13 @@ def collect_records(run_dir: Path, db_url: str | None, db: Any = None) -> int:
     return result.inserted
 
 
+def lock_run(run_dir: Path) -> RunLock:
+    """Take the run folder's lock (RunLockedError if another process runs it). An engine that has recorded
+    its end (run.json has its exit status) is given a moment to exit: a resume follows it at once."""
+    ended = read_run_info(run_dir).get("exit_code") is not None
+    return RunLock(run_dir).acquire(wait_s=ENDING_WAIT_S if ended else 0.0)
+
+
 def run_dag(
     run_dir: Path,
     cpus: int | None = None,
@@ -142,9 +152,25 @@ def run_dag(
     use_pilot: bool = True,
     pilot_procs: int | None = None,
     dag_file: str | None = None,
+    lock: RunLock | None = None,
 ) -> int:
-    """Run (or resume) the DAG of a run folder in this process; returns DAGMan's exit status."""
+    """Run (or resume) the DAG of a run folder in this process, holding its lock (taken here unless given);
+    returns DAGMan's exit status."""
     run_dir = Path(run_dir).resolve()
+    with lock or lock_run(run_dir):
+        return _run_dag(run_dir, cpus, memory_mb, db_url, progress, use_pilot, pilot_procs, dag_file)
+
+
+def _run_dag(
+    run_dir: Path,
+    cpus: int | None,
+    memory_mb: int | None,
+    db_url: str | None,
+    progress: bool,
+    use_pilot: bool,
+    pilot_procs: int | None,
+    dag_file: str | None,
+) -> int:
     dag_file = str(Path(dag_file).resolve()) if dag_file else names.find_dag_file(str(run_dir))
     dag = load_rescue(dag_file)
     halt_file = names.halt_file(dag_file)

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import ActionRefusedError
 from iceprod_dag.dataset.limits import InputLimits
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.work import retry_failed, set_state
@@ -84,6 +85,19 @@ def site_run(ds: dict[str, Any]) -> Path | None:
     return run_dir if (run_dir / names.RUN_INFO).is_file() else None
 
 
+#: dataset states after which nothing runs: suspend and resume are refused
+ENDED_STATES = ("done", "failed", "cancelled")
+
+
+def refuse_by_state(ds: dict[str, Any], action: str) -> None:
+    """ActionRefusedError when suspend or resume does not apply to the dataset's recorded state."""
+    state = ds.get("state")
+    if state in ENDED_STATES:
+        raise ActionRefusedError(action, f"dataset {ds['id']} has ended ({state}); nothing runs to {action}")
+    if action == "resume" and state != "suspended":
+        raise ActionRefusedError(action, f"dataset {ds['id']} is not suspended ({state})")
+
+
 def control(engine: Engine, ds: dict[str, Any], action: str) -> dict[str, Any]:
     """Suspend, resume or retry-failed a dataset: on its site first (runcontrol: the DAG is halted,
     released or resubmitted), then in the database. Pilots of the server see the state alone.
@@ -94,6 +108,8 @@ def control(engine: Engine, ds: dict[str, Any], action: str) -> dict[str, Any]:
 
     answer: dict[str, Any] = {}
     run_dir = site_run(ds)
+    if run_dir is None and action in ACTION_STATES:
+        refuse_by_state(ds, action)  # with no run folder here, the database's state is all there is to go by
     if run_dir is not None:
         do = {
             "suspend": runcontrol.suspend,

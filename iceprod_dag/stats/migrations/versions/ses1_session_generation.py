@@ -1,8 +1,8 @@
 """users: session generation (a login cookie is valid only while it carries the user's current one, so that
-logout, a password change or a disable ends every copy of it at once); also joins the inb2 and tr01 heads
+logout, a password change or a disable ends every copy of it at once)
 
 Revision ID: ses1
-Revises: inb2, tr01
+Revises: tr01
 Create Date: 2026-12-04 17:00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "ses1"
-down_revision: str | tuple[str, ...] | None = ("inb2", "tr01")
+down_revision: str | None = "tr01"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -211,3 +211,22 @@ def test_anonymous_unsafe_requests_get_401_before_csrf(anon, demo):  # noqa: F81
     page = anon.post(f"/datasets/{demo}/suspend")
     assert page.status_code == 302 and "/login" in page.headers["Location"]
     assert anon.post("/login", data={"username": "alice", "password": "x"}).status_code == 400  # CSRF
+
+
+def test_a_user_past_their_quota_of_unfinished_jobs_gets_429(app, alice, bob):  # noqa: F811
+    from webui_support import csrf_of
+
+    app.config["MAX_UNFINISHED_JOBS_PER_USER"] = 10
+    body = {
+        "name": "q",
+        "jobs": 3,
+        "tasks": [{"name": "a", "command": "true"}, {"name": "b", "command": "true"}],
+    }
+    h = {"X-CSRF-Token": csrf_of(alice)}
+    assert alice.post("/api/datasets", json=body, headers=h).status_code == 201  # 6 unfinished jobs
+    refused = alice.post("/api/datasets", json=body, headers=h)  # 12 > 10
+    assert refused.status_code == 429 and refused.get_json()["field"] == "jobs", refused.text
+    assert "12 unfinished jobs" in refused.get_json()["error"]
+    assert len(alice.get("/api/datasets?owner=alice").get_json()["datasets"]) == 2  # the demo and the first
+    # the quota is per owner: bob still may
+    assert bob.post("/api/datasets", json=body, headers={"X-CSRF-Token": csrf_of(bob)}).status_code == 201

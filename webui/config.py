@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_MAX_FAILURES_PER_ADDRESS": 20,  # failed logins from one address over all user names (spraying)
     "LOGIN_MAX_FAILURES_PER_NAME": 20,  # failed logins of one user name from all addresses
     "LOGIN_LOCK_S": 300.0,
+    "MAX_UNFINISHED_JOBS_PER_USER": 2_000_000,  # quota: a submission past it is refused (429)
     "PAGE_SIZE": 50,
     "TAIL_LINES": 40,
     "MAX_UPLOAD_MB": 64,

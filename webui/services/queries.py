@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, func, select
 
+from iceprod_dag.common.states import JobState
 from iceprod_dag.stats.accounts import DatasetAccess
 from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
 from iceprod_dag.webui.services.accounts import Principal, can_read
@@ -152,6 +153,21 @@ def task_counts(conn: Connection, pk: int) -> dict[str, dict[str, int]]:
         for name, state, n in conn.execute(q):
             out.setdefault(cast(str, name), {})[state] = n  # by_task leaves out NULL tasks
     return out
+
+
+#: job states that no longer count against a quota
+FINISHED_JOB_STATES = tuple(s.value for s in JobState if s.finished)
+
+
+def unfinished_jobs(conn: Connection, owner: str) -> int:
+    """Jobs not yet done, failed or cancelled in the server's datasets of an owner (their quota's use)."""
+    q = (
+        select(func.count())
+        .select_from(Job)
+        .join(Dataset, Dataset.id == Job.dataset_pk)
+        .where(Dataset.owner == owner, Dataset.site == "server", Job.state.not_in(FINISHED_JOB_STATES))
+    )
+    return int(conn.scalar(q) or 0)
 
 
 def encode_cursor(value: Any, row_id: int) -> str:

@@ -11,7 +11,14 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from iceprod_dag.common.exceptions import AuthError, ConfigError, IceprodDagError, RunNotFoundError, SiteError
+from iceprod_dag.common.exceptions import (
+    AuthError,
+    ConfigError,
+    IceprodDagError,
+    QuotaError,
+    RunNotFoundError,
+    SiteError,
+)
 from iceprod_dag.dataset.limits import InputLimits
 from iceprod_dag.webui.config import runs_dir
 from iceprod_dag.webui.services import accounts, actions, logfiles, queries
@@ -106,8 +113,18 @@ def submit() -> Any:
     try:
         data, lines, private, source = _submitted_body(limits)
         pk = actions.submit(
-            engine(), who(), data, runs_dir(current_app.config), private, source, lines, limits=limits
+            engine(),
+            who(),
+            data,
+            runs_dir(current_app.config),
+            private,
+            source,
+            lines,
+            limits=limits,
+            quota=int(current_app.config["MAX_UNFINISHED_JOBS_PER_USER"]),
         )
+    except QuotaError as exc:
+        raise ApiError(429, str(exc), "jobs") from None
     except ConfigError as exc:
         match = _PROBLEM_FIELD.match(exc.problems[0]) if exc.problems else None
         body = {"error": "; ".join(exc.problems), "problems": exc.problems, "status": 400}

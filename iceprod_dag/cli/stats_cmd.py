@@ -116,8 +116,6 @@ def stats_command(run: Path, as_json: bool) -> None:
     try:
         records = load_run(run)
     except StatsError as exc:  # a malformed record is bad input: name it, exit 2
-        error = click.ClickException(str(exc))
-        error.exit_code = 2
-        raise error from None
+        raise click.BadParameter(str(exc), param_hint="RUN") from None  # a usage error: exit 2
     summary = summarize(records)
     click.echo(json.dumps(summary, indent=1) if as_json else render(summary, str(run)))

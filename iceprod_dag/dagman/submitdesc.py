@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import classad2  # type: ignore[import-untyped]
 import htcondor2  # type: ignore[import-untyped]
 
 from iceprod_dag.common.exceptions import DagSyntaxError
@@ -123,6 +124,218 @@ def parse_quantity(value: str, default_unit: str) -> int:
     return int(-(-kib // base_kib))
 
 
+@dataclasses.dataclass(frozen=True)
+class NodeMacros:
+    """What DAGMan gives a node's submit file when it submits the node (dagman_submit.cpp).
+
+    Before the file is read (so a macro the file defines wins): JOB, RETRY, DAG_STATUS, FAILED_COUNT,
+    DAG_PARENT_NAMES (the parents, comma-separated, when there are any), then the node's VARS. After the file
+    (these win): dag_node_name, DAGManJobId (when DAGMan runs as a job) and VARS given with APPEND.
+    """
+
+    node: str = ""
+    retry: int = 0
+    dag_status: int = 0
+    failed_count: int = 0
+    parents: tuple[str, ...] = ()
+    dagman_job_id: int | None = None
+    vars: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    vars_append: frozenset[str] = frozenset()
+
+    def prepended(self) -> dict[str, str]:
+        """Macros set before the file, by lower-cased name (macro names ignore case; later ones win)."""
+        out = {"job": self.node, "retry": str(self.retry), "dag_status": str(self.dag_status)}
+        out["failed_count"] = str(self.failed_count)
+        if self.parents:
+            out["dag_parent_names"] = ",".join(self.parents)
+        for k, v in self.vars.items():
+            if k not in self.vars_append:
+                out[k.lower()] = self_reference(k, v, out.get(k.lower(), ""))
+        return out
+
+    def appended(self) -> dict[str, str]:
+        """Macros set after the file, by lower-cased name."""
+        out = {"dag_node_name": self.node}
+        if self.dagman_job_id is not None:
+            out["dagmanjobid"] = str(self.dagman_job_id)
+        out.update((k.lower(), v) for k, v in self.vars.items() if k in self.vars_append)
+        return out
+
+
+def self_reference(name: str, value: str, previous: str) -> str:
+    """A macro defined in terms of itself (``retry = $(RETRY)``) takes its previous value, as in a submit file."""
+    if "$(" not in value:
+        return value
+    return re.sub(rf"\$\({re.escape(name)}\)", lambda _: previous, value, flags=re.IGNORECASE)
+
+
+def _cycle(defs: Mapping[str, str]) -> str | None:
+    """A macro that refers back to itself through others (htcondor2 would loop forever expanding it)."""
+    state: dict[str, int] = {}  # 1: being visited, 2: done
+
+    def visit(name: str) -> str | None:
+        state[name] = 1
+        for ref in _REF.findall(defs[name]):
+            ref = ref.lower()
+            if ref not in defs or state.get(ref) == 2:
+                continue
+            if state.get(ref) == 1 or visit(ref):
+                return ref
+        state[name] = 2
+        return None
+
+    for name in defs:
+        if name not in state:
+            found = visit(name)
+            if found:
+                return found
+    return None
+
+
+#: the live job macros: left as $(Cluster)/$(ClusterId) text for the site to fill in when it knows the id
+_LIVE = {"cluster": "$(DOLLAR)(Cluster)", "clusterid": "$(DOLLAR)(ClusterId)"}
+_REF = re.compile(r"\$\(([A-Za-z0-9_.]+)\)")
+#: submit-language statements evaluated while the file is read: such a file is read again for every node
+_PARSE_TIME = re.compile(
+    r"^\s*(if|elif|else|endif|include|error|warning)\b(?!\s*=)|@=", re.IGNORECASE | re.MULTILINE
+)
+_ASSIGN = re.compile(r"^\s*([A-Za-z0-9_.+]+)\s*=(.*)$", re.MULTILINE)
+
+
+class SubmitTemplate:
+    """One submit file parsed once; ``describe`` gives one node's description with DAGMan's macros.
+
+    A file of plain ``key = value`` lines is kept as one htcondor2.Submit: per node, the node's macros are set
+    on it, the keys whose value can depend on them are expanded, and the macros are taken back off. Keys that
+    cannot depend on a node (no macro, or macros the file defines and no node can override) are expanded once.
+    A file with statements that run while it is read (``if``, ``include``...) or a macro that refers to itself
+    sees the node's macros only if they are there while it is read: it is parsed again per node, after them.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.text = path.read_text()
+        except OSError as e:
+            raise DagSyntaxError(f"cannot read submit file: {e.strerror}", str(path)) from e
+        self._sub = self._parse(self.text)
+        qargs = (self._sub.getQArgs() or "").strip()
+        if qargs and not qargs.isdigit():
+            raise DagSyntaxError(f"queue {qargs!r} is not supported (only 'queue' or 'queue N')", str(path))
+        self.queue_count = int(qargs) if qargs else 1
+        self._raw = {k.lower(): (k, v) for k, v in self._sub.items()}
+        self.reparse = bool(_PARSE_TIME.search(self.text)) or any(
+            re.search(rf"\$\({re.escape(k)}[):]", v, re.IGNORECASE) for k, v in _ASSIGN.findall(self.text)
+        )
+        for name, value in _LIVE.items():
+            if name not in self._raw:
+                self._sub[name] = value
+        looped = _cycle({k: v for k, (_, v) in self._raw.items()})
+        if looped:
+            raise DagSyntaxError(f"macro {looped!r} refers to itself", str(path))
+        self._deps = {key: self._closure(key, set()) for key in self._raw}
+        self._static = {
+            key: self._expand(self._sub, orig)
+            for key, (orig, _) in self._raw.items()
+            if self._deps[key] is not None
+        }
+
+    def _parse(self, text: str) -> htcondor2.Submit:
+        try:
+            return htcondor2.Submit(text)
+        except Exception as e:  # htcondor2 raises its own HTCondorException types
+            raise DagSyntaxError(f"submit file does not parse: {e}", str(self.path)) from e
+
+    def _closure(self, key: str, seen: set[str]) -> frozenset[str] | None:
+        """The file's macros key's value refers to, transitively; None if a node can change its value."""
+        if key in seen:
+            return None  # a cycle: let htcondor2 report it per node
+        value = self._raw[key][1]
+        if "$" in _REF.sub("", value):
+            return None  # $(x:default), $ENV(), $$(), $RANDOM_CHOICE()...: expanded per node
+        deps = {key}
+        for name in _REF.findall(value):
+            name = name.lower()
+            if name not in self._raw:
+                return None  # a macro the node may define (VARS, JOB...) or a built-in one
+            sub = self._closure(name, seen | {key})
+            if sub is None:
+                return None
+            deps |= sub
+        return frozenset(deps)
+
+    def _expand(self, sub: htcondor2.Submit, key: str) -> str:
+        try:
+            return str(sub.expand(key))
+        except KeyError:  # htcondor2 raises KeyError for a macro whose value is empty
+            return ""
+        except Exception as e:
+            raise DagSyntaxError(f"cannot expand {key!r}: {e}", str(self.path)) from e
+
+    def describe(self, macros: NodeMacros) -> SubmitDescription:
+        """One node's submit description, macros expanded as DAGMan's submission would."""
+        pre, post = macros.prepended(), macros.appended()
+        raw = self._raw
+        for name, value in post.items():
+            previous = raw[name][1] if name in raw else pre.get(name, "")
+            post[name] = self_reference(name, value, previous)
+        if any("$(" in v for v in (*pre.values(), *post.values())):
+            defs = {k: v for k, (_, v) in raw.items()}
+            defs.update((k, v) for k, v in pre.items() if k not in raw)
+            defs.update(post)
+            looped = _cycle(defs)
+            if looped:
+                raise DagSyntaxError(f"node {macros.node}: macro {looped!r} refers to itself", str(self.path))
+        if self.reparse:
+            head = "".join(f"{k} = {v}\n" for k, v in pre.items())
+            sub = self._parse(head + self.text)
+            defined = {k.lower() for k in sub.keys()}
+            for name, value in _LIVE.items():
+                if name not in defined:
+                    sub[name] = value
+            for name, value in post.items():
+                sub[name] = value
+            return _describe(
+                self.path, {k.lower(): self._expand(sub, k) for k in sub.keys()}, self.queue_count
+            )
+        sub = self._sub
+        touched = [k for k in pre if k not in raw and k not in post] + list(post)
+        for name in touched:
+            sub[name] = post[name] if name in post else pre[name]
+        try:
+            expanded = dict(self._static)
+            for key, (orig, _) in raw.items():
+                deps = self._deps[key]
+                if deps is None or (post and not deps.isdisjoint(post)):
+                    expanded[key] = self._expand(sub, orig)
+        finally:
+            for name in touched:  # back to the file's own value, or undefined (an empty macro is undefined)
+                sub[name] = raw[name][1] if name in raw else _LIVE.get(name, "")
+        return _describe(self.path, expanded, self.queue_count)
+
+
+_TEMPLATES: dict[str, tuple[tuple[int, int], SubmitTemplate]] = {}
+_MAX_TEMPLATES = 1024
+
+
+def template(path: Path | str) -> SubmitTemplate:
+    """The parsed submit file at path, read again only when the file changed (mtime or size)."""
+    key = str(path)
+    try:
+        st = Path(key).stat()
+    except OSError as e:
+        raise DagSyntaxError(f"cannot read submit file: {e.strerror}", key) from e
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _TEMPLATES.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    if len(_TEMPLATES) >= _MAX_TEMPLATES:
+        _TEMPLATES.pop(next(iter(_TEMPLATES)))
+    tpl = SubmitTemplate(Path(key))
+    _TEMPLATES[key] = (stamp, tpl)
+    return tpl
+
+
 def read_submit(
     path: Path | str,
     node: str | None = None,
@@ -131,64 +344,43 @@ def read_submit(
     retry: int = 0,
     dag_status: int = 0,
     failed_count: int = 0,
+    parents: tuple[str, ...] = (),
+    dagman_job_id: int | None = None,
 ) -> SubmitDescription:
-    """Read one node's submit file with its VARS; raises DagSyntaxError naming the file on anything unusable."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise DagSyntaxError(f"cannot read submit file: {e.strerror}", str(path)) from e
-    try:
-        sub = htcondor2.Submit(text)
-    except Exception as e:  # htcondor2 raises its own HTCondorException types
-        raise DagSyntaxError(f"submit file does not parse: {e}", str(path)) from e
-    defined = {k.lower() for k in sub.keys()}
-    # DAGMan's node macros; like VARS they are set before the file, so a file defining them wins
-    dagman = {"JOB": node or "", "RETRY": str(retry), "DAG_STATUS": str(dag_status)}
-    dagman["FAILED_COUNT"] = str(failed_count)
-    for key, value in dagman.items():
-        if key.lower() not in defined:
-            sub[key] = value
-    for key, value in (vars or {}).items():
-        if key in vars_append or key.lower() not in defined:
-            sub[key] = value
-    return _describe(path, sub)
+    """Read one node's submit file with DAGMan's macros; raises DagSyntaxError naming the file if unusable."""
+    macros = NodeMacros(
+        node=node or "",
+        retry=retry,
+        dag_status=dag_status,
+        failed_count=failed_count,
+        parents=tuple(parents),
+        dagman_job_id=dagman_job_id,
+        vars=dict(vars or {}),
+        vars_append=frozenset(vars_append),
+    )
+    return template(path).describe(macros)
 
 
-def _describe(path: Path, sub: htcondor2.Submit) -> SubmitDescription:
-    macros: dict[str, str] = {}
-    for key in sub.keys():
-        try:
-            macros[key.lower()] = sub.expand(key)
-        except KeyError:  # htcondor2 raises KeyError for a macro whose value is empty
-            macros[key.lower()] = ""
-        except Exception as e:
-            raise DagSyntaxError(f"cannot expand {key!r}: {e}", str(path)) from e
-
+def _describe(path: Path, macros: dict[str, str], queue_count: int) -> SubmitDescription:
     def get(key: str) -> str | None:
         v = macros.get(key)
         return v if v not in (None, "") else None
 
-    qargs = (sub.getQArgs() or "").strip()
-    if qargs and not qargs.isdigit():
-        raise DagSyntaxError(f"queue {qargs!r} is not supported (only 'queue' or 'queue N')", str(path))
     executable = get("executable")
     if executable is None:
         raise DagSyntaxError("no executable in submit file", str(path))
     try:
-        args = split_arguments(get("arguments") or get("args") or "")
-        env = parse_environment(get("environment") or get("env") or "")
         memory = get("request_memory")
         disk = get("request_disk")
-        desc = SubmitDescription(
+        return SubmitDescription(
             path=path,
             executable=executable,
-            arguments=args,
-            environment=env,
+            arguments=split_arguments(get("arguments") or get("args") or ""),
+            environment=parse_environment(get("environment") or get("env") or ""),
             getenv=get("getenv"),
             request_cpus=int(float(get("request_cpus") or 1)),
-            request_memory_mb=parse_quantity(memory, "MB") if memory else None,
-            request_disk_kb=parse_quantity(disk, "KB") if disk else None,
+            request_memory_mb=_request(memory, "MB"),
+            request_disk_kb=_request(disk, "KB"),
             request_gpus=int(float(get("request_gpus") or 0)),
             input=get("input"),
             output=get("output"),
@@ -196,9 +388,30 @@ def _describe(path: Path, sub: htcondor2.Submit) -> SubmitDescription:
             log=get("log"),
             initialdir=get("initialdir") or get("initial_dir"),
             universe=(get("universe") or "vanilla").lower(),
+            queue_count=queue_count,
             macros=macros,
         )
     except ValueError as e:
         raise DagSyntaxError(str(e), str(path)) from e
-    desc.queue_count = int(qargs) if qargs else 1
-    return desc
+
+
+def _request(value: str | None, unit: str) -> int | None:
+    """A request_memory/request_disk: a quantity, or a ClassAd expression of constants; None if neither.
+
+    An expression over job attributes (``ifThenElse(MemoryUsage =!= undefined, ...)``) only has a value in
+    the schedd: read offline, the file asks for nothing in particular.
+    """
+    if value is None:
+        return None
+    try:
+        return parse_quantity(value, unit)
+    except ValueError:
+        pass
+    try:
+        number = classad2.ExprTree(value).eval()
+    except Exception:  # classad2 raises its own types for text that is no expression
+        number = None
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        log.debug("request %r has no value outside the schedd", value)
+        return None
+    return int(-(-number // 1))

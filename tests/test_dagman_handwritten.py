@@ -84,7 +84,9 @@ def _run_on_pool(run: Path, dag: str, timeout: float = 300) -> tuple[int, int]:
 
 @pytest.mark.condor
 @pytest.mark.parametrize("case", sorted(CASE_DAGS))
-def test_recording_holds_on_the_real_pool(case: str, condor_pool: dict[str, str], condor_run_root: Path) -> None:
+def test_recording_holds_on_the_real_pool(
+    case: str, condor_pool: dict[str, str], condor_run_root: Path
+) -> None:
     run = _copy_case(case, condor_run_root, JOB_UID)
     dag = CASE_DAGS[case]
     cluster, exit_code = _run_on_pool(run, dag)

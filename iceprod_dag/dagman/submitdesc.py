@@ -11,7 +11,9 @@ against what a real schedd made of the same lines.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,6 +49,16 @@ class SubmitDescription:
     macros: dict[str, str] = dataclasses.field(default_factory=dict)  # every key, expanded
 
 
+def resolve_executable(executable: str, submit_dir: Path) -> str:
+    """condor_submit's executable: relative to the submit file's folder; a bare name missing there is on PATH."""
+    if os.path.isabs(executable):
+        return executable
+    path = str(submit_dir / executable)
+    if not os.path.exists(path) and "/" not in executable:
+        return executable  # like transfer_executable = false: the worker's PATH finds it
+    return path
+
+
 def split_arguments(value: str) -> list[str]:
     """HTCondor's ``arguments``: the new syntax when the value is double-quoted, else the old one."""
     value = value.strip()
@@ -58,6 +70,8 @@ def split_arguments(value: str) -> list[str]:
 
 def _split_new(body: str) -> list[str]:
     # new syntax: whitespace separates; '...' groups ('' inside is one quote); "" was already one "
+    if "'" not in body:
+        return body.split()
     args: list[str] = []
     cur: list[str] = []
     in_arg = False
@@ -192,9 +206,26 @@ def _cycle(defs: Mapping[str, str]) -> str | None:
     return None
 
 
+def _referenced(names: set[str], pre: Mapping[str, str], post: Mapping[str, str]) -> set[str]:
+    """names, plus the macros the node's own macros among them refer to (VARS name="$(JOB)"), transitively."""
+    need = set(names)
+    pending = [v for k, v in (*pre.items(), *post.items()) if k in need and "$(" in v]
+    while pending:
+        for ref in _ANY_REF.findall(pending.pop()):
+            ref = ref.lower()
+            if ref not in need:
+                need.add(ref)
+                value = post.get(ref, pre.get(ref, ""))
+                if "$(" in value:
+                    pending.append(value)
+    return need
+
+
 #: the live job macros: left as $(Cluster)/$(ClusterId) text for the site to fill in when it knows the id
 _LIVE = {"cluster": "$(DOLLAR)(Cluster)", "clusterid": "$(DOLLAR)(ClusterId)"}
 _REF = re.compile(r"\$\(([A-Za-z0-9_.]+)\)")
+#: every name a value may refer to: $(name), $(name:default), $ENV(name), $Fpn(name), $INT(name)...
+_ANY_REF = re.compile(r"\$[A-Za-z_]*\(\s*([A-Za-z0-9_.]+)")
 #: submit-language statements evaluated while the file is read: such a file is read again for every node
 _PARSE_TIME = re.compile(
     r"^\s*(if|elif|else|endif|include|error|warning)\b(?!\s*=)|@=", re.IGNORECASE | re.MULTILINE
@@ -234,6 +265,8 @@ class SubmitTemplate:
         if looped:
             raise DagSyntaxError(f"macro {looped!r} refers to itself", str(path))
         self._deps = {key: self._closure(key, set()) for key in self._raw}
+        self._dynamic = [(key, orig) for key, (orig, _) in self._raw.items() if self._deps[key] is None]
+        self._refs = {n.lower() for _, v in self._raw.values() for n in _ANY_REF.findall(v)}
         self._static = {
             key: self._expand(self._sub, orig)
             for key, (orig, _) in self._raw.items()
@@ -279,7 +312,9 @@ class SubmitTemplate:
         for name, value in post.items():
             previous = raw[name][1] if name in raw else pre.get(name, "")
             post[name] = self_reference(name, value, previous)
+        refs = self._refs
         if any("$(" in v for v in (*pre.values(), *post.values())):
+            refs = _referenced(refs, pre, post)
             defs = {k: v for k, (_, v) in raw.items()}
             defs.update((k, v) for k, v in pre.items() if k not in raw)
             defs.update(post)
@@ -298,18 +333,24 @@ class SubmitTemplate:
             return _describe(
                 self.path, {k.lower(): self._expand(sub, k) for k in sub.keys()}, self.queue_count
             )
+        # only what the file refers to can change an expansion: setting the rest would be wasted work
         sub = self._sub
-        touched = [k for k in pre if k not in raw and k not in post] + list(post)
-        for name in touched:
-            sub[name] = post[name] if name in post else pre[name]
+        todo = [(k, v) for k, v in pre.items() if k in refs and k not in raw and k not in post]
+        todo += [(k, v) for k, v in post.items() if k in refs or k in raw]
+        for name, value in todo:
+            sub[name] = value
         try:
             expanded = dict(self._static)
-            for key, (orig, _) in raw.items():
-                deps = self._deps[key]
-                if deps is None or (post and not deps.isdisjoint(post)):
-                    expanded[key] = self._expand(sub, orig)
+            for key, orig in self._dynamic:
+                expanded[key] = self._expand(sub, orig)
+            overridden = {k for k, _ in todo if k in raw}  # appended over the file's own definition
+            if overridden:
+                for key, (orig, _) in raw.items():
+                    deps = self._deps[key]
+                    if deps is not None and not deps.isdisjoint(overridden):
+                        expanded[key] = self._expand(sub, orig)
         finally:
-            for name in touched:  # back to the file's own value, or undefined (an empty macro is undefined)
+            for name, _ in todo:  # back to the file's own value, or undefined (an empty macro is undefined)
                 sub[name] = raw[name][1] if name in raw else _LIVE.get(name, "")
         return _describe(self.path, expanded, self.queue_count)
 
@@ -322,7 +363,7 @@ def template(path: Path | str) -> SubmitTemplate:
     """The parsed submit file at path, read again only when the file changed (mtime or size)."""
     key = str(path)
     try:
-        st = Path(key).stat()
+        st = os.stat(key)
     except OSError as e:
         raise DagSyntaxError(f"cannot read submit file: {e.strerror}", key) from e
     stamp = (st.st_mtime_ns, st.st_size)
@@ -355,7 +396,7 @@ def read_submit(
         failed_count=failed_count,
         parents=tuple(parents),
         dagman_job_id=dagman_job_id,
-        vars=dict(vars or {}),
+        vars=vars or {},
         vars_append=frozenset(vars_append),
     )
     return template(path).describe(macros)
@@ -395,6 +436,7 @@ def _describe(path: Path, macros: dict[str, str], queue_count: int) -> SubmitDes
         raise DagSyntaxError(str(e), str(path)) from e
 
 
+@functools.lru_cache(maxsize=4096)  # the same few values, node after node
 def _request(value: str | None, unit: str) -> int | None:
     """A request_memory/request_disk: a quantity, or a ClassAd expression of constants; None if neither.
 

@@ -28,7 +28,7 @@ from iceprod_dag.dagman.model import Dag, Node
 from iceprod_dag.dagman.parser import load_rescue
 from iceprod_dag.pilot import exitcodes
 from iceprod_dag.plugins.batch import state as st
-from iceprod_dag.plugins.batch.jobdesc import JobRequest, job_request, read_submit
+from iceprod_dag.plugins.batch.jobdesc import JobRequest, node_request
 from iceprod_dag.plugins.batch.scripts import run_script
 from iceprod_dag.plugins.batch.translate import DEPENDENCY_NOT_MET, group_requests
 
@@ -57,7 +57,6 @@ class Watcher:
         self._halted = False
         self.state = st.load(self.run_dir) or st.RunState(site=site.name)
         self._order = _topological(self.dag)
-        self._submits: dict[tuple[str | None, str], tuple[Path, dict[str, str]]] = {}
         self._stop = False
 
     # ---------------------------------------------------------------- start
@@ -303,14 +302,10 @@ class Watcher:
         return out
 
     def _request(self, name: str) -> JobRequest:
-        node, ns = self.dag.nodes[name], self.state.node(name)
-        key = (node.directory, node.submit_file)
-        if key not in self._submits:
-            path = self.run_dir / (node.directory or "") / node.submit_file
-            self._submits[key] = (path, read_submit(path))
-        path, submit = self._submits[key]
-        return job_request(
-            name, ns.attempt, submit, node.vars, ns.memory_mb, where=str(path), site=self.site.name
+        ns = self.state.node(name)
+        failed = sum(1 for s in self.state.nodes.values() if s.status == st.FAILED)
+        return node_request(
+            self.dag, name, ns.attempt, self.run_dir, ns.memory_mb, self.site.name, 2 if failed else 0, failed
         )
 
     def _submit(self, batch: list[str]) -> None:

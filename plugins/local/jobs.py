@@ -16,7 +16,7 @@ from typing import Any
 
 from iceprod_dag.common import names
 from iceprod_dag.dagman.model import Dag, Node
-from iceprod_dag.dagman.submitdesc import SubmitDescription, read_submit
+from iceprod_dag.dagman.submitdesc import SubmitDescription, read_submit, resolve_executable
 from iceprod_dag.plugins.local.executor import Launch
 
 
@@ -37,16 +37,26 @@ class JobFactory:
         self.dag_state: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self._env = dict(os.environ)
         self._exes: dict[tuple[str, str], str] = {}
+        self._paths: dict[tuple[str | None, str], str] = {}
+        self._dirs: dict[str | None, Path] = {}
+        self._iwds: dict[tuple[str | None, str | None], str] = {}
 
     def submit_dir(self, node: Node) -> Path:
-        base = self.dag.directory
-        return base / node.directory if node.directory else base
+        found = self._dirs.get(node.directory)
+        if found is None:
+            base = self.dag.directory
+            found = self._dirs[node.directory] = base / node.directory if node.directory else base
+        return found
 
     def description(self, node: Node, attempt: int) -> SubmitDescription:
         """The node's submit description with DAGMan's macros, as DAGMan would submit this attempt."""
         status, failed = self.dag_state()
+        key = (node.directory, node.submit_file)
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = str(self.submit_dir(node) / node.submit_file)
         return read_submit(
-            self.submit_dir(node) / node.submit_file,
+            path,
             node=node.name,
             vars=node.vars,
             vars_append=node.vars_append,
@@ -60,14 +70,17 @@ class JobFactory:
     def __call__(self, node: Node, attempt: int) -> Launch:
         desc = self.description(node, attempt)
         subdir = self.submit_dir(node)
-        initialdir = subdir / desc.initialdir if desc.initialdir else subdir
+        key = (node.directory, desc.initialdir)
+        initialdir = self._iwds.get(key)
+        if initialdir is None:
+            initialdir = self._iwds[key] = os.path.join(subdir, desc.initialdir or "").rstrip("/") or "/"
         exe = self._executable(subdir, desc.executable)
         argv = [exe, *desc.arguments]
         info: dict[str, Any] = {
             "submit_file": node.submit_file,
             "Cmd": exe,
             "Args": " ".join(argv[1:]),
-            "Iwd": str(initialdir),
+            "Iwd": initialdir,
             "pilot": is_pilot(argv),
             "UserLog": desc.log,
         }
@@ -75,7 +88,7 @@ class JobFactory:
             argv.insert(0, sys.executable)  # run by its own process (no in-engine pilot): needs no x bit
         return Launch(
             argv=argv,
-            cwd=str(initialdir),
+            cwd=initialdir,
             env={**self._env, **desc.environment} if desc.environment else None,
             stdout=self._path(initialdir, desc.output),
             stderr=self._path(initialdir, desc.error),
@@ -88,14 +101,11 @@ class JobFactory:
         key = (str(subdir), executable)
         exe = self._exes.get(key)
         if exe is None:
-            exe = executable if os.path.isabs(executable) else str(subdir / executable)
-            if not os.path.exists(exe) and "/" not in executable:
-                exe = executable  # a bare name: found on PATH, like transfer_executable = false
-            self._exes[key] = exe
+            exe = self._exes[key] = resolve_executable(executable, subdir)
         return exe
 
     @staticmethod
-    def _path(initialdir: Path, value: str | None) -> str | None:
+    def _path(initialdir: str, value: str | None) -> str | None:
         if not value or value == "/dev/null":
             return None
-        return value if os.path.isabs(value) else str(initialdir / value)
+        return os.path.join(initialdir, value)  # an absolute value stays as it is

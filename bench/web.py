@@ -275,7 +275,7 @@ def ours_request_factory(pk: int) -> Any:
 
 
 def wait_drained(work: Path) -> None:
-    """Until the server applied every queued single report (webui.inbox) to the stats tables."""
+    """Until the server applied every queued single report (iceprod_dag.stats.inbox) to the stats tables."""
     conn = sqlite3.connect(str(work / "stats.sqlite"), timeout=30)
     try:
         while conn.execute("SELECT count(*) FROM report_inbox").fetchone()[0]:

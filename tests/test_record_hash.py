@@ -8,11 +8,10 @@ from sqlalchemy import select, update
 from webui_support import record
 
 from iceprod_dag.common.exceptions import StaleUpdateError
-from iceprod_dag.stats import ingest
+from iceprod_dag.stats import inbox, ingest, reports
 from iceprod_dag.stats.db import init_db
 from iceprod_dag.stats.models import Attempt, Dataset
 from iceprod_dag.stats.records import legacy_record_hash, record_hash
-from iceprod_dag.webui import fastreport, inbox
 
 
 def test_equal_content_equal_hash_in_any_key_order():
@@ -54,8 +53,8 @@ def test_ingest_knows_a_legacy_hash(old_db):
 
 def test_direct_report_knows_a_legacy_hash(old_db):
     engine, ds, rec = old_db
-    assert fastreport.report(engine, ds, [dict(rec)]).unchanged == 1
-    assert fastreport.report(engine, ds, [{**rec, "wall_s": 1.0}]).rejected
+    assert reports.report(engine, ds, [dict(rec)]).unchanged == 1
+    assert reports.report(engine, ds, [{**rec, "wall_s": 1.0}]).rejected
 
 
 def test_inbox_knows_a_legacy_hash(old_db):

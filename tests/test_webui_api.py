@@ -234,7 +234,7 @@ def test_superseded_attempt_is_rejected(anon, token, app, engine):  # noqa: F811
 
 
 def test_single_reports_queue_then_apply_like_direct_ones(anon, token, app, engine):  # noqa: F811
-    from iceprod_dag.webui import inbox
+    from iceprod_dag.stats import inbox
 
     pk = _submit(anon, token)
     h = auth(token)

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from webui_support import PASSWORDS, admin, alice, anon, app, bob, client_for, csrf_of, demo, engine, login  # noqa: F401
 
+from iceprod_dag.stats.accounts import ApiToken, User
 from iceprod_dag.stats.models import Job
-from iceprod_dag.webui.accounts_models import ApiToken, User
 from iceprod_dag.webui.services import accounts
 
 

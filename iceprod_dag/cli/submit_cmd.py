@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from iceprod_dag.cli.progress import progress_bar
+from iceprod_dag.cli.summary import run_summary
 from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import IceprodDagError
 from iceprod_dag.compile.compiler import compile_dataset
@@ -67,13 +68,17 @@ def submit_command(
 ) -> None:
     """Submit SOURCE (a dataset YAML, an IceProd JSON config, or a hand-written DAGMan .dag) to a site.
 
-    Prints the run folder, then (with --wait) follows the run and exits with the DAG's status as DAGMan
-    reports it: 0 success, 1 failure, or an ABORT-DAG-ON RETURN value.
+    Prints the run folder, then (with --wait) follows the run, prints a summary (done and failed per task,
+    the failed nodes, the `dag why` command for the first) and exits with the DAG's status as DAGMan reports
+    it: 0 success, 1 failure, or an ABORT-DAG-ON RETURN value.
     """
     from iceprod_dag.sites.registry import load_site
 
     quiet = ctx.obj.get("quiet", False)
     if source.suffix == ".dag":
+        from iceprod_dag.dagman.parser import parse_dag
+
+        parse_dag(source)  # a DAG that does not parse is exit 2 before any site writes into its folder
         run_dir, default_site = source.resolve().parent, None
     else:
         run_dir, default_site = prepare_run_dir(source, run_dir, quiet)
@@ -89,6 +94,10 @@ def submit_command(
     click.echo(str(run_dir))
     status = plugin.submit(run_dir, wait=wait)
     if wait and status is not None:
+        try:
+            click.echo(run_summary(run_dir, plugin.status(run_dir)))
+        except IceprodDagError as exc:  # the run ended: its status is the result, the summary a courtesy
+            click.echo(f"warning: no summary: {exc}", err=True)
         ctx.exit(status)
 
 

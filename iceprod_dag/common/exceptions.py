@@ -20,6 +20,12 @@ class ConfigError(IceprodDagError):
         super().__init__("\n".join(self.problems))
 
 
+class QuotaError(IceprodDagError):
+    """A user's submitted work would go past their quota; nothing was submitted (API 429)."""
+
+    exit_code = 2
+
+
 class ExpressionError(IceprodDagError):
     """An expression like $eval(...) or $steering(...) cannot be resolved."""
 
@@ -79,6 +85,28 @@ class InvalidSiteError(SiteError):
     exit_code = 2
 
 
+class ActionRefusedError(SiteError):
+    """A control action (suspend, resume, hold, release, resubmit, retry) that the run's site cannot do, or that
+    the run's current state does not allow; the message says why and nothing was changed (CLI exit 2, API 409)."""
+
+    exit_code = 2
+
+    def __init__(self, action: str, reason: str) -> None:
+        self.action = action
+        self.reason = reason
+        super().__init__(f"cannot {action}: {reason}")
+
+
+class RunLockedError(IceprodDagError):
+    """Another process runs (or is submitting) this run folder; the message names its pid."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        self.pid = pid
+        super().__init__(message)
+
+
 class RunNotFoundError(IceprodDagError):
     """A run folder does not exist or holds no DAG."""
 
@@ -91,6 +119,10 @@ class StatsError(IceprodDagError):
 
 class StaleUpdateError(StatsError):
     """An update for an attempt older than the one already recorded."""
+
+
+class UnknownNodeError(StatsError):
+    """A report names a node its dataset does not have."""
 
 
 class AuthError(IceprodDagError):

@@ -20,11 +20,13 @@ A run folder (RUNDIR) made by ``iceprod-dag compile`` holds::
     logs/<node>/<attempt>/      stdout, stderr and pilot.log of one attempt
     history/<node>.<attempt>.ad the job ClassAd of one finished attempt (condor_history -long format)
     run.json                    which site runs it and how to find it there
+    run.lock                    locked (fcntl) by the one process that runs the folder; holds its pid
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 DAG_FILE = "dataset.dag"
 DOT_FILE = "dataset.dot"
@@ -38,6 +40,9 @@ STATS_DIR = "stats"
 LOGS_DIR = "logs"
 HISTORY_DIR = "history"
 RUN_INFO = "run.json"
+RUN_LOCK = "run.lock"
+#: prefix of the temporary folder a compile writes before renaming it to the run folder
+COMPILING_PREFIX = ".compiling-"
 #: batch sites (slurm, sge, pbs, lsf): the submit-side watcher's folder, rescue state, exit markers
 BATCH_DIR = "batch"
 BATCH_STATE = "batch/state.json"
@@ -79,6 +84,14 @@ def split_node_name(node: str) -> tuple[str, int] | None:
     if not sep or not job.isdigit():
         return None
     return task, int(job)
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders the digits in a name by value: ``n_2`` before ``n_10``."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(name) if part)
 
 
 def stats_record(node: str, attempt: int) -> str:

@@ -18,10 +18,11 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import classad2  # type: ignore[import-untyped]
-import htcondor2  # type: ignore[import-untyped]
+import classad2
+import htcondor2
 
 from iceprod_dag.common.exceptions import DagSyntaxError
+from iceprod_dag.dagman.parser import read_text
 
 log = logging.getLogger(__name__)
 
@@ -245,10 +246,7 @@ class SubmitTemplate:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self.text = path.read_text()
-        except OSError as e:
-            raise DagSyntaxError(f"cannot read submit file: {e.strerror}", str(path)) from e
+        self.text = read_text(path, "submit file")
         self._sub = self._parse(self.text)
         qargs = (self._sub.getQArgs() or "").strip()
         if qargs and not qargs.isdigit():

@@ -13,32 +13,35 @@ from pathlib import Path
 from typing import Any
 
 from iceprod_dag.common import units
-from iceprod_dag.common.exceptions import ConfigError, ExpressionError
-from iceprod_dag.dataset import schema
+from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.dataset import exprcheck, schema
+from iceprod_dag.dataset.limits import InputLimits, from_settings
 from iceprod_dag.dataset.model import DataFile, Dataset, Module, PilotOptions, Requirements, Task
-from iceprod_dag.dataset.yamlsource import LineMap, load_yaml_with_lines
+from iceprod_dag.dataset.yamlsource import LineMap, check_data, load_yaml_with_lines, read_document
 
 log = logging.getLogger(__name__)
 
 Problem = tuple[tuple[str | int, ...], str]
 
 
-def load_dataset(path: str | Path, jobs: int | None = None) -> Dataset:
+def load_dataset(path: str | Path, jobs: int | None = None, limits: InputLimits | None = None) -> Dataset:
     """Load and validate a dataset YAML (or an IceProd JSON config); raise ConfigError listing every problem.
 
-    ``jobs`` overrides the dataset's number of jobs (IceProd configs often do not say it).
+    ``jobs`` overrides the dataset's number of jobs (IceProd configs often do not say it). ``limits`` bound the
+    document (default: from the environment, iceprod_dag.dataset.limits).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from exc
-    data, lines = load_yaml_with_lines(text, str(path))
+    if path.suffix == ".dag":
+        raise ConfigError(
+            f"{path}: a DAGMan file, not a dataset (run it with `iceprod-dag submit`)", str(path)
+        )
+    limits = limits or from_settings()
+    data, lines = load_yaml_with_lines(read_document(path, limits), str(path), limits)
     if path.suffix == ".json" and isinstance(data, dict):
         data = _maybe_convert_iceprod(data, path, jobs)
     if jobs is not None and isinstance(data, dict):
         data = {**data, "jobs": jobs}
-    return load_dataset_dict(data, source=str(path), lines=lines)
+    return load_dataset_dict(data, source=str(path), lines=lines, limits=limits)
 
 
 def _maybe_convert_iceprod(data: dict[str, Any], path: Path, jobs: int | None) -> dict[str, Any]:
@@ -48,22 +51,37 @@ def _maybe_convert_iceprod(data: dict[str, Any], path: Path, jobs: int | None) -
         return data
     if not looks_like_iceprod(data):
         return data
-    converted, notes = convert(data, jobs=jobs)
+    try:
+        converted, notes = convert(data, jobs=jobs)
+    except ConfigError as exc:
+        raise ConfigError([f"{path} {p}" for p in exc.problems], str(path)) from None
     for note in notes:
         log.warning("%s: not converted: %s", path, note)
     return converted
 
 
-def load_dataset_dict(data: Any, source: str = "<dataset>", lines: LineMap | None = None) -> Dataset:
+def load_dataset_dict(
+    data: Any, source: str = "<dataset>", lines: LineMap | None = None, limits: InputLimits | None = None
+) -> Dataset:
     """Validate plain data (already parsed) and return the normalized Dataset."""
-    lines = lines or LineMap()
+    limits = limits or from_settings()
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}:1: a dataset must be a mapping of fields, got {type(data).__name__}", source
         )
+    lines = lines or LineMap()
+    if not lines.known():  # plain data (a JSON body): not walked by the YAML loader
+        check_data(data, source, limits)
     problems: list[Problem] = list(schema.iter_problems(data))
+    jobs = data.get("jobs")
+    if isinstance(jobs, int) and jobs > limits.max_jobs:
+        problems.append(
+            (("jobs",), f"{jobs} jobs is more than the limit {limits.max_jobs} (ICEPROD_DAG_MAX_JOBS)")
+        )
     if _well_formed_tasks(data):
         problems.extend(_cross_field_problems(data))
+    if not problems:  # resolving needs well-formed fields and expressions
+        problems.extend(exprcheck.resolve_problems(data))
     if problems:
         raise ConfigError(
             [_format(source, lines, path, msg) for path, msg in _sorted(problems, lines)], source
@@ -125,8 +143,24 @@ def _cross_field_problems(data: dict[str, Any]) -> list[Problem]:
         problems.append(
             (("tasks", index, "depends"), "task dependencies form a cycle: " + " -> ".join(cycle))
         )
-    problems.extend(_expression_problems(data))
+    problems.extend(exprcheck.syntax_problems(data))
     problems.extend(_prestage_problems(data))
+    problems.extend(_args_problems(tasks))
+    return problems
+
+
+def _args_problems(tasks: list[dict[str, Any]]) -> list[Problem]:
+    """Module ``args`` given as one string must split like a shell line (no unclosed quote)."""
+    problems: list[Problem] = []
+    for i, task in enumerate(tasks):
+        modules = task.get("modules")
+        for k, module in enumerate(modules if isinstance(modules, list) else []):
+            args = module.get("args") if isinstance(module, dict) else None
+            if isinstance(args, str):
+                try:
+                    shlex.split(args)
+                except ValueError as exc:
+                    problems.append((("tasks", i, "modules", k, "args"), f"cannot split {args!r}: {exc}"))
     return problems
 
 
@@ -154,59 +188,26 @@ def _prestage_problems(data: dict[str, Any]) -> list[Problem]:
 def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
     """A dependency cycle as a list of task names (first repeated at the end), or None."""
     color: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(name: str) -> list[str] | None:
-        color[name] = 1
-        stack.append(name)
-        for dep in graph.get(name, []):
-            if dep not in graph or dep == name:
+    # iterative depth-first search: a chain of thousands of tasks must not hit Python's recursion limit
+    for start in graph:
+        if start in color:
+            continue
+        path: list[str] = [start]
+        todo: list[list[str]] = [[d for d in graph[start] if d in graph and d != start]]
+        color[start] = 1
+        while path:
+            if not todo[-1]:
+                color[path.pop()] = 2
+                todo.pop()
                 continue
+            dep = todo[-1].pop(0)
             if color.get(dep) == 1:
-                return stack[stack.index(dep) :] + [dep]
+                return path[path.index(dep) :] + [dep]
             if dep not in color:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        color[name] = 2
-        return None
-
-    for name in graph:
-        if name not in color:
-            found = visit(name)
-            if found:
-                return found
+                color[dep] = 1
+                path.append(dep)
+                todo.append([d for d in graph[dep] if d in graph and d != dep])
     return None
-
-
-def _expression_problems(data: dict[str, Any]) -> list[Problem]:
-    try:
-        from iceprod_dag.common.expressions import check_syntax
-    except ImportError:  # pragma: no cover - shipped with the package
-        return []
-    problems: list[Problem] = []
-
-    def walk(value: Any, path: tuple[str | int, ...]) -> None:
-        if isinstance(value, str):
-            if "$" in value:
-                try:
-                    check_syntax(value)
-                except ExpressionError as exc:
-                    problems.append((path, str(exc)))
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, (*path, key))
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                walk(item, (*path, i))
-
-    walk(data.get("parameters", {}), ("parameters",))
-    for i, task in enumerate(data["tasks"]):
-        for key in ("command", "modules", "parameters", "data"):
-            if key in task:
-                walk(task[key], ("tasks", i, key))
-    return problems
 
 
 def _normalize(data: dict[str, Any], source: str) -> Dataset:
@@ -227,6 +228,7 @@ def _normalize(data: dict[str, Any], source: str) -> Dataset:
         max_jobs=options.get("max_jobs", 0),
         pilot=PilotOptions(
             memory_allowance=float(pilot.get("memory_allowance", 0.25)),
+            learn_factor=float(pilot.get("learn_factor", 1.5)),
             sample_interval_s=float(units.parse_duration_s_float(pilot.get("sample_interval", 1))),
             kill_grace_s=float(units.parse_duration_s_float(pilot.get("kill_grace", 5))),
             transfer_retries=pilot.get("transfer_retries", 3),
@@ -251,7 +253,7 @@ def _normalize_task(task: dict[str, Any], default_retries: int) -> Task:
         depends=list(task.get("depends", [])),
         requirements=Requirements(
             cpus=req.get("cpus", 1),
-            memory_mb=units.parse_size_mb(req.get("memory", "1 GB")),
+            memory_mb=units.parse_size_mb(req.get("memory", schema.default("requirements", "memory"))),
             disk_mb=units.parse_size_mb(req.get("disk", "1 GB")),
             gpus=req.get("gpus", 0),
             walltime_s=units.parse_duration_s(req.get("walltime", "1h")),

@@ -59,16 +59,23 @@ class IngestResult:
     updated: int = 0  #: started attempts completed by their record
     unchanged: int = 0  #: repeats of something already recorded
     rejected: list[tuple[str, int, str]] = dataclasses.field(default_factory=list)  #: (node, attempt, why)
+    unknown: int = 0  #: of the rejected, those for nodes the dataset does not have (``known_nodes_only``)
 
     def __iadd__(self, other: IngestResult) -> IngestResult:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.unknown += other.unknown
         self.rejected.extend(other.rejected)
         return self
 
 
 UNCHANGED = "unchanged"
+
+
+def unknown_node(dataset_pk: int, node: str) -> str:
+    """Why a report of a node its dataset does not have is refused."""
+    return f"field 'node': dataset {dataset_pk} has no node {node!r}"
 
 
 def judge_report(
@@ -300,12 +307,14 @@ def ingest_records(
     run_dir: str | Path,
     site: str | None = None,
     on_stale: str = "raise",
+    known_nodes_only: bool = False,
 ) -> IngestResult:
     """Record pilot stats records (docs/contracts.md) of one run folder, in one transaction.
 
     ``site`` defaults to each record's ``site``. ``on_stale="raise"`` rejects the whole call with
     StaleUpdateError (nothing applied) if any record is stale; ``"skip"`` applies the others and lists the
-    stale ones in ``IngestResult.rejected``.
+    stale ones in ``IngestResult.rejected``. ``known_nodes_only`` treats a record of a node the dataset does
+    not have as stale (else its job row is created).
     """
     if on_stale not in ("raise", "skip"):
         raise ValueError(f"on_stale must be 'raise' or 'skip', not {on_stale!r}")
@@ -317,14 +326,16 @@ def ingest_records(
     result = IngestResult()
     with writer(engine).begin() as conn:
         for rec_site, recs in by_site.items():
-            result += _ingest_site(conn, rec_site, run, recs)
+            result += _ingest_site(conn, rec_site, run, recs, known_nodes_only)
         if result.rejected and on_stale == "raise":
             # leaving the block by an exception rolls the whole transaction back
             raise StaleUpdateError("; ".join(f"{n} attempt {a}: {why}" for n, a, why in result.rejected))
     return result
 
 
-def _ingest_site(conn: Connection, site: str, run: str, recs: list[Mapping[str, Any]]) -> IngestResult:
+def _ingest_site(
+    conn: Connection, site: str, run: str, recs: list[Mapping[str, Any]], known_only: bool = False
+) -> IngestResult:
     first = recs[0]
     pk = _dataset_pk(conn, site, run, {"name": first["dataset"], "dataset_id": first.get("dataset_id")})
     recs = sorted(recs, key=lambda r: (r["node"], r["attempt"]))
@@ -350,6 +361,10 @@ def _ingest_site(conn: Connection, site: str, run: str, recs: list[Mapping[str, 
     for rec in recs:
         node, attempt = rec["node"], rec["attempt"]
         job = jobs.get(node) or new_jobs.get(node)
+        if job is None and known_only:
+            result.rejected.append((node, attempt, unknown_node(pk, node)))
+            result.unknown += 1
+            continue
         if job is None:  # first record of a node never registered: insert its row below, complete
             job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"))
         row = attempt_row(rec)

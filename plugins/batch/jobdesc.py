@@ -63,8 +63,14 @@ def node_request(
     site: str | None = None,
     dag_status: int = 0,
     failed_count: int = 0,
+    walltime_s: int | None = None,
+    disk_mb: int | None = None,
 ) -> JobRequest:
-    """The batch job of one attempt of a node, its submit file read as DAGMan would submit it."""
+    """The batch job of one attempt of a node, its submit file read as DAGMan would submit it.
+
+    run_dir is the folder of the DAG file (a node's DIR is relative to it); memory_mb, walltime_s and
+    disk_mb as for job_request.
+    """
     node = dag.nodes[name]
     subdir = run_dir / node.directory if node.directory else run_dir
     try:
@@ -80,7 +86,9 @@ def node_request(
         )
     except DagSyntaxError as exc:
         raise ConfigError(f"node {name}: {exc}", path=exc.path) from None
-    return job_request(name, attempt, desc, subdir, memory_mb=memory_mb, site=site)
+    return job_request(
+        name, attempt, desc, subdir, memory_mb=memory_mb, site=site, walltime_s=walltime_s, disk_mb=disk_mb
+    )
 
 
 def job_request(
@@ -90,15 +98,18 @@ def job_request(
     subdir: Path,
     memory_mb: int | None = None,
     site: str | None = None,
+    walltime_s: int | None = None,
+    disk_mb: int | None = None,
 ) -> JobRequest:
     """The batch job of one attempt from its submit description (subdir: the submit file's folder).
 
-    memory_mb overrides request_memory (the retry of an over-memory attempt asks for more).
+    memory_mb, walltime_s and disk_mb override the submit file's requests (the retry of an attempt killed
+    over that limit asks for more); the pilot is told too, since it enforces them.
     """
     argv = [resolve_executable(desc.executable, subdir), *desc.arguments]
     walltime = next((desc.macros[k] for k in _WALLTIME_KEYS if desc.macros.get(k)), None)
     try:
-        walltime_s = parse_duration_s(walltime.strip('"')) if walltime else _DEFAULT_WALLTIME_S
+        asked_s = parse_duration_s(walltime.strip('"')) if walltime else _DEFAULT_WALLTIME_S
     except ValueError as exc:
         raise ConfigError(f"node {node}: {exc}", path=str(desc.path)) from None
     disk_kb = desc.request_disk_kb
@@ -108,16 +119,18 @@ def job_request(
         argv=tuple(argv),
         cpus=desc.request_cpus,
         memory_mb=memory_mb or desc.request_memory_mb or _DEFAULT_MEMORY_MB,
-        disk_mb=-(-disk_kb // 1024) if disk_kb else _DEFAULT_DISK_MB,
+        disk_mb=disk_mb or (-(-disk_kb // 1024) if disk_kb else _DEFAULT_DISK_MB),
         gpus=desc.request_gpus,
-        walltime_s=walltime_s,
+        walltime_s=walltime_s or asked_s,
         environment=tuple(desc.environment.items()),
         stdin=_in_initialdir(desc, desc.input),
         stdout=_in_initialdir(desc, desc.output),
         stderr=_in_initialdir(desc, desc.error),
     )
-    if argv[0].endswith(".pyz"):  # only the pilot knows --memory-mb and --site
+    if argv[0].endswith(".pyz"):  # only the pilot knows --memory-mb, --walltime, --disk and --site
         extra = ["--memory-mb", str(memory_mb)] if memory_mb else []
+        extra += ["--walltime", f"{walltime_s}s"] if walltime_s else []
+        extra += ["--disk", f"{disk_mb}MB"] if disk_mb else []
         if site and "--site" not in argv:
             extra += ["--site", site]
         req = dataclasses.replace(req, argv=(*req.argv, *extra))

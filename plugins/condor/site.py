@@ -8,6 +8,7 @@ name of a shipped one), ``dag_file`` (a hand-written DAG), ``db`` (stats databas
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import logging
 import time
@@ -17,13 +18,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import htcondor2
 
 from iceprod_dag.common import names
-from iceprod_dag.common.exceptions import RunNotFoundError, SiteError
+from iceprod_dag.common.exceptions import ActionRefusedError, RunNotFoundError, SiteError
 from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.condor import prepare, translate
 from iceprod_dag.plugins.condor.follow import DagFollower, rescue_done_nodes
 from iceprod_dag.plugins.condor.schedd import locate_schedd
 from iceprod_dag.plugins.condor.siteconfig import SiteConfig, load_site_config
-from iceprod_dag.sites.base import RunStatus, Site
+from iceprod_dag.sites.base import Action, RunStatus, Site
+from iceprod_dag.sites.runlock import RunLock
 
 if TYPE_CHECKING:
     # collect pulls in SQLAlchemy and the stats models (~0.4 s): imported when first needed, after the
@@ -46,7 +48,9 @@ class CondorSite(Site):
     #: returns within this long of DAGMan's end
     poll_interval: ClassVar[float] = 0.5
     #: condor_dagman honours its halt file (iceprod_dag.sites.runcontrol suspends and resumes with it)
-    honours_halt_file: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[Action]] = frozenset(
+        {Action.SUSPEND, Action.HOLD, Action.RELEASE, Action.RESUBMIT, Action.THROUGHPUT}
+    )
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -84,7 +88,7 @@ class CondorSite(Site):
         if self._db is None:
             from iceprod_dag.stats.db import init_db
 
-            self._db = init_db(self.options.get("db"), site=self.name)
+            self._db = init_db(self.options.get("db"))
         return self._db
 
     def _lasting_options(self) -> dict[str, Any]:
@@ -103,10 +107,16 @@ class CondorSite(Site):
         run_dir = Path(run_dir).resolve()
         if not run_dir.is_dir():
             raise RunNotFoundError(f"{run_dir}: no such run folder")
-        if (run_dir / names.RUN_INFO).exists():
-            # `submit` into a run folder that ran before resumes it from DAGMan's rescue DAG
-            self.resubmit(run_dir)
-            return self.watch(run_dir) if wait else None
+        # DAGMan runs it; the lock keeps a second submit from handing the schedd a second DAGMan meanwhile
+        with RunLock(run_dir).acquire():
+            if (run_dir / names.RUN_INFO).exists():
+                # `submit` into a run folder that ran before resumes it from DAGMan's rescue DAG
+                self.resubmit(run_dir)
+            else:
+                self._submit_new(run_dir)
+        return self.watch(run_dir) if wait else None
+
+    def _submit_new(self, run_dir: Path) -> None:
         cfg = self.config
         dag_name = Path(self.options["dag_file"]).name if self.options.get("dag_file") else None
         try:
@@ -119,7 +129,7 @@ class CondorSite(Site):
         if prepare.is_compiled(submit_dir, dag_file):
             prepare.apply_site(submit_dir, dag_file, cfg)
         dataset = self._dataset_meta(submit_dir, dag_file)
-        info = {
+        info: dict[str, Any] = {
             "site": self.name,
             "options": self._lasting_options(),
             "site_config": cfg.name,
@@ -135,7 +145,6 @@ class CondorSite(Site):
         self._write_info(run_dir, info)
         self._register(run_dir, dag_file, dataset)
         log.info("submitted %s as DAGMan job %s", dag_file, info["cluster"])
-        return self.watch(run_dir) if wait else None
 
     def _submit_dag(self, dag_file: Path, submit_dir: Path, batch: str, resubmit: bool) -> int:
         options = translate.from_dag_options(self.config, batch_name=batch, resubmit=resubmit)
@@ -160,16 +169,14 @@ class CondorSite(Site):
         return int(result.cluster())
 
     def _dataset_meta(self, submit_dir: Path, dag_file: Path) -> dict[str, Any]:
-        path = submit_dir / names.DATASET_FILE
-        if prepare.is_compiled(submit_dir, dag_file):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return {
-                "name": data.get("name", dag_file.stem),
-                "dataset_id": data.get("dataset_id"),
-                "jobs": data.get("jobs"),
-                "description": data.get("description", ""),
-            }
-        return {"name": dag_file.stem, "dataset_id": None, "jobs": None, "description": ""}
+        from iceprod_dag.stats.importer import dataset_meta
+
+        meta = (
+            dataset_meta(submit_dir, owner=getpass.getuser())
+            if prepare.is_compiled(submit_dir, dag_file)
+            else None
+        )
+        return meta or {"name": dag_file.stem, "owner": getpass.getuser()}
 
     def _register(self, run_dir: Path, dag_file: Path, dataset: dict[str, Any]) -> None:
         from iceprod_dag.dagman.parser import parse_dag
@@ -206,6 +213,9 @@ class CondorSite(Site):
 
     def status(self, run_dir: Path) -> RunStatus:
         return self.follower(run_dir).poll()
+
+    def throughput_per_min(self, run_dir: Path) -> float:
+        return self.follower(run_dir).throughput_per_min()
 
     def watch(self, run_dir: Path, timeout: float | None = None) -> int:
         """Follow the run until DAGMan ends; collect as nodes finish; return DAGMan's exit status."""
@@ -252,7 +262,9 @@ class CondorSite(Site):
         info = self.run_info(run_dir)
         status = self.status(run_dir)
         if not status.finished:
-            raise SiteError(f"{run_dir}: DAGMan job {info['cluster']} is still running; remove it first")
+            raise ActionRefusedError(
+                "resubmit", f"{run_dir}: DAGMan job {info['cluster']} is still running; remove it first"
+            )
         dag_file = self._dag_of(info)
         from iceprod_dag.dagman.rescue import find_rescue
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from iceprod_dag.common import names
+from iceprod_dag.dagman.engine.executor import Launch
 from iceprod_dag.dagman.model import Dag, Node
 from iceprod_dag.dagman.submitdesc import SubmitDescription, read_submit, resolve_executable
-from iceprod_dag.plugins.local.executor import Launch
 
 
 def is_pilot(argv: list[str]) -> bool:

@@ -8,6 +8,7 @@ and every stats record on disk is (re)ingested idempotently before the run start
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -18,27 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from iceprod_dag.common import names
-from iceprod_dag.common.states import JobState
+from iceprod_dag.dagman.engine.engine import DagEngine
 from iceprod_dag.dagman.model import Dag
 from iceprod_dag.dagman.parser import load_rescue
-from iceprod_dag.dagman.rescue import write_rescue
-from iceprod_dag.plugins.local.engine import DagEngine, NodeState
-from iceprod_dag.plugins.local.executor import ProcessExecutor
+from iceprod_dag.plugins.local.executor import LocalExecutor
 from iceprod_dag.plugins.local.jobs import JobFactory
 from iceprod_dag.plugins.local.state import RunRecorder
+from iceprod_dag.sites.runinfo import update_run_info
+from iceprod_dag.sites.runlock import RunLock
 
 logger = logging.getLogger(__name__)
 
-STATE_BY_NODE_STATUS = {
-    "not_ready": JobState.PENDING,
-    "ready": JobState.IDLE,
-    "prerun": JobState.IDLE,
-    "submitted": JobState.RUNNING,
-    "postrun": JobState.RUNNING,
-    "done": JobState.DONE,
-    "error": JobState.FAILED,
-    "futile": JobState.CANCELLED,
-}
+#: seconds a new run waits for the previous engine of its folder to exit once that one recorded its end
+ENDING_WAIT_S = 30.0
 _EVENT_RE = re.compile(r"^(\d{3}) \((\d+)\.\d+\.\d+\) ")
 _RETURN_RE = re.compile(r"\(return value (-?\d+)\)")
 
@@ -48,16 +41,6 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         return json.loads((run_dir / names.RUN_INFO).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def write_run_info(run_dir: Path, **fields: Any) -> None:
-    """run.json: site, the engine's pid, when it started, the DAG file, and its exit status once ended."""
-    info = read_run_info(run_dir)
-    info.update(fields)
-    path = run_dir / names.RUN_INFO
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def scan_event_log(path: str, dag: Dag) -> tuple[set[str], dict[str, int], int]:
@@ -92,10 +75,10 @@ def scan_event_log(path: str, dag: Dag) -> tuple[set[str], dict[str, int], int]:
             r = _RETURN_RE.search(chunk)
             post_ok[node] = r is not None and r.group(1) == "0"
     done = set()
-    for name, node in dag.nodes.items():
-        if node.final:
+    for name, spec in dag.nodes.items():
+        if spec.final:
             continue
-        if node.post is not None:
+        if spec.post is not None:
             if post_ok.get(name):
                 done.add(name)
         elif job_ok.get(name):
@@ -120,7 +103,7 @@ def stats_attempts(run_dir: Path) -> dict[str, int]:
 def open_db(db_url: str | None) -> Any:
     from iceprod_dag.stats.db import init_db
 
-    return init_db(db_url, site="local")
+    return init_db(db_url)
 
 
 def collect_records(run_dir: Path, db_url: str | None, db: Any = None) -> int:
@@ -143,6 +126,13 @@ def collect_records(run_dir: Path, db_url: str | None, db: Any = None) -> int:
     return result.inserted
 
 
+def lock_run(run_dir: Path) -> RunLock:
+    """Take the run folder's lock (RunLockedError if another process runs it). An engine that has recorded
+    its end (run.json has its exit status) is given a moment to exit: a resume follows it at once."""
+    ended = read_run_info(run_dir).get("exit_code") is not None
+    return RunLock(run_dir).acquire(wait_s=ENDING_WAIT_S if ended else 0.0)
+
+
 def run_dag(
     run_dir: Path,
     cpus: int | None = None,
@@ -152,9 +142,25 @@ def run_dag(
     use_pilot: bool = True,
     pilot_procs: int | None = None,
     dag_file: str | None = None,
+    lock: RunLock | None = None,
 ) -> int:
-    """Run (or resume) the DAG of a run folder in this process; returns DAGMan's exit status."""
+    """Run (or resume) the DAG of a run folder in this process, holding its lock (taken here unless given);
+    returns DAGMan's exit status."""
     run_dir = Path(run_dir).resolve()
+    with lock or lock_run(run_dir):
+        return _run_dag(run_dir, cpus, memory_mb, db_url, progress, use_pilot, pilot_procs, dag_file)
+
+
+def _run_dag(
+    run_dir: Path,
+    cpus: int | None,
+    memory_mb: int | None,
+    db_url: str | None,
+    progress: bool,
+    use_pilot: bool,
+    pilot_procs: int | None,
+    dag_file: str | None,
+) -> int:
     dag_file = str(Path(dag_file).resolve()) if dag_file else names.find_dag_file(str(run_dir))
     dag = load_rescue(dag_file)
     halt_file = names.halt_file(dag_file)
@@ -171,7 +177,7 @@ def run_dag(
         logger.info("resuming %s: %d nodes done, %d stats records recovered", dag_file, len(done), new)
     _register(db, run_dir, dag)
     dag_cluster = max_cluster + 1
-    write_run_info(
+    update_run_info(
         run_dir,
         site="local",
         pid=os.getpid(),
@@ -180,8 +186,9 @@ def run_dag(
         exit_code=None,
         cluster=dag_cluster,
         halted=False,
+        final_nodes=[n.name for n in dag.nodes.values() if n.final],
     )
-    executor = ProcessExecutor(
+    executor = LocalExecutor(
         cpus,
         memory_mb,
         use_pilot=use_pilot,
@@ -190,7 +197,7 @@ def run_dag(
     )
     recorder = RunRecorder(dag, run_dir, db, dag_cluster, executor.records)
     recorder.jobstate.dagman_started(dag_cluster)
-    write_run_info(run_dir, status_file=recorder.status_path)
+    update_run_info(run_dir, status_file=recorder.status_path)
     jobs = JobFactory(dag, run_dir, dagman_job_id=dag_cluster)
     engine = DagEngine(
         dag,
@@ -205,7 +212,7 @@ def run_dag(
     )
     jobs.dag_state = lambda: (int(engine.status), len(engine.failed))
     # from here on the run ends halted whatever happens to the halt file: a resume must resubmit it
-    engine.on_halt_exit = lambda: write_run_info(run_dir, halted=True)
+    engine.on_halt_exit = lambda: update_run_info(run_dir, halted=True)
     stopped: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -224,7 +231,7 @@ def run_dag(
         else:
             status = engine.run()
         if stopped:
-            _reap_after_stop(engine, executor, recorder)
+            engine.drain(executor.kill_grace_s + 5)
             status = 128 + stopped[0]
     finally:
         for s, handler in old.items():
@@ -235,12 +242,9 @@ def run_dag(
         recorder.close()
         executor.close()
     if stopped or engine.failed or engine.status.value != 0 or status != 0:
-        undone = [n for n, r in engine.runs.items() if r.state is not NodeState.DONE and not r.node.final]
-        if undone:
-            retries = {n: r.retries for n, r in engine.runs.items()}
-            write_rescue(dag, engine.done_nodes(), engine.failed, retries_used=retries)
+        engine.write_rescue()
     halted = engine.halt_exit and not stopped
-    write_run_info(run_dir, exit_code=None if stopped else status, ended=time.time(), halted=halted)
+    update_run_info(run_dir, exit_code=None if stopped else status, ended=time.time(), halted=halted)
     from iceprod_dag.stats.ingest import set_dataset_state
 
     if halted:
@@ -253,72 +257,43 @@ def run_dag(
 
 def _register(db: Any, run_dir: Path, dag: Dag) -> None:
     """The run and its nodes in the stats database (pending), so listings show what has not run yet."""
+    from iceprod_dag.stats.importer import dataset_meta
     from iceprod_dag.stats.ingest import register_dataset
 
-    meta: dict[str, Any] = {}
-    try:
-        meta = json.loads((run_dir / names.DATASET_FILE).read_text())
-    except (OSError, ValueError):
-        pass  # a hand-written DAG: no dataset description
     nodes = []
     for name, node in dag.nodes.items():
         if node.final:
             continue
         split = names.split_node_name(name)
         nodes.append((name, split[0], split[1]) if split else name)
-    register_dataset(
-        db,
-        run_dir=run_dir,
-        site="local",
-        name=str(meta.get("name") or dag.path.stem),
-        dataset_id=meta.get("dataset_id") if isinstance(meta.get("dataset_id"), int) else None,
-        description=str(meta.get("description") or ""),
-        jobs=meta.get("jobs") if isinstance(meta.get("jobs"), int) else None,
-        state="running",
-        nodes=nodes,
-    )
-
-
-def _reap_after_stop(engine: DagEngine, executor: ProcessExecutor, recorder: RunRecorder) -> None:
-    """After SIGINT/SIGTERM: wait for the killed jobs so that their attempts are recorded, not lost."""
-    deadline = time.time() + executor.kill_grace_s + 5
-    while executor.active() and time.time() < deadline:
-        for ex in executor.wait(0.2):
-            engine.handle_exit(ex)  # records the attempt; the engine's stopping flag keeps the node undone
-    recorder.flush(engine, force=True)
+    meta = dataset_meta(run_dir, owner=getpass.getuser()) or {
+        "name": dag.path.stem,
+        "owner": getpass.getuser(),
+    }
+    register_dataset(db, run_dir=run_dir, site="local", state="running", nodes=nodes, **meta)
 
 
 class _Progress:
-    """Live display of nodes done/running/failed and throughput (rich), refreshed once per round."""
+    """The run's progress line (iceprod_dag.sites.progress, as `watch` shows it), refreshed every round."""
 
     def __init__(self, engine: DagEngine) -> None:
-        from rich.live import Live
+        from iceprod_dag.sites.progress import ProgressLine
 
         self.engine = engine
-        self.live = Live(self._render(), refresh_per_second=4, transient=False)
-        self._last = 0.0
+        self.line = ProgressLine()
 
     def __enter__(self) -> _Progress:
-        self.live.__enter__()
+        self.line.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.live.update(self._render())
-        self.live.__exit__(*exc)  # type: ignore[arg-type]
+    def __exit__(self, *exc: Any) -> None:
+        self.update()
+        self.line.__exit__(*exc)
 
     def update(self) -> None:
-        now = time.time()
-        if now - self._last >= 0.25:
-            self._last = now
-            self.live.update(self._render())
-
-    def _render(self) -> Any:
-        from rich.text import Text
+        from iceprod_dag.sites.progress import render_progress
 
         e = self.engine
         elapsed = max(1e-6, time.time() - e.started)
-        total = len(e.runs)
-        return Text(
-            f"nodes {e.done_count}/{total} done, {e.running_jobs} running, {len(e.failed)} failed"
-            f" | {e.finished_jobs / elapsed:.1f} jobs/s | {elapsed:.0f}s"
-        )
+        counts = {"done": e.done_count, "running": e.running_jobs, "failed": len(e.failed)}
+        self.line.show(render_progress(counts, len(e.runs), e.finished_jobs / elapsed, elapsed))

@@ -18,15 +18,16 @@ from sqlalchemy import Engine, insert, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from iceprod_dag.common.exceptions import AuthError, IceprodDagError
-from iceprod_dag.stats.models import Dataset
-from iceprod_dag.webui.accounts_models import (
+from iceprod_dag.stats.accounts import (
     PRODUCTION_OWNER,
     ROLES,
     TOKEN_KINDS,
     ApiToken,
     DatasetAccess,
     User,
+    record_token_use,
 )
+from iceprod_dag.stats.models import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +75,35 @@ def add_user(engine: Engine, name: str, role: str = "user", password: str | None
         return int(conn.execute(row.returning(User.id)).scalar_one())
 
 
-def set_password(engine: Engine, name: str, password: str) -> None:
+def _update_user(engine: Engine, name: str, **values: Any) -> None:
+    """Change a user and end every login session of theirs (a new session generation)."""
     with engine.begin() as conn:
         done = conn.execute(
-            update(User)
-            .where(User.name == name)
-            .values(password_hash=generate_password_hash(password, method=PASSWORD_METHOD))
+            update(User).where(User.name == name).values(session_gen=User.session_gen + 1, **values)
         )
         if not done.rowcount:
             raise IceprodDagError(f"no user named {name!r}")
+
+
+def set_password(engine: Engine, name: str, password: str) -> None:
+    """A new password; every session logged in with the old one ends."""
+    _update_user(engine, name, password_hash=generate_password_hash(password, method=PASSWORD_METHOD))
+
+
+def set_disabled(engine: Engine, name: str, disabled: bool) -> None:
+    """Disable (or enable again) a user: their sessions end at once, their tokens within TOKEN_CACHE's TTL."""
+    _update_user(engine, name, disabled=disabled)
+    TOKEN_CACHE.clear()
+
+
+def end_sessions(engine: Engine, name: str) -> None:
+    """Log a user out everywhere: every copy of every session cookie of theirs stops working."""
+    _update_user(engine, name)
+
+
+def session_generation(engine: Engine, user_id: int) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(User.session_gen).where(User.id == user_id)) or 0)
 
 
 def list_users(engine: Engine) -> list[dict[str, Any]]:
@@ -234,6 +255,7 @@ def verify_token(engine: Engine, token: str) -> Principal | None:
             ApiToken.dataset_pk,
             ApiToken.expires_at,
             ApiToken.revoked_at,
+            ApiToken.last_used_at,
             User.id.label("uid"),
             User.name,
             User.role,
@@ -242,13 +264,13 @@ def verify_token(engine: Engine, token: str) -> Principal | None:
         .join(User, User.id == ApiToken.user_id)
         .where(ApiToken.token_hash == digest)
     )
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         row = conn.execute(q).first()
-        if row is None or row.revoked_at is not None or row.disabled:
-            return None
-        if row.expires_at is not None and row.expires_at < now:
-            return None
-        conn.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+    if row is None or row.revoked_at is not None or row.disabled:
+        return None
+    if row.expires_at is not None and row.expires_at < now:
+        return None
+    record_token_use(engine, row.id, row.last_used_at, now)
     principal = Principal(row.uid, row.name, row.role, row.kind, row.dataset_pk)
     TOKEN_CACHE.put(digest, principal)
     return principal

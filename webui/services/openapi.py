@@ -111,6 +111,20 @@ ROUTES: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
         "json",
     ),
     ("put", "/api/pilot/datasets/{id}/logs/{node}/{attempt}/{kind}", "Upload an attempt's log", (), "text"),
+    (
+        "get",
+        "/api/pilot/datasets/{id}/reports/{node}/{attempt}",
+        "Where a report is: applied, queued, refused (with the reason) or none",
+        (),
+        None,
+    ),
+    (
+        "get",
+        "/api/pilot/datasets/{id}/refusals",
+        "Queued reports refused when applied, newest first",
+        (),
+        None,
+    ),
 ]
 
 _ERROR = {
@@ -125,7 +139,7 @@ _SITE_ACTION = {
     "site": {"type": "string", "description": "the site that runs the dataset (not the server's pilots)"},
     "site_action": {
         "type": "string",
-        "enum": ["halted", "released", "resubmitted", "ended", "none"],
+        "enum": ["halted", "released", "resubmitted", "none"],
         "description": "what was done to the run on its site (none: nothing to do, or run not on this host)",
     },
 }

@@ -12,12 +12,13 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, func, select
 
+from iceprod_dag.common.states import JobState
+from iceprod_dag.stats.accounts import DatasetAccess
 from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
-from iceprod_dag.webui.accounts_models import DatasetAccess
 from iceprod_dag.webui.services.accounts import Principal, can_read
 
 JOB_FILTERS = ("dataset", "state", "task", "site", "host", "failure")
@@ -150,8 +151,23 @@ def task_counts(conn: Connection, pk: int) -> dict[str, dict[str, int]]:
     by_node = select(Job.node, Job.state, func.count()).where(Job.dataset_pk == pk, Job.task.is_(None))
     for q in (by_task.group_by(Job.task, Job.state), by_node.group_by(Job.node, Job.state)):
         for name, state, n in conn.execute(q):
-            out.setdefault(name, {})[state] = n
+            out.setdefault(cast(str, name), {})[state] = n  # by_task leaves out NULL tasks
     return out
+
+
+#: job states that no longer count against a quota
+FINISHED_JOB_STATES = tuple(s.value for s in JobState if s.finished)
+
+
+def unfinished_jobs(conn: Connection, owner: str) -> int:
+    """Jobs not yet done, failed or cancelled in the server's datasets of an owner (their quota's use)."""
+    q = (
+        select(func.count())
+        .select_from(Job)
+        .join(Dataset, Dataset.id == Job.dataset_pk)
+        .where(Dataset.owner == owner, Dataset.site == "server", Job.state.not_in(FINISHED_JOB_STATES))
+    )
+    return int(conn.scalar(q) or 0)
 
 
 def encode_cursor(value: Any, row_id: int) -> str:
@@ -166,6 +182,11 @@ def decode_cursor(text: str) -> tuple[Any, int]:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         value, row_id = json.loads(raw)
         if not isinstance(value, str | int | float) or not isinstance(row_id, int):
+            raise ValueError
+        # the database's integers are 64-bit: a bigger one would be an OverflowError (500) in the driver
+        if any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in (value, row_id)):
+            raise ValueError
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError
         return value, row_id
     except (ValueError, TypeError):
@@ -402,13 +423,3 @@ def totals(conn: Connection) -> dict[str, dict[str, int]]:
         jobs[state] = jobs.get(state, 0) + n
     sets = {s: n for s, n in conn.execute(select(Dataset.state, func.count()).group_by(Dataset.state))}
     return {"jobs": jobs, "datasets": sets}
-
-
-def failed_jobs(conn: Connection, pk: int, limit: int = 20) -> list[dict[str, Any]]:
-    q = (
-        select(Job.id, Job.node, Job.last_failure, Job.exit_code, Job.updated_at)
-        .where(Job.dataset_pk == pk, Job.state == "failed")
-        .order_by(Job.updated_at.desc())
-        .limit(limit)
-    )
-    return [dict(r._mapping) for r in conn.execute(q)]

@@ -1,8 +1,11 @@
 """Pilot endpoints (the server work source): claim work, heartbeat, report stats in batches, upload logs.
 
 A pilot token is scoped to one dataset and can do nothing else; a user who may change the dataset can use
-these too. Reports follow ``iceprod_dag.stats.ingest``'s rules (webui.fastreport) so an update for a superseded attempt
-is refused.
+these too. Every write is a call of ``iceprod_dag.stats`` (``work``, ``reports``, ``inbox``): reports follow
+``ingest``'s rules, so an update for a superseded attempt is refused (409), and a report or log of a node
+the dataset does not have is refused (404 naming the node). A single report queued in the inbox is answered
+``queued``; ``GET .../reports/<node>/<attempt>`` tells whether it was applied or refused, and
+``GET .../refusals`` lists the refused ones for the operator.
 """
 
 from __future__ import annotations
@@ -15,11 +18,10 @@ from typing import Any
 import sqlalchemy.exc
 from flask import Blueprint, current_app, jsonify, request
 
-from iceprod_dag.common.exceptions import IceprodDagError, StaleUpdateError, StatsError
+from iceprod_dag.common.exceptions import IceprodDagError, StaleUpdateError, StatsError, UnknownNodeError
 from iceprod_dag.common.gcpause import gc_paused
-from iceprod_dag.stats import ingest
-from iceprod_dag.webui import fastreport, inbox
-from iceprod_dag.webui.services import accounts, actions, logfiles, queries
+from iceprod_dag.stats import inbox, ingest, reports, work
+from iceprod_dag.webui.services import accounts, logfiles, queries
 from iceprod_dag.webui.services.logfiles import KINDS, LogPathError
 from iceprod_dag.webui.web import ApiError, engine, json_body, login_required, who
 
@@ -89,11 +91,11 @@ def claim(pk: int) -> Any:
     host = body.get("host")
     if host is not None and not isinstance(host, str):
         raise ApiError(400, "field 'host': expected a string", "host")
-    if inbox.usable(engine()):
-        inbox.drain(engine())  # parents' reports may still be queued
-    item = actions.claim(engine(), ds, host, current_app.config["HEARTBEAT_TIMEOUT_S"])
+    timeout = current_app.config["HEARTBEAT_TIMEOUT_S"]
+    current_app.extensions["iceprod_dag_drainer"].poke(timeout)  # pilots at work: watch for lost ones
+    item = work.claim(engine(), ds, host, timeout)
     if item is None:
-        return jsonify(work=None, finished=ds["state"] in actions.NO_WORK_STATES)
+        return jsonify(work=None, finished=ds["state"] in work.NO_WORK_STATES)
     return jsonify(work=item)
 
 
@@ -113,7 +115,7 @@ def heartbeat(pk: int) -> Any:
     dataset_for_pilot(pk)
     node, attempt = _node_attempt(json_body())
     try:
-        actions.heartbeat(engine(), pk, node, attempt)
+        work.heartbeat(engine(), pk, node, attempt)
     except StaleUpdateError as exc:
         raise ApiError(409, str(exc), "attempt") from None
     except IceprodDagError as exc:
@@ -139,7 +141,7 @@ def report(pk: int) -> Any:
     sqlite = inbox.usable(engine())
     drainer = current_app.extensions["iceprod_dag_drainer"]
     try:
-        result = fastreport.report(engine(), ds, records, drainer.connection() if sqlite else None)
+        result = reports.report(engine(), ds, records, drainer.connection() if sqlite else None)
     except (StatsError, OverflowError) as exc:
         # validate_record names the field; an integer beyond 64 bits only shows when SQLite binds it
         field = "records" if "records" in body else "record"
@@ -152,6 +154,8 @@ def report(pk: int) -> Any:
         drainer.poke()  # its thread checkpoints the WAL, off this one
     rejected = [{"node": n, "attempt": a, "reason": why} for n, a, why in result.rejected]
     status = 409 if rejected and not (result.inserted or result.updated or result.unchanged) else 200
+    if status == 409 and result.unknown == len(rejected):
+        status = 404  # none of these nodes is the dataset's
     body_out = {
         "inserted": result.inserted,
         "updated": result.updated,
@@ -163,6 +167,9 @@ def report(pk: int) -> Any:
             f"{r['node']} attempt {r['attempt']}: {r['reason']}" for r in rejected[:5]
         )
         body_out["field"] = "attempt"
+    elif status == 404:
+        body_out["error"] = "; ".join(str(r["reason"]) for r in rejected[:5])
+        body_out["field"] = "node"
     return jsonify(body_out), status
 
 
@@ -179,7 +186,7 @@ _QUEUED = b'{"inserted":0,"queued":1,"rejected":[],"unchanged":0,"updated":0}\n'
 
 
 def _queue_one(ds: dict[str, Any], record: dict[str, Any], text: str | None) -> Any:
-    """One record into the inbox (webui.inbox): same answers as a direct report, minus the row counts."""
+    """One record into the inbox (stats.inbox): same answers as a direct report, minus the row counts."""
     drainer = current_app.extensions["iceprod_dag_drainer"]
     try:
         ingest.validate_record(record, "record")
@@ -190,6 +197,8 @@ def _queue_one(ds: dict[str, Any], record: dict[str, Any], text: str | None) -> 
             error=f"stale update: {reason}", field="attempt", inserted=0, updated=0, unchanged=0, queued=0,
             rejected=[{"node": record["node"], "attempt": record["attempt"], "reason": reason}],
         ), 409  # fmt: skip
+    except UnknownNodeError as exc:
+        raise ApiError(404, str(exc), "node") from None
     except (StatsError, OverflowError) as exc:
         raise ApiError(400, f"record: {exc}", "record") from None
     drainer.poke()
@@ -205,6 +214,8 @@ def upload_log(pk: int, node: str, attempt: int, kind: str) -> Any:
     ds = dataset_for_pilot(pk)
     if kind not in KINDS:
         raise ApiError(404, f"field 'kind': must be one of {', '.join(KINDS)}", "kind")
+    if not work.has_node(engine(), pk, node):
+        raise ApiError(404, ingest.unknown_node(pk, node), "node")
     try:
         size = logfiles.write_upload(
             ds["run_dir"], node, attempt, kind, request.stream, current_app.config["MAX_CONTENT_LENGTH"]
@@ -214,3 +225,21 @@ def upload_log(pk: int, node: str, attempt: int, kind: str) -> Any:
     except ValueError as exc:
         raise ApiError(413, str(exc), "body") from None
     return jsonify(path=logfiles.attempt_log_rel(node, attempt, kind), bytes=size), 201
+
+
+@bp.get("/datasets/<int:pk>/reports/<node>/<int:attempt>")
+@login_required
+@pilot_view
+def report_state(pk: int, node: str, attempt: int) -> Any:
+    """Where the report of one attempt is: applied, queued, refused (with the reason) or none."""
+    dataset_for_pilot(pk)
+    return jsonify(inbox.report_state(engine(), pk, node, attempt))
+
+
+@bp.get("/datasets/<int:pk>/refusals")
+@login_required
+@pilot_view
+def refusals(pk: int) -> Any:
+    """Queued reports refused when they were applied, newest first (for the operator)."""
+    dataset_for_pilot(pk)
+    return jsonify(refusals=inbox.refusals(engine(), pk))

@@ -23,8 +23,8 @@ HERE = Path(__file__).resolve().parent
 #: all, so autogenerate and the models-vs-migrations test must see them all (add yours here)
 MODEL_MODULES = [
     "iceprod_dag.stats.models",
-    "iceprod_dag.webui.accounts_models",
-    "iceprod_dag.webui.inbox",
+    "iceprod_dag.stats.accounts",
+    "iceprod_dag.stats.inbox",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Account tables of the web UI: users, API tokens and dataset visibility, on the stats database's Base.
+"""Account tables: users, API tokens and dataset visibility (used by the web UI), on the stats database's Base.
 
 They share ``iceprod_dag.stats.models.Base`` so one database (and one Alembic history) holds everything; the
 migration is ``iceprod_dag/stats/migrations/versions/acc1_accounts.py``.
@@ -6,9 +6,10 @@ migration is ``iceprod_dag/stats/migrations/versions/acc1_accounts.py``.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, Engine, Float, ForeignKey, Index, Integer, String, or_, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from iceprod_dag.stats.db import writer
 from iceprod_dag.stats.models import Base
 
 #: roles, weakest first: a user owns datasets, production submits for the shared production account
@@ -31,6 +32,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[float] = mapped_column(Float)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: a login cookie carries the generation it was made in; logout, a password change or a disable bumps it
+    session_gen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):
@@ -67,3 +70,24 @@ class DatasetAccess(Base):
 
 
 ACCOUNT_TABLES = [User.__table__, ApiToken.__table__, DatasetAccess.__table__]
+
+#: last_used_at is rewritten at most this often per token: every write takes the database's one write lock
+TOKEN_USE_RESOLUTION_S = 60.0
+
+
+def record_token_use(engine: Engine, token_id: int, last_used_at: float | None, now: float) -> None:
+    """Move a token's ``last_used_at`` to now when it is older than TOKEN_USE_RESOLUTION_S.
+
+    Concurrent requests of one pilot must not queue on the write lock for a timestamp: the write happens
+    once a minute, in its own BEGIN IMMEDIATE transaction (a read-then-write deferred transaction fails with
+    "database is locked" on SQLite when another connection wrote in between).
+    """
+    if last_used_at is not None and now - last_used_at < TOKEN_USE_RESOLUTION_S:
+        return
+    with writer(engine).begin() as conn:
+        conn.execute(
+            update(ApiToken)
+            .where(ApiToken.id == token_id)
+            .where(or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < now - TOKEN_USE_RESOLUTION_S))
+            .values(last_used_at=now)
+        )

@@ -1,4 +1,4 @@
-"""The web UI's DB-API report path (webui.fastreport) applies ingest's rules: the same records through both
+"""The web server's DB-API report path (stats.reports) applies ingest's rules: the same records through both
 give identical rows, the same counts and the same rejections."""
 
 from __future__ import annotations
@@ -9,17 +9,16 @@ from typing import Any
 from sqlalchemy import select
 from webui_support import record
 
-from iceprod_dag.stats import ingest
+from iceprod_dag.stats import ingest, reports
 from iceprod_dag.stats.db import init_db
 from iceprod_dag.stats.models import Attempt, Dataset, Job
-from iceprod_dag.webui import fastreport
 
 IGNORED = {"id", "updated_at", "job_pk", "dataset_pk"}
 
 
 def scenario() -> list[list[dict[str, Any]]]:
     """Calls in order: new records, a repeat, a stale attempt, a different final report, a retry, a batch
-    mixing good and stale, failures, and a node with no job row yet (fallback path)."""
+    mixing good and stale, failures, and a node the dataset does not have (refused)."""
     first = record("generate_0", 0)
     return [
         [first],
@@ -53,10 +52,14 @@ def run(
     outcomes = []
     for call in calls:
         if use_fast:
-            result = fastreport.report(engine, ds, call)
+            result = reports.report(engine, ds, call)
         else:
-            result = ingest.ingest_records(engine, call, run_dir=run_dir, site="local", on_stale="skip")
-        outcomes.append((result.inserted, result.updated, result.unchanged, sorted(result.rejected)))
+            result = ingest.ingest_records(
+                engine, call, run_dir=run_dir, site="local", on_stale="skip", known_nodes_only=True
+            )
+        outcomes.append(
+            (result.inserted, result.updated, result.unchanged, result.unknown, sorted(result.rejected))
+        )
     with engine.connect() as conn:
         jobs = [
             {k: v for k, v in r._mapping.items() if k not in IGNORED}
@@ -81,7 +84,8 @@ def test_fast_path_and_ingest_agree(tmp_path):
     assert fast[2] == slow[2]
     # the scenario exercised every rule
     outcomes = slow[0]
-    assert outcomes[1][2] == 1 and outcomes[3][3] and outcomes[4][3] and outcomes[8][0] == 1
+    assert outcomes[1][2] == 1 and outcomes[3][4] and outcomes[4][4]
+    assert outcomes[8][:4] == (0, 0, 0, 1) and "has no node 'unregistered_7'" in outcomes[8][4][0][2]
 
 
 def test_gc_pause_always_ends_enabled():

@@ -1,4 +1,4 @@
-"""Single pilot reports through the inbox (webui.inbox): a record SQLite could not store is refused at once
+"""Single pilot reports through the inbox (iceprod_dag.stats.inbox): a record SQLite could not store is refused at once
 (once queued it would fail every drain after it), good reports queued around a refused one are applied,
 and the queued text is the request's own."""
 
@@ -46,7 +46,7 @@ def test_unstorable_single_records_are_refused_and_the_queue_still_drains(
     extra,
     field,
 ):
-    from iceprod_dag.webui import inbox
+    from iceprod_dag.stats import inbox
 
     pk, h = dataset
     app.extensions["iceprod_dag_drainer"].poke = lambda: None  # drain by hand below
@@ -63,7 +63,7 @@ def test_unstorable_single_records_are_refused_and_the_queue_still_drains(
 
 
 def test_queued_text_is_the_requests_own_and_bad_bodies_name_the_body(anon, engine, dataset):  # noqa: F811
-    from iceprod_dag.webui import inbox
+    from iceprod_dag.stats import inbox
 
     pk, h = dataset
     good = record("gen_3", 0, dataset="inbox-set")

@@ -5,8 +5,12 @@ Why: applying one stats record rewrites a job row whose table carries ten indexe
 pages; an inbox row writes two. The report is durable when the pilot gets its answer (same guarantee as
 any other commit here), and the stale checks run before it is accepted, so a superseded attempt is still
 refused with 409: its node already started a higher attempt (in ``jobs`` or in the inbox), or the same
-attempt already has a different final report (in ``attempts`` or in the inbox). The drainer applies
-``ingest``'s rules once more (``fastreport.ingest_on_cursor``); anything it refuses then is logged.
+attempt already has a different final report (in ``attempts`` or in the inbox), and a report of a node the
+dataset does not have is refused with 404. Every other writer of reports (the direct path, work claims) first
+applies what is queued, in its own transaction, so a queued report is judged as if applied when accepted.
+The drain applies ``ingest``'s rules once more (``reports.apply_queued``): what it still refuses (a writer
+outside the web server went past it) is kept in ``report_refusals`` with its reason, which the pilot
+(``report_state``) and the operator (``refusals``) can read, and logged.
 
 Readers see a report once drained: at most ``DRAIN_INTERVAL_S`` later, and at once for work claims (claim
 drains first).
@@ -27,19 +31,19 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Engine, Float, ForeignKey, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from iceprod_dag.common.exceptions import StaleUpdateError, StatsError, UnknownNodeError
 from iceprod_dag.common.gcpause import gc_paused
-from iceprod_dag.stats import ingest
-from iceprod_dag.stats.models import Base
+from iceprod_dag.stats import ingest, reports, work
+from iceprod_dag.stats.models import Attempt, Base, Job
 from iceprod_dag.stats.records import attempt_values, same_record
-from iceprod_dag.webui import fastreport
 
 log = logging.getLogger(__name__)
 
 DRAIN_INTERVAL_S = 0.25
-DRAIN_BATCH = 20_000
+DRAIN_BATCH = reports.QUEUED_BATCH
 
 
 class ReportInbox(Base):
@@ -58,6 +62,24 @@ class ReportInbox(Base):
     received_at: Mapped[float] = mapped_column(Float)
 
 
+class ReportRefusal(Base):
+    """A queued report the drain refused after it was accepted: kept so that its pilot and the operator see it."""
+
+    __tablename__ = "report_refusals"
+    __table_args__ = (Index("ix_report_refusals_node", "dataset_pk", "node", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_pk: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    node: Mapped[str] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer)
+    record_hash: Mapped[str] = mapped_column(String(64))
+    #: the stats record as JSON text, as received
+    record: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[float] = mapped_column(Float)
+    refused_at: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+
+
 _INBOX_COLS = (
     "(SELECT max(attempt) FROM report_inbox WHERE dataset_pk = ? AND node = ?), "
     "(SELECT group_concat(record_hash) FROM report_inbox WHERE dataset_pk = ? AND node = ? AND attempt = ?)"
@@ -68,7 +90,6 @@ _CHECK_SQL = (
     + _INBOX_COLS
     + " FROM jobs j WHERE j.dataset_pk = ? AND j.node = ?"
 )
-_INBOX_SQL = "SELECT " + _INBOX_COLS
 
 
 def usable(engine: Engine) -> bool:
@@ -107,8 +128,6 @@ def _check_storable(rec: Mapping[str, Any], digest: str) -> None:
     """Refuse now what SQLite could not store later. The direct path fails on such a record when it binds
     it (an integer beyond 64 bits, a lone surrogate, an object where a column wants a value), but a queued
     one would fail every drain after it: so check each value the drain will bind, as attempt_values makes them."""
-    from iceprod_dag.common.exceptions import StatsError
-
     try:
         row = attempt_values(rec, digest)  # the values only: None binds as NULL
     except (AttributeError, TypeError) as exc:  # "request" or "logs" not an object, say
@@ -131,18 +150,16 @@ def _check_storable(rec: Mapping[str, Any], digest: str) -> None:
 
 
 def _accept_on(cur: Any, dataset_pk: int, rec: Mapping[str, Any], digest: str, text: str) -> str | None:
-    from iceprod_dag.common.exceptions import StaleUpdateError
-
     node, attempt = rec["node"], rec["attempt"]
-    with fastreport.WRITE_LOCK:
+    with reports.WRITE_LOCK:
         cur.execute("BEGIN IMMEDIATE")
         try:
             # one statement for the common case (the job exists): its latest attempt, the hash recorded for
             # this attempt, and what the inbox already holds for the node
             inbox_args = (dataset_pk, node, dataset_pk, node, attempt)
             found = cur.execute(_CHECK_SQL, (attempt, *inbox_args, dataset_pk, node)).fetchone()
-            if found is None:  # a node never registered: the drain creates its job row
-                found = (None, -1, None, *cur.execute(_INBOX_SQL, inbox_args).fetchone())
+            if found is None:
+                raise UnknownNodeError(ingest.unknown_node(dataset_pk, node))
             _, last, recorded, queued, queued_hashes = found
             latest = max(last, queued if queued is not None else -1)
             if latest > attempt:
@@ -174,45 +191,79 @@ def drain(engine: Engine, limit: int = DRAIN_BATCH) -> int:
         cur = raw.cursor()
         if cur.execute("SELECT 1 FROM report_inbox LIMIT 1").fetchone() is None:
             return 0
-        with fastreport.WRITE_LOCK, gc_paused():
-            return _drain_locked(cur, limit)
+        with reports.WRITE_LOCK, gc_paused():
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                done = reports.apply_queued(cur, limit)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+        return done
     finally:
         raw.close()
 
 
-def _drain_locked(cur: Any, limit: int) -> int:
-    cur.execute("BEGIN IMMEDIATE")
-    try:
-        rows = cur.execute(
-            "SELECT id, dataset_pk, record, record_hash FROM report_inbox ORDER BY id LIMIT ?", (limit,)
-        ).fetchall()
-        by_dataset: dict[int, tuple[list[dict[str, Any]], list[str]]] = {}
-        for _, pk, text, digest in rows:
-            records, digests = by_dataset.setdefault(pk, ([], []))
-            records.append(json.loads(text))
-            digests.append(digest)  # accept() hashed the record as it came: no need to hash it again
-        for pk, (records, digests) in by_dataset.items():
-            result = fastreport.ingest_on_cursor(cur, pk, records, digests)
-            for node, attempt, why in result.rejected:
-                log.warning("dataset %s: queued report of %s attempt %s refused: %s", pk, node, attempt, why)
-        if rows:
-            cur.execute("DELETE FROM report_inbox WHERE id <= ?", (rows[-1][0],))
-    except BaseException:
-        cur.execute("ROLLBACK")
-        raise
-    cur.execute("COMMIT")
-    return len(rows)
+def report_state(engine: Engine, dataset_pk: int, node: str, attempt: int) -> dict[str, Any]:
+    """Where a pilot's report of one attempt is: ``applied``, ``queued``, ``refused`` (with its reason), or
+    ``none`` (never received, or received and still running)."""
+    with engine.connect() as conn:
+        refused = conn.execute(
+            select(ReportRefusal.reason, ReportRefusal.refused_at)
+            .where(
+                ReportRefusal.dataset_pk == dataset_pk,
+                ReportRefusal.node == node,
+                ReportRefusal.attempt == attempt,
+            )
+            .order_by(ReportRefusal.id.desc())
+        ).first()
+        queued = conn.scalar(
+            select(ReportInbox.id).where(
+                ReportInbox.dataset_pk == dataset_pk, ReportInbox.node == node, ReportInbox.attempt == attempt
+            )
+        )
+        applied = conn.scalar(
+            select(Attempt.record_hash)
+            .join(Job, Job.id == Attempt.job_pk)
+            .where(Job.dataset_pk == dataset_pk, Job.node == node, Attempt.attempt == attempt)
+        )
+    answer: dict[str, Any] = {"node": node, "attempt": attempt, "state": "none", "reason": None}
+    if queued is not None:
+        answer["state"] = "queued"
+    elif applied is not None:
+        answer["state"] = "applied"
+    elif refused is not None:
+        answer.update(state="refused", reason=refused.reason, refused_at=refused.refused_at)
+    return answer
+
+
+def refusals(engine: Engine, dataset_pk: int, limit: int = 1000) -> list[dict[str, Any]]:
+    """The queued reports of a dataset the drain refused, newest first."""
+    cols = (ReportRefusal.node, ReportRefusal.attempt, ReportRefusal.reason, ReportRefusal.received_at,
+            ReportRefusal.refused_at)  # fmt: skip
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(*cols)
+            .where(ReportRefusal.dataset_pk == dataset_pk)
+            .order_by(ReportRefusal.id.desc())
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in rows]
 
 
 class Drainer:
-    """A daemon thread draining the inbox every DRAIN_INTERVAL_S while the server runs."""
+    """A daemon thread of the web server: drains the inbox every DRAIN_INTERVAL_S (SQLite), and once pilots
+    claim work, settles their lost attempts (``work.settle_lost``) every LOST_CHECK_S."""
+
+    LOST_CHECK_S = 30.0
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._wake = threading.Event()
         self._local = threading.local()
+        self.lost_after_s: float | None = None
+        self._lost_checked = 0.0
 
     def connection(self) -> Any:
         """This thread's own DB-API connection for accept(): a pool checkout and return (with its reset)
@@ -226,8 +277,11 @@ class Drainer:
             fairy.cursor().execute("PRAGMA wal_autocheckpoint = 0")
         return fairy
 
-    def poke(self) -> None:
-        """Make sure the thread runs (started on the first queued report)."""
+    def poke(self, lost_after_s: float | None = None) -> None:
+        """Make sure the thread runs (started on the first queued report or claim); ``lost_after_s``: the
+        heartbeat timeout after which a running attempt is lost."""
+        if lost_after_s is not None:
+            self.lost_after_s = lost_after_s
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -235,14 +289,30 @@ class Drainer:
                     self._thread.start()
 
     def _run(self) -> None:
+        sqlite = usable(self.engine)
         while True:
-            try:
-                while drain(self.engine) >= DRAIN_BATCH:
-                    pass
-            except Exception:  # keep draining later: a locked database or a bad row must not stop it
-                log.exception("draining the report inbox failed; retrying")
-            self._checkpoint()
+            if sqlite:
+                try:
+                    while drain(self.engine) >= DRAIN_BATCH:
+                        pass
+                except Exception:  # keep draining later: a locked database or a bad row must not stop it
+                    log.exception("draining the report inbox failed; retrying")
+                self._checkpoint()
+            self._settle_lost()
             time.sleep(DRAIN_INTERVAL_S)
+
+    def _settle_lost(self) -> None:
+        if self.lost_after_s is None or time.monotonic() - self._lost_checked < self.LOST_CHECK_S:
+            return
+        self._lost_checked = time.monotonic()
+        try:
+            lost = work.settle_lost(self.engine, self.lost_after_s)
+        except Exception:
+            log.exception("settling lost pilot attempts failed; retrying")
+            return
+        if lost:
+            log.warning("%d attempts lost their pilot (no heartbeat for %s s): failed, jobs pending", lost,
+                        self.lost_after_s)  # fmt: skip
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database (PASSIVE: never waits for readers or writers)."""

@@ -1,4 +1,4 @@
-"""Pilot stats reports on SQLite through the DB-API directly: the rules of ``ingest.ingest_records``, a tenth
+"""Pilot stats reports (the web server's report path), on SQLite through the DB-API directly: the rules of ``ingest.ingest_records``, a tenth
 of the cost.
 
 A single-record report is mostly fixed cost: through SQLAlchemy Core each of its five statements costs
@@ -6,7 +6,7 @@ more to build and compile than SQLite takes to run it, which put a report at ~10
 Here the same statements are plain SQL on the pooled connection (sqlite3 caches them prepared), in one
 ``BEGIN IMMEDIATE`` transaction. The record validation and the row a record becomes (``attempt_values``, with
 its content hash) are ingest's own functions; the rules (unchanged repeat, stale attempt, different final
-report) are ingest's too and ``tests/test_webui_fastreport.py`` checks both give identical tables.
+report) are ingest's too and ``tests/test_stats_reports.py`` checks both give identical tables.
 
 Other databases go to ``ingest.ingest_records``.
 """
@@ -15,20 +15,26 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
-from iceprod_dag.common.names import split_node_name
+from iceprod_dag.common.states import JobState
 from iceprod_dag.stats import ingest
+from iceprod_dag.stats.db import writer
 from iceprod_dag.stats.ingest import IngestResult
 from iceprod_dag.stats.records import ATTEMPT_COLUMNS, attempt_values
 
+log = logging.getLogger(__name__)
+
 CHUNK = 500
+#: job states that are not final
+UNFINISHED = tuple(s.value for s in JobState if not s.finished)
 
 # Writers of this process take turns here before BEGIN IMMEDIATE: a thread that meets another's write lock
 # inside SQLite sleeps in SQLite's busy handler (1, 2, 5, 10... ms steps), far longer than a single report or
@@ -40,9 +46,13 @@ _JOB_FIELDS = ("state", "attempts", "last_attempt", "last_failure", "exit_code",
 def report(
     engine: Engine, dataset: Mapping[str, Any], records: Sequence[Mapping[str, Any]], connection: Any = None
 ) -> IngestResult:
-    """Record stats records of one dataset; stale ones are skipped and listed in ``rejected``.
+    """Record stats records of one dataset; stale ones, and those of nodes the dataset does not have, are
+    skipped and listed in ``rejected`` (the latter also counted in ``unknown``).
 
-    ``connection``: a DB-API connection of this thread to use (``inbox.Drainer.connection``), else one
+    Reports queued in the inbox before this call are applied first, in the same transaction: a queued report
+    was accepted earlier, so it is judged before this one, as if it had been applied when accepted.
+
+    ``connection``: a DB-API connection of this thread to use (``stats.inbox.Drainer.connection``), else one
     comes from the engine's pool."""
     if engine.dialect.name != "sqlite":
         return _fallback(engine, dataset, records)
@@ -54,7 +64,11 @@ def report(
         with WRITE_LOCK:
             cur.execute("BEGIN IMMEDIATE")
             try:
+                while apply_queued(cur) >= QUEUED_BATCH:
+                    pass
                 result = ingest_on_cursor(cur, int(dataset["id"]), records)
+                if result.inserted or result.updated:
+                    cur.execute(SETTLE_SQL, {"pk": int(dataset["id"]), "now": time.time()})
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
@@ -68,9 +82,75 @@ def report(
 def _fallback(
     engine: Engine, dataset: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
 ) -> IngestResult:
-    return ingest.ingest_records(
-        engine, list(records), run_dir=dataset["run_dir"], site=dataset["site"], on_stale="skip"
+    result = ingest.ingest_records(
+        engine,
+        list(records),
+        run_dir=dataset["run_dir"],
+        site=dataset["site"],
+        on_stale="skip",
+        known_nodes_only=True,
     )
+    with writer(engine).begin() as conn:
+        conn.execute(text(SETTLE_SQL), {"pk": int(dataset["id"]), "now": time.time()})
+    return result
+
+
+#: a server dataset whose jobs have all finished is done (or failed, if one failed): its pilots stop
+SETTLE_SQL = (
+    "UPDATE datasets SET updated_at = :now, state = CASE WHEN EXISTS "
+    "(SELECT 1 FROM jobs WHERE dataset_pk = :pk AND state = 'failed') THEN 'failed' ELSE 'done' END "
+    "WHERE id = :pk AND site = 'server' AND state IN ('submitted', 'running') AND NOT EXISTS "
+    f"(SELECT 1 FROM jobs WHERE dataset_pk = :pk AND state IN ({', '.join(repr(s) for s in UNFINISHED)}))"
+)
+
+
+# ---------------------------------------------------------------- the report inbox (stats.inbox)
+
+#: queued reports applied per transaction
+QUEUED_BATCH = 20_000
+
+
+def apply_queued(cur: Any, limit: int = QUEUED_BATCH) -> int:
+    """Apply the oldest queued reports (``report_inbox``) inside the caller's write transaction; returns how
+    many. A report refused now (a writer outside the web server went past it) is moved to
+    ``report_refusals`` with its reason, where its pilot and the operator see it, and logged."""
+    if cur.execute("SELECT 1 FROM report_inbox LIMIT 1").fetchone() is None:
+        return 0
+    rows = cur.execute(
+        "SELECT id, dataset_pk, record, record_hash, received_at FROM report_inbox ORDER BY id LIMIT ?",
+        (limit,),
+    ).fetchall()
+    by_dataset: dict[int, list[tuple[Any, dict[str, Any]]]] = {}
+    for row in rows:
+        by_dataset.setdefault(row[1], []).append((row, json.loads(row[2])))
+    refused: list[tuple[Any, ...]] = []
+    now = time.time()
+    for pk, items in by_dataset.items():
+        # accept() hashed each record as it came: no need to hash it again
+        records, digests = [rec for _, rec in items], [row[3] for row, _ in items]
+        result = ingest_on_cursor(cur, pk, records, digests)
+        if result.inserted or result.updated:
+            cur.execute(SETTLE_SQL, {"pk": pk, "now": now})
+        why = {(node, attempt): reason for node, attempt, reason in result.rejected}
+        for (_, _, text_, digest, received), rec in items:
+            reason = why.get((rec["node"], rec["attempt"]))
+            if reason is not None:
+                refused.append((pk, rec["node"], rec["attempt"], digest, text_, received, now, reason))
+                log.warning(
+                    "dataset %s: queued report of %s attempt %s refused: %s",
+                    pk,
+                    rec["node"],
+                    rec["attempt"],
+                    reason,
+                )
+    if refused:
+        cur.executemany(
+            "INSERT INTO report_refusals (dataset_pk, node, attempt, record_hash, record, received_at, "
+            "refused_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            refused,
+        )
+    cur.execute("DELETE FROM report_inbox WHERE id <= ?", (rows[-1][0],))
+    return len(rows)
 
 
 def _in(n: int) -> str:
@@ -78,11 +158,15 @@ def _in(n: int) -> str:
 
 
 def ingest_on_cursor(
-    cur: Any, pk: int, records: Sequence[Mapping[str, Any]], digests: Sequence[str] | None = None
+    cur: Any,
+    pk: int,
+    records: Sequence[Mapping[str, Any]],
+    digests: Sequence[str] | None = None,
 ) -> IngestResult:
     """The work of ingest._ingest_site, in plain SQL, inside the caller's transaction on a sqlite3 cursor.
 
-    ``digests`` are the records' ``record_hash`` values when the caller has them already (the inbox)."""
+    ``digests`` are the records' ``record_hash`` values when the caller has them already (the inbox). A
+    record of a node the dataset does not have is refused (``ingest_records(known_nodes_only=True)``)."""
     if digests is None:
         recs = sorted(records, key=lambda r: (r["node"], r["attempt"]))
         hashes: list[str | None] = [None] * len(recs)
@@ -117,12 +201,13 @@ def ingest_on_cursor(
     updates: list[dict[str, Any]] = []
     touched: dict[str, dict[str, Any]] = {}
     now = time.time()
-    new_jobs: dict[str, dict[str, Any]] = {}
     for rec, digest in zip(recs, hashes, strict=True):
         node, attempt = rec["node"], rec["attempt"]
-        job = jobs.get(node) or new_jobs.get(node)
-        if job is None:  # first record of a node never registered: its row is inserted below, complete
-            job = new_jobs[node] = _job_values(pk, node, rec.get("task"), rec.get("job"), now)
+        job = jobs.get(node)
+        if job is None:
+            result.rejected.append((node, attempt, ingest.unknown_node(pk, node)))
+            result.unknown += 1
+            continue
         row = attempt_values(rec, digest)
         seen = known.get((node, attempt))
         verdict = ingest.judge_report(seen, job["last_attempt"], attempt, row["record_hash"], rec)
@@ -151,9 +236,7 @@ def ingest_on_cursor(
         job["state"], job["last_attempt"], job["last_failure"] = row["state"], attempt, get("failure")
         job["exit_code"], job["updated_at"] = get("exit_code"), get("ended_at") or now
         job["site"], job["host"] = get("site"), get("host")
-        if node in jobs:
-            touched[node] = job
-    _insert_jobs(cur, pk, list(new_jobs.values()), jobs)
+        touched[node] = job
     if inserts:
         for r in inserts:
             r["job_pk"] = jobs[r.pop("node")]["id"]
@@ -173,32 +256,6 @@ def ingest_on_cursor(
     return result
 
 
-def _job_values(pk: int, node: str, task: str | None, job: int | None, now: float) -> dict[str, Any]:
-    """A new job row as ingest makes it (ingest._job_values)."""
-    if task is None:
-        split = split_node_name(node)
-        if split:
-            task, job = split
-    return {"dataset_pk": pk, "node": node, "task": task, "job_index": job, "state": "pending", "attempts": 0,
-            "last_attempt": -1, "last_failure": None, "exit_code": None, "updated_at": now, "site": None,
-            "host": None}  # fmt: skip
-
-
-def _insert_jobs(cur: Any, pk: int, rows: list[dict[str, Any]], jobs: dict[str, dict[str, Any]]) -> None:
-    if not rows:
-        return
-    _write(cur, ({k: v for k, v in r.items() if v is not None} for r in rows), _insert_job_sql)
-    by_node = {r["node"]: r for r in rows}
-    names = list(by_node)
-    for lo in range(0, len(names), CHUNK):
-        chunk = names[lo : lo + CHUNK]
-        cur.execute(
-            f"SELECT id, node FROM jobs WHERE dataset_pk = ? AND node IN ({_in(len(chunk))})", (pk, *chunk)
-        )
-        for jid, node in cur.fetchall():
-            jobs[node] = {**by_node[node], "id": jid}
-
-
 def _job_update(job: Mapping[str, Any]) -> dict[str, Any]:
     row = {f: job[f] for f in _JOB_FIELDS if job[f] is not None}
     row["id"] = job["id"]  # last: the WHERE parameter
@@ -215,10 +272,6 @@ def _write(cur: Any, rows: Iterable[dict[str, Any]], statement: Callable[[tuple[
 
 def _insert_attempt_sql(cols: tuple[str, ...]) -> str:
     return f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({_in(len(cols))})"  # the others are NULL
-
-
-def _insert_job_sql(cols: tuple[str, ...]) -> str:
-    return f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({_in(len(cols))})"
 
 
 def _set_clause(cols: tuple[str, ...], every: Iterable[str]) -> str:

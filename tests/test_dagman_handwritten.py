@@ -14,12 +14,15 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from iceprod_dag.common import names
 from iceprod_dag.sites.registry import load_site
 
 CASES = Path(__file__).parent / "data" / "dagman"
@@ -106,3 +109,39 @@ def test_local_site_runs_it_as_the_pool_did(case: str, tmp_path: Path) -> None:
     status = site.submit(run, wait=True)
     info = json.loads((run / "run.json").read_text())
     assert outcome(run, CASE_DAGS[case], status or 0, info["cluster"]) == recorded(case)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder batch jobs (Grid Engine's run as htcuser) can reach; pytest's tmp folders are root's."""
+    path = Path(tempfile.mkdtemp(prefix="iceprod-dagman-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("case", sorted(CASE_DAGS))
+def test_slurm_runs_it_as_the_pool_did(case: str, slurm_cluster: object, shared_dir: Path) -> None:
+    run = _copy_case(case, shared_dir)
+    site = load_site("slurm", {"poll_interval": 0.5, "db": f"sqlite:///{shared_dir / 'stats.sqlite'}"})
+    status = site.submit(run, wait=True)
+    # a batch site has no DAGMan job: $(DAGManJobId) is undefined there, so it expands to nothing
+    assert outcome(run, CASE_DAGS[case], status or 0, None) == recorded(case)
+
+
+@pytest.mark.sge
+@pytest.mark.parametrize("case", sorted(CASE_DAGS))
+def test_grid_engine_runs_it_as_the_pool_did(case: str, sge_cluster: object, shared_dir: Path) -> None:
+    run = _copy_case(case, shared_dir, JOB_UID)
+    for sub in (names.BATCH_DIR, names.BATCH_EXIT_DIR, names.BATCH_OUT_DIR, names.BATCH_SCRIPTS_DIR):
+        (run / sub).mkdir(exist_ok=True)
+        os.chown(run / sub, JOB_UID, -1)  # the jobs (run as htcuser) write their exit markers there
+    options = {
+        "poll_interval": 0.5,
+        "submit_as_user": "htcuser",
+        "db": f"sqlite:///{shared_dir / 's.sqlite'}",
+    }
+    site = load_site("sge", options)
+    status = site.submit(run, wait=True)
+    assert outcome(run, CASE_DAGS[case], status or 0, None) == recorded(case)

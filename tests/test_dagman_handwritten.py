@@ -57,6 +57,7 @@ def recorded(case: str) -> dict[str, Any]:
 def _copy_case(case: str, dest: Path, uid: int | None = None) -> Path:
     run = dest / case
     shutil.copytree(CASES / case, run, ignore=shutil.ignore_patterns("recorded.json"))
+    shutil.copy2(CASES / "job.sh", run)  # the one script every case's jobs run
     if uid is not None:
         for path in (dest, run, *run.iterdir()):
             os.chown(path, uid, -1)

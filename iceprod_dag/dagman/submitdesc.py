@@ -22,6 +22,7 @@ import classad2
 import htcondor2
 
 from iceprod_dag.common.exceptions import DagSyntaxError
+from iceprod_dag.dagman.model import Node
 from iceprod_dag.dagman.parser import read_text
 
 log = logging.getLogger(__name__)
@@ -396,6 +397,28 @@ def read_submit(
         dagman_job_id=dagman_job_id,
         vars=vars or {},
         vars_append=frozenset(vars_append),
+    )
+    return template(path).describe(macros)
+
+
+def read_node_submit(
+    path: Path | str,
+    node: Node,
+    retry: int = 0,
+    dag_status: int = 0,
+    failed_count: int = 0,
+    dagman_job_id: int | None = None,
+) -> SubmitDescription:
+    """A DAG node's submit file (at path) as DAGMan submits this attempt of it: its name, VARS and parents."""
+    macros = NodeMacros(
+        node=node.name,
+        retry=retry,
+        dag_status=dag_status,
+        failed_count=failed_count,
+        parents=tuple(node.parents),
+        dagman_job_id=dagman_job_id,
+        vars=node.vars,
+        vars_append=node.vars_append,
     )
     return template(path).describe(macros)
 

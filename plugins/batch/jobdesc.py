@@ -14,7 +14,7 @@ from pathlib import Path
 from iceprod_dag.common.exceptions import ConfigError, DagSyntaxError
 from iceprod_dag.common.units import parse_duration_s
 from iceprod_dag.dagman.model import Dag
-from iceprod_dag.dagman.submitdesc import SubmitDescription, read_submit, resolve_executable
+from iceprod_dag.dagman.submitdesc import SubmitDescription, read_node_submit, resolve_executable
 
 _DEFAULT_WALLTIME_S = 3600
 _DEFAULT_MEMORY_MB = 1024
@@ -74,16 +74,7 @@ def node_request(
     node = dag.nodes[name]
     subdir = run_dir / node.directory if node.directory else run_dir
     try:
-        desc = read_submit(
-            subdir / node.submit_file,
-            node=name,
-            vars=node.vars,
-            vars_append=node.vars_append,
-            retry=attempt,
-            dag_status=dag_status,
-            failed_count=failed_count,
-            parents=tuple(node.parents),
-        )
+        desc = read_node_submit(subdir / node.submit_file, node, attempt, dag_status, failed_count)
     except DagSyntaxError as exc:
         raise ConfigError(f"node {name}: {exc}", path=exc.path) from None
     return job_request(

@@ -17,7 +17,7 @@ from typing import Any
 from iceprod_dag.common import names
 from iceprod_dag.dagman.engine.executor import Launch
 from iceprod_dag.dagman.model import Dag, Node
-from iceprod_dag.dagman.submitdesc import SubmitDescription, read_submit, resolve_executable
+from iceprod_dag.dagman.submitdesc import SubmitDescription, read_node_submit, resolve_executable
 
 
 def is_pilot(argv: list[str]) -> bool:
@@ -55,17 +55,7 @@ class JobFactory:
         path = self._paths.get(key)
         if path is None:
             path = self._paths[key] = str(self.submit_dir(node) / node.submit_file)
-        return read_submit(
-            path,
-            node=node.name,
-            vars=node.vars,
-            vars_append=node.vars_append,
-            retry=attempt,
-            dag_status=status,
-            failed_count=failed,
-            parents=tuple(node.parents),
-            dagman_job_id=self.dagman_job_id,
-        )
+        return read_node_submit(path, node, attempt, status, failed, self.dagman_job_id)
 
     def __call__(self, node: Node, attempt: int) -> Launch:
         desc = self.description(node, attempt)

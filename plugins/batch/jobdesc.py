@@ -14,7 +14,8 @@ from pathlib import Path
 from iceprod_dag.common.exceptions import ConfigError, DagSyntaxError
 from iceprod_dag.common.units import parse_duration_s
 from iceprod_dag.dagman.model import Dag
-from iceprod_dag.dagman.submitdesc import SubmitDescription, read_node_submit, resolve_executable
+from iceprod_dag.dagman.submitdesc import SubmitDescription, read_node_submit
+from iceprod_dag.dagman.submitsyntax import resolve_executable
 
 _DEFAULT_WALLTIME_S = 3600
 _DEFAULT_MEMORY_MB = 1024

@@ -17,7 +17,8 @@ from typing import Any
 from iceprod_dag.common import names
 from iceprod_dag.dagman.engine.executor import Launch
 from iceprod_dag.dagman.model import Dag, Node
-from iceprod_dag.dagman.submitdesc import SubmitDescription, read_node_submit, resolve_executable
+from iceprod_dag.dagman.submitdesc import SubmitDescription, read_node_submit
+from iceprod_dag.dagman.submitsyntax import resolve_executable
 
 
 def is_pilot(argv: list[str]) -> bool:

@@ -198,17 +198,19 @@ def _run_dag(
     recorder = RunRecorder(dag, run_dir, db, dag_cluster, executor.records)
     recorder.jobstate.dagman_started(dag_cluster)
     update_run_info(run_dir, status_file=recorder.status_path)
+    jobs = JobFactory(dag, run_dir, dagman_job_id=dag_cluster)
     engine = DagEngine(
         dag,
         executor,
         recorder,
-        JobFactory(dag, run_dir),
+        jobs,
         done=done,
         attempts=attempts,
         first_cluster=dag_cluster + 1,
         dag_cluster=dag_cluster,
         halt_file=halt_file,
     )
+    jobs.dag_state = lambda: (int(engine.status), len(engine.failed))
     # from here on the run ends halted whatever happens to the halt file: a resume must resubmit it
     engine.on_halt_exit = lambda: update_run_info(run_dir, halted=True)
     stopped: list[int] = []

@@ -28,6 +28,7 @@ from iceprod_dag.dagman.jobstate import JobstateLogWriter, read_jobstate
 from iceprod_dag.dagman.model import Dag, Node
 from iceprod_dag.dagman.nodestatus import DagStatusReport, NodeEntry, write_node_status
 from iceprod_dag.plugins.local.executor import Exit, Launch
+from iceprod_dag.plugins.local.nodestate import NodeState
 from iceprod_dag.stats import classads
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+#: the engine's node states are DAGMan's, by name
+_NODE_STATUS = {state: NodeStatus[state.name] for state in NodeState}
 #: StatusDetails of a node whose job runs (DAGMan's word; "idle" would be a job waiting in a queue)
 RUNNING_DETAILS = "not_idle"
 
@@ -46,7 +49,7 @@ def status_report(engine: DagEngine, interval: float) -> DagStatusReport:
     nodes = []
     submitted = NodeStatus.SUBMITTED
     for name, run in engine.runs.items():
-        status = NodeStatus[run.state.name]
+        status = _NODE_STATUS[run.state]
         running = status is submitted
         nodes.append(NodeEntry(name, status, RUNNING_DETAILS if running else "", run.retries, int(running)))
     if not engine.finished:

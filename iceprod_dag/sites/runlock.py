@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: seconds between tries while waiting for a holder that has recorded its end to exit
 RETRY_S = 0.05
+#: seconds a new runner waits for the previous one to exit once that one has recorded the run's end
+ENDING_WAIT_S = 30.0
 
 
 class RunLock:

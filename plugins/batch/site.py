@@ -26,6 +26,7 @@ from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.batch import state as st
 from iceprod_dag.plugins.batch.translate import JobGroup
 from iceprod_dag.sites.base import Action, RunStatus, Site
+from iceprod_dag.sites.runlock import ENDING_WAIT_S, RunLock
 from iceprod_dag.sites.runner import run_command
 
 log = logging.getLogger(__name__)
@@ -143,22 +144,30 @@ class BatchSite(Site):
         from iceprod_dag.plugins.batch.watcher import Watcher
 
         run_dir = _run_dir(run_dir)
-        watcher = Watcher(self, run_dir)
-        watcher.prepare()
-        if wait:
-            _write_run_info(run_dir, self.name, os.getpid(), self.options)
-            return watcher.run()
-        log_path = run_dir / names.BATCH_WATCHER_LOG
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "iceprod_dag.plugins.batch.watcher", str(run_dir)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-                cwd=run_dir,
-            )
+        # the watcher runs the folder and holds its lock (the detached one inherits our open lock file), so a
+        # second submit is refused; a watcher that has recorded the run's end gets a moment to exit
+        before = st.load(run_dir)
+        with RunLock(run_dir).acquire(wait_s=ENDING_WAIT_S if before and before.finished else 0.0) as lock:
+            watcher = Watcher(self, run_dir)
+            watcher.prepare()
+            if wait:
+                _write_run_info(run_dir, self.name, os.getpid(), self.options)
+                return watcher.run()
+            log_path = run_dir / names.BATCH_WATCHER_LOG
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            assert lock.fd is not None
+            with open(log_path, "ab") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "iceprod_dag.plugins.batch.watcher", str(run_dir)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
+                    cwd=run_dir,
+                    pass_fds=(lock.fd,),
+                )
+            lock.set_holder(proc.pid)
+            lock.hand_over()
         watcher.adopt(proc.pid)
         _write_run_info(run_dir, self.name, proc.pid, self.options)
         log.info("watcher of %s started as pid %d (log %s)", run_dir, proc.pid, log_path)

@@ -20,6 +20,12 @@ class ConfigError(IceprodDagError):
         super().__init__("\n".join(self.problems))
 
 
+class QuotaError(IceprodDagError):
+    """A user's submitted work would go past their quota; nothing was submitted (API 429)."""
+
+    exit_code = 2
+
+
 class ExpressionError(IceprodDagError):
     """An expression like $eval(...) or $steering(...) cannot be resolved."""
 

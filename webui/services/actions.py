@@ -16,9 +16,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from iceprod_dag.common import names
-from iceprod_dag.common.exceptions import ActionRefusedError
+from iceprod_dag.common.exceptions import ActionRefusedError, QuotaError
+from iceprod_dag.dataset.limits import InputLimits
 from iceprod_dag.stats import ingest
 from iceprod_dag.stats.work import retry_failed, set_state
+from iceprod_dag.webui.services import queries
 from iceprod_dag.webui.services.accounts import Principal, owner_for, set_private
 
 log = logging.getLogger(__name__)
@@ -34,13 +36,19 @@ def submit(
     private: bool = False,
     source: str = "<submitted dataset>",
     lines: Any = None,
+    limits: InputLimits | None = None,
+    quota: int | None = None,
 ) -> int:
     """Validate a dataset (ConfigError names every bad field), compile it into a new run folder under
-    ``runs_dir`` and record it with all its jobs pending; returns the dataset's id."""
+    ``runs_dir`` and record it with all its jobs pending; returns the dataset's id.
+
+    ``quota``: the most unfinished jobs (DAG nodes) the owner may have on the server; QuotaError past it."""
     from iceprod_dag.compile.compiler import compile_dataset
     from iceprod_dag.dataset.loader import dataset_to_json, load_dataset_dict
 
-    dataset = load_dataset_dict(data, source, lines)
+    dataset = load_dataset_dict(data, source, lines, limits)
+    if quota is not None:
+        _check_quota(engine, owner_for(who), dataset.jobs * len(dataset.tasks), quota)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.name)[:80] or "dataset"
     run_dir = (
         runs_dir / f"{slug}-{dataset.dataset_id}-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**6}"
@@ -69,6 +77,16 @@ def submit(
     set_private(engine, pk, private, PRODUCTION_PRIORITY if who.role == "production" else 0)
     log.info("user %s submitted dataset %s (%d nodes) as %s", who.name, dataset.name, len(nodes), run_dir)
     return pk
+
+
+def _check_quota(engine: Engine, owner: str, adding: int, quota: int) -> None:
+    with engine.connect() as conn:
+        unfinished = queries.unfinished_jobs(conn, owner)
+    if unfinished + adding > quota:
+        raise QuotaError(
+            f"field 'jobs': {adding} more jobs would give {owner!r} {unfinished + adding} unfinished jobs on"
+            f" the server, over the quota of {quota} (MAX_UNFINISHED_JOBS_PER_USER)"
+        )
 
 
 #: the dataset actions of the UI and API -> the state a suspend or resume records

@@ -151,7 +151,9 @@ def test_a_compile_killed_midway_is_never_resumed(tmp_path: Path) -> None:
     assert compiling.wait(30) == -signal.SIGKILL
     assert not run.exists(), "a killed compile left a run folder behind"
 
+    assert len(list(tmp_path.glob(names.COMPILING_PREFIX + "*"))) == 1  # what the killed compile left
     prepare_run_dir(source, run, quiet=True)
+    assert not list(tmp_path.glob(names.COMPILING_PREFIX + "*"))  # removed: its process is gone
     lines = (run / names.DAG_FILE).read_text().splitlines()
     assert sum(1 for line in lines if line.startswith("JOB ")) == jobs
     assert f"FINAL {names.FINAL_NODE} {names.FINAL_SUBMIT} NOOP" in lines

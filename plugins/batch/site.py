@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -58,22 +57,12 @@ class BatchSite(Site, BatchSystem):
                 return watcher.run()
             log_path = run_dir / names.BATCH_WATCHER_LOG
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            assert lock.fd is not None
-            with open(log_path, "ab") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "iceprod_dag.plugins.batch.watcher", str(run_dir)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=out,
-                    start_new_session=True,
-                    cwd=run_dir,
-                    pass_fds=(lock.fd,),
-                )
-            lock.set_holder(proc.pid)
-            lock.hand_over()
-        watcher.adopt(proc.pid)
-        _record_watcher(run_dir, self.name, proc.pid, self.options)
-        log.info("watcher of %s started as pid %d (log %s)", run_dir, proc.pid, log_path)
+            pid = lock.start_holder(
+                [sys.executable, "-m", "iceprod_dag.plugins.batch.watcher", str(run_dir)], log_path
+            )
+        watcher.adopt(pid)
+        _record_watcher(run_dir, self.name, pid, self.options)
+        log.info("watcher of %s started as pid %d (log %s)", run_dir, pid, log_path)
         return None
 
     def resubmit(self, run_dir: Path) -> None:

@@ -74,9 +74,7 @@ def _topo(parents: dict[str, list[str]]) -> list[str]:
 def _apply_queued(conn: Connection) -> None:
     """Reports queued in the inbox (SQLite) go first, in this transaction: a parent's report may be there."""
     if conn.dialect.name == "sqlite":
-        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        while reports.apply_queued(cur) >= reports.QUEUED_BATCH:
-            pass
+        reports.apply_queued_first(conn.connection.driver_connection.cursor())  # type: ignore[union-attr]
 
 
 def claim(engine: Engine, ds: dict[str, Any], host: str | None, timeout_s: float) -> dict[str, Any] | None:

@@ -44,7 +44,18 @@ setup(
         "orjson>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.6", "playwright>=1.45", "psycopg[binary]>=3.1"],
+        "test": [
+            "pytest>=8",
+            "ruff>=0.6",
+            "playwright>=1.45",
+            "psycopg[binary]>=3.1",
+            # scripts/typecheck.sh: mypy and the stubs of the dependencies that do not ship their own types
+            "mypy>=1.10",
+            "types-PyYAML",
+            "types-psutil",
+            "types-jsonschema",
+            "types-waitress",
+        ],
         "web": ["waitress>=3"],
         "postgres": ["psycopg[binary]>=3.1"],
         "bench": ["snakemake>=8"],

@@ -277,6 +277,105 @@ def test_node_status_round_trip_of_many_nodes(tmp_path: Path) -> None:
     assert back.nodes == nodes
 
 
+#: what DAGMan's own r1 run says of each node, read through the one state table
+R1_STATES = {"A": "done", "B": "done", "C": "failed", "D": "cancelled", "E": "failed"}
+
+
+def test_node_states_of_dagmans_status_file_come_from_the_one_table() -> None:
+    from iceprod_dag.common.states import JobState, NodeStatus, node_job_state
+
+    report = ns.read_node_status(REAL / "r1.status")
+    assert {n.node: n.job_state.value for n in report.nodes} == R1_STATES
+    # a SUBMITTED node is refined by DAGMan's StatusDetails and held procs
+    assert node_job_state(NodeStatus.SUBMITTED, "idle") is JobState.IDLE
+    assert node_job_state(NodeStatus.SUBMITTED, "not_idle") is JobState.RUNNING
+    assert node_job_state(NodeStatus.SUBMITTED, "not_idle", procs_held=1) is JobState.HELD
+
+
+def test_the_local_and_condor_sites_read_dagmans_status_file_with_the_codec(tmp_path: Path) -> None:
+    """The local site's status and the condor follower's end-of-run reader, given DAGMan's own file."""
+    from iceprod_dag.plugins.condor.follow import final_node_states
+    from iceprod_dag.sites.registry import load_site
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(REAL / "r1.dag", run / "r1.dag")
+    shutil.copy(REAL / "r1.status", run / "r1.dag.status")
+    (run / "run.json").write_text('{"site": "local", "exit_code": 1, "dag": "%s"}' % (run / "r1.dag"))
+    status = load_site("local").status(run)
+    assert {n: s.value for n, s in status.nodes.items()} == R1_STATES
+    assert status.finished and status.exit_code == 1 and status.reasons["D"] == "Had an ancestor node fail"
+    states, details = final_node_states(run / "r1.dag.status")
+    assert {n: s.value for n, s in states.items()} == R1_STATES and details["C"].startswith("Job exited")
+    assert final_node_states(run / "missing.status") == ({}, {})
+
+
+LIVE_DAG = """\
+JOB A a.sub
+JOB B b.sub
+PARENT A CHILD B
+NODE_STATUS_FILE live.dag.status 1 ALWAYS-UPDATE
+"""
+LIVE_SUB = "executable = /bin/sh\narguments = \"-c '{cmd}'\"\nlog = {name}.log\nqueue\n"
+
+
+@pytest.mark.condor
+def test_a_live_dagman_status_file_is_read_by_the_codec(tmp_path: Path, condor_run_root: Path) -> None:
+    """A DAG on the real pool: while A runs, DAGMan's file says so (the codec agrees with the event-log
+    follower); when the DAG ends, the file says every node done and the DAG a success."""
+    from iceprod_dag.common.states import JobState, NodeStatus
+    from iceprod_dag.sites.registry import load_site
+
+    config = (REPO / "config" / "sites" / "local-condor.yaml").read_text()
+    (tmp_path / "site.yaml").write_text(
+        config.replace("run_root: /srv/htc/runs", f"run_root: {condor_run_root}")
+    )
+    gate = condor_run_root / "gate-open"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "live.dag").write_text(LIVE_DAG)
+    (run / "a.sub").write_text(LIVE_SUB.format(name="a", cmd=f"while [ ! -e {gate} ]; do sleep 0.2; done"))
+    (run / "b.sub").write_text(LIVE_SUB.format(name="b", cmd="true"))
+    options = {"site_config": str(tmp_path / "site.yaml"), "db": f"sqlite:///{tmp_path / 's.sqlite'}"}
+    site = load_site("condor", {**options, "quiet": True})
+    site.submit(run, wait=False)
+    live = condor_run_root / "run" / "live.dag.status"
+
+    def a_running() -> ns.DagStatusReport | None:
+        if not live.exists():
+            return None
+        report = ns.read_node_status(live)
+        by_name = {n.node: n for n in report.nodes}
+        return report if "A" in by_name and by_name["A"].job_state is JobState.RUNNING else None
+
+    try:
+        report = _wait(a_running, 180, "DAGMan's status file showing A running")
+        assert report.dag_status is NodeStatus.SUBMITTED and report.next_update > 0
+        assert [(n.node, n.status) for n in report.nodes] == [
+            ("A", NodeStatus.SUBMITTED),
+            ("B", NodeStatus.NOT_READY),
+        ]
+        assert _wait(lambda: site.status(run).nodes.get("A") is JobState.RUNNING, 60, "the follower")
+        gate.touch()
+        _wait(lambda: site.status(run).finished, 180, "the DAG ending")
+        final = ns.read_node_status(live)
+        assert (final.dag_status, final.status_note) == (NodeStatus.DONE, "success")
+        assert {n.node: n.job_state for n in final.nodes} == {"A": JobState.DONE, "B": JobState.DONE}
+        assert site.status(run).exit_code == 0
+    finally:
+        gate.touch()
+
+
+def _wait(check: object, timeout: float, what: str) -> object:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()  # type: ignore[operator]
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"{what} did not happen within {timeout:.0f} s")
+
+
 # ---- jobstate log --------------------------------------------------------------------------------------------------
 def test_jobstate_reproduces_dagman(tmp_path: Path) -> None:
     lines = read_jobstate(REAL / "r1.jobstate.log")

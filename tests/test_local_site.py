@@ -87,7 +87,8 @@ def test_detached_run_can_be_followed_and_cancelled(tmp_path: Path) -> None:
     assert not site.status(run).finished
     site.cancel(run)
     status = site.status(run)
-    assert status.finished and status.exit_code is None  # interrupted, resumable
+    assert status.finished and status.exit_code == 2  # DAGMan's exit when removed; a resubmit resumes it
+    assert status.counts() == {"cancelled": 2, "pending": 6}  # the killed jobs; nothing shows as running
     assert (run / "dataset.dag.rescue001").exists()
 
 

@@ -103,8 +103,8 @@ def test_proc_backend_reads_itself():
 
 
 def test_record_helpers(tmp_path):
-    assert record.next_memory_mb("over_memory", 100.1) == 151
-    assert record.next_memory_mb("task_failed", 100.0) is None
+    assert record.next_request(100.1, None) == 151 and record.next_request(100.0, 120.0, 2.0) == 240
+    assert record.next_request(None, None) is None
     lines = tmp_path / "err"
     lines.write_text("".join(f"line {i}\n" for i in range(100000)))
     assert record.tail_lines(str(lines), 3) == ["line 99997", "line 99998", "line 99999"]
@@ -113,5 +113,9 @@ def test_record_helpers(tmp_path):
     rec.update(wall_s=2.0, cpu_user_s=1.0, cpu_sys_s=0.5, request={"cpus": 1}, peak_memory_mb=10.0)
     record.finish(rec, "over_memory", "too big")
     assert (rec["pilot_exit_code"], rec["cpu_efficiency"], rec["next_memory_mb"]) == (5, 0.75, 15)
+    rec = record.new_record("d", 1, "t", 2, 3, "s")
+    rec.update(wall_s=61.0, request={"walltime_s": 60}, start=100.0, submitted=90.0)
+    record.finish(rec, "over_time", "too long", factor=2.0)
+    assert (rec["next_walltime_s"], rec["next_memory_mb"], rec["queue_s"]) == (122, None, 10.0)
     record.write(str(tmp_path / "s" / "r.json"), rec)
     assert record.read(str(tmp_path / "s" / "r.json")) == rec

@@ -39,9 +39,10 @@ def max_overlap(records: list) -> int:
     return peak
 
 
-def run_pilot(items: list, envelope: Resources) -> list:
+def run_pilot(items: list, envelope: Resources, lend: bool = False) -> list:
     source = ListWorkSource(items)
-    records = Pilot(source, envelope, site="test", sample_interval_s=0.05, poll_s=0.05).run()
+    pilot = Pilot(source, envelope, site="test", sample_interval_s=0.05, poll_s=0.05, lend_memory=lend)
+    records = pilot.run()
     assert source.records == records and source.finished()
     return sorted(records, key=lambda r: r["job"])
 
@@ -68,13 +69,18 @@ def test_packs_by_memory_too(pilot_spec):
     assert max_overlap(records) == 2
 
 
-def test_lends_unused_memory_to_a_job_past_its_allowance(pilot_spec):
-    # 40 MB request (own limit 50 MB) using ~90 MB: killed alone, fine inside a roomy envelope
+def test_own_limit_holds_unless_the_site_lends(pilot_spec):
+    # 40 MB request (own limit 50 MB) using ~90 MB: killed even in a roomy envelope, unless lending is on
     spec = pilot_spec(modules=hog(80, 0.6), requirements={"memory_mb": 40})
     (rec,) = run_pilot([WorkItem(spec, 0)], Resources(cpus=2, memory_mb=500))
+    assert rec["failure"] == "over_memory" and rec["pilot_exit_code"] == exitcodes.OVER_MEMORY
+    assert rec["memory_limit_mb"] == 50 and rec["memory_lent_mb"] is None and rec["next_memory_mb"] >= 120
+    (rec,) = run_pilot([WorkItem(spec, 1)], Resources(cpus=2, memory_mb=500), lend=True)
     assert rec["failure"] is None, rec["error"]
+    # the record keeps the own limit and says what was lent beyond it: the peak is within the two
+    assert rec["memory_limit_mb"] == 50 and rec["memory_lent_mb"] > 20
     assert rec["peak_memory_mb"] > 50
-    (rec,) = run_pilot([WorkItem(spec, 1)], Resources(cpus=2, memory_mb=80))
+    (rec,) = run_pilot([WorkItem(spec, 2)], Resources(cpus=2, memory_mb=80), lend=True)
     assert rec["failure"] == "over_memory" and rec["pilot_exit_code"] == exitcodes.OVER_MEMORY
 
 
@@ -106,10 +112,12 @@ def test_decide_lending_and_victims():
     view = limits.JobView
     jobs = [view("a", 90, 40, 50), view("b", 10, 40, 50)]
     assert limits.decide(jobs, None)["a"][0] == "over_memory"  # alone: own limit only
-    assert limits.decide(jobs, 200) == {}  # envelope lends: 200 - max(10, 40) = 160 for a
-    assert limits.memory_limits(jobs, 200) == {"a": 160, "b": 110}
+    assert limits.decide(jobs, 200)["a"][0] == "over_memory"  # no lending unless the site allows it
+    assert limits.decide(jobs, 200, lend=True) == {}  # envelope lends: 200 - max(10, 40) = 160 for a
+    assert limits.memory_limits(jobs, 200, lend=True) == {"a": 160, "b": 110}
+    assert limits.memory_limits(jobs, 200) == {"a": 50, "b": 50}
     jobs = [view("a", 60, 50, 62.5), view("b", 55, 50, 62.5), view("c", 5, 10, 12.5)]
-    kills = limits.decide(jobs, 100)
+    kills = limits.decide(jobs, 100, lend=True)
     assert list(kills) == ["a"] and "envelope exhausted" in kills["a"][2]
     assert limits.decide([view("t", 1, None, None, elapsed_s=5, walltime_s=4)])["t"][0] == "over_time"
     assert limits.decide([view("d", 1, None, None, disk_mb=11, disk_limit_mb=10)])["d"][0] == "over_disk"

@@ -100,10 +100,22 @@ def test_memory_override_from_a_retry(pilot_spec):
     assert rec["failure"] is None and rec["request"]["memory_mb"] == 120
 
 
+#: 45 MB in one step, then the first attempt waits to be killed (however late the sampler comes), a retry ends
+HOLD_UNTIL_KILLED = (
+    "import os, time; b = b'x' * (45 * 1024 * 1024); "
+    "time.sleep(60 if os.environ['ICEPROD_ATTEMPT'] == '0' else 0.3)"
+)
+
+
 def test_retry_reads_the_previous_record(pilot_spec):
-    spec = pilot_spec(modules=hog(60, 0.3), requirements={"memory_mb": 30})
+    modules = [{"name": "hog", "executable": sys.executable, "args": ["-c", HOLD_UNTIL_KILLED], "env": {}}]
+    spec = pilot_spec(modules=modules, requirements={"memory_mb": 30})
     first = run_attempt(spec, 1)
-    assert first["failure"] == "over_memory" and first["next_memory_mb"] > 60
+    assert (first["failure"], first["memory_limit_mb"]) == ("over_memory", 37.5)
+    # whenever the sampler saw it, the peak is over the limit, so the retry asks for over 1.5 x 37.5 MB: its
+    # own limit (x 1.25, over 70 MB) holds the hog's ~55 MB
+    assert first["peak_memory_mb"] > 37.5
+    assert first["next_memory_mb"] >= 1.5 * 37.5
     rec = run_attempt(spec, 1, attempt=1)
     assert rec["failure"] is None and rec["request"]["memory_mb"] == first["next_memory_mb"]
 

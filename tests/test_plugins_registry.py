@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,7 +17,7 @@ from iceprod_dag.common.exceptions import (
     UnknownSiteError,
 )
 from iceprod_dag.sites import registry
-from iceprod_dag.sites.base import Site
+from iceprod_dag.sites.base import Action, Site
 from iceprod_dag.sites.runner import run_command
 
 BUILT_IN = ["condor", "local", "lsf", "pbs", "sge", "slurm"]
@@ -80,7 +82,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "thirdsite.py").write_text(
         textwrap.dedent(
             """
-            from iceprod_dag.sites.base import RunStatus, Site
+            from iceprod_dag.sites.base import Action, RunStatus, Site
 
             class ThirdSite(Site):
                 name = "third"
@@ -91,6 +93,14 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
             class Wrong(ThirdSite):
                 name = "not-wrong"
+
+            class Undeclared(ThirdSite):  # the old getattr contract: a hold method nobody declared
+                name = "undeclared"
+                def hold(self, run_dir): return None
+
+            class Boasting(ThirdSite):  # declares what it does not implement
+                name = "boasting"
+                capabilities = frozenset({Action.SUSPEND, Action.RESUBMIT})
             """
         )
     )
@@ -99,6 +109,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdsite\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
         "[iceprod_dag.sites]\nthird = thirdsite:ThirdSite\nwrong = thirdsite:Wrong\nbroken = nosuchmodule:X\n"
+        "undeclared = thirdsite:Undeclared\nboasting = thirdsite:Boasting\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
@@ -119,6 +130,43 @@ def test_a_third_party_site_with_the_wrong_name_is_refused(third_party: Path) ->
 def test_a_plugin_that_fails_to_import_is_not_reported_missing(third_party: Path) -> None:
     with pytest.raises(InvalidSiteError, match="failed to import"):
         registry.load_site("broken")
+
+
+def test_capabilities_must_match_the_methods(third_party: Path) -> None:
+    with pytest.raises(InvalidSiteError, match=r"implements hold\(\) but does not declare Action.HOLD"):
+        registry.load_site("undeclared")
+    with pytest.raises(InvalidSiteError, match=r"declares 'resubmit' but does not implement resubmit\(\)"):
+        registry.load_site("boasting")
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_built_in_sites_declare_what_they_implement(name: str) -> None:
+    assert registry.capability_problems(registry.site_class(name)) == []
+    assert (
+        Action.SUSPEND in registry.site_class(name).capabilities
+    )  # every built-in driver honours the halt file
+
+
+def test_a_site_without_an_action_refuses_it_the_same_way_from_the_cli(
+    third_party: Path, tmp_path: Path
+) -> None:
+    """A real `iceprod-dag` process against a run of the minimal third-party site: hold, release, resubmit
+    and suspend are each refused with exit 2 and one message naming the site and the action."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "x.dag").write_text("JOB a a.sub\n")
+    (run / "run.json").write_text('{"site": "third", "options": {}}')
+    env = {**os.environ, "PYTHONPATH": f"{third_party}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for action in ("hold", "release", "resubmit", "suspend"):
+        done = subprocess.run(
+            [sys.executable, "-c", "from iceprod_dag.cli.main import main; main()", action, str(run)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 2, (action, done.stdout, done.stderr)
+        assert done.stderr.strip() == f"error: cannot {action}: site 'third' does not support {action!r}"
 
 
 # ---------------------------------------------------------------- the command runner

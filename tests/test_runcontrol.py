@@ -7,6 +7,8 @@ database; the API halts it with DAGMan's halt file, and releases or resubmits it
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,9 @@ from sqlalchemy import select
 from webui_support import app, engine  # noqa: F401
 
 from iceprod_dag.common import names
-from iceprod_dag.common.exceptions import SiteError
+from iceprod_dag.common.exceptions import ActionRefusedError
 from iceprod_dag.sites import runcontrol
+from iceprod_dag.sites.base import Action
 from iceprod_dag.sites.registry import load_site
 from iceprod_dag.stats.models import Dataset
 
@@ -168,8 +171,15 @@ def test_retry_failed_resubmits_the_rescue_dag(app: Any, api: Any, tmp_path: Pat
     wait_for("the retried run succeeding", lambda: run_json(run).get("exit_code") == 0, run)
     assert started(run) == ["a_0", "b_0", "b_0", "c_0"]
     wait_for("the engine recording the end", lambda: db_state(app, pk) == "done", run)  # after run.json
-    # nothing left to do: suspending an ended run holds nothing back on the site
-    assert api(pk, "suspend").get_json() == {"state": "suspended", "site": "local", "site_action": "ended"}
+    # an ended run: suspend and resume are refused with the reason, and its state is left alone
+    for action in ("suspend", "resume"):
+        refused = api(pk, action)
+        assert refused.status_code == 409 and refused.get_json()["field"] == "site", refused.get_json()
+        assert (
+            f"cannot {action}: " in refused.get_json()["error"] and "has ended" in refused.get_json()["error"]
+        )
+        assert db_state(app, pk) == "done"
+    assert not runcontrol.is_halted(run)
 
 
 def test_a_site_that_cannot_act_is_a_409_naming_the_field(app: Any, api: Any, tmp_path: Path) -> None:  # noqa: F811
@@ -192,8 +202,8 @@ def test_a_site_without_halt_support_cannot_suspend(tmp_path: Path, monkeypatch:
 
     run = compile_chain(tmp_path)
     (run / names.RUN_INFO).write_text(json.dumps({"site": "local", "pid": None, "exit_code": None}))
-    monkeypatch.setattr(LocalSite, "honours_halt_file", False)
-    with pytest.raises(SiteError, match="cannot suspend"):
+    monkeypatch.setattr(LocalSite, "capabilities", LocalSite.capabilities - {Action.SUSPEND})
+    with pytest.raises(ActionRefusedError, match="cannot suspend: site 'local' does not support 'suspend'"):
         runcontrol.suspend(run)
     assert not runcontrol.is_halted(run)
 
@@ -301,3 +311,89 @@ def test_suspend_and_resume_from_the_command_line(tmp_path: Path) -> None:
     assert resumed.exit_code == 0 and resumed.output.split(": ")[-1].strip() in ("released", "resubmitted")
     wait_for("the resumed run succeeding", lambda: run_json(run).get("exit_code") == 0, run)
     assert started(run) == ["a_0", "b_0", "c_0"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """A real `iceprod-dag` process (errors become exit codes as users see them)."""
+    argv = [sys.executable, "-c", "from iceprod_dag.cli.main import main; main()", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def cli_status(run: Path) -> dict[str, Any]:
+    done = cli("status", "--json", str(run))
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def gate(tmp_path: Path) -> tuple[str, Path]:
+    """A job command that runs until the test opens its gate (touches the returned path)."""
+    opened = tmp_path / "gate-open"  # jobs run in a scratch folder: keep the flag outside it
+    script = tmp_path / "gate.sh"
+    script.write_text(f"while [ ! -e {opened} ]; do sleep 0.05; done\n")
+    return f"sh {script}", opened
+
+
+def test_remove_then_resubmit_a_local_run_from_the_command_line(tmp_path: Path) -> None:
+    """remove stops the engine and its job: status then reports what the site reports (the DAG removed, its
+    job cancelled, nothing running); suspend and resume of the ended run are refused; resubmit continues it."""
+    command, opened = gate(tmp_path)
+    run = compile_chain(tmp_path, a=command)
+    load_site("local", {"db": f"sqlite:///{tmp_path / 'stats.sqlite'}", "quiet": True}).submit(
+        run, wait=False
+    )
+    wait_for("a_0 starting", lambda: "a_0" in started(run), run)
+    busy = cli("resubmit", str(run))
+    assert busy.returncode == 2 and "cannot resubmit: " in busy.stderr and "still running" in busy.stderr
+
+    removed = cli("remove", str(run))
+    assert removed.returncode == 0, removed.stderr
+    status = cli_status(run)
+    assert status["finished"] and status["exit_code"] == 2 and not status["halted"]
+    assert status["nodes"] == {"a_0": "cancelled", "b_0": "pending", "c_0": "pending"}
+    text = cli("status", str(run)).stdout
+    assert "running" not in text and "exit status 2" in text and "None" not in text
+
+    for action in ("suspend", "resume"):
+        refused = cli(action, str(run))
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert refused.stderr.startswith(f"error: cannot {action}: ") and "has ended" in refused.stderr
+    assert not runcontrol.is_halted(run) and cli_status(run) == status
+
+    opened.touch()
+    again = cli("resubmit", "--wait", str(run))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert started(run) == ["a_0", "a_0", "b_0", "c_0"]  # the killed a_0 ran again; nothing else twice
+    assert cli_status(run)["nodes"] == {"a_0": "done", "b_0": "done", "c_0": "done"}
+
+
+def test_resubmit_a_failed_local_run_takes_the_web_uis_path(tmp_path: Path) -> None:
+    flag = tmp_path / "fixed"  # jobs run in a scratch folder: keep the flag outside it
+    run = compile_chain(tmp_path, a="echo a", b=f"test -e {flag}")
+    site = load_site("local", {"db": f"sqlite:///{tmp_path / 'stats.sqlite'}", "quiet": True})
+    assert site.submit(run, wait=True) != 0
+    assert cli_status(run)["nodes"] == {"a_0": "done", "b_0": "failed", "c_0": "cancelled"}
+    flag.touch()
+    again = cli("resubmit", "--wait", str(run))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.startswith(f"resubmitted {run}")
+    assert started(run) == ["a_0", "b_0", "b_0", "c_0"]
+
+
+def test_a_suspended_local_run_reports_halted_not_failed(tmp_path: Path) -> None:
+    command, opened = gate(tmp_path)
+    run = compile_chain(tmp_path, a=command)
+    site = load_site("local", {"db": f"sqlite:///{tmp_path / 'stats.sqlite'}", "quiet": True})
+    site.submit(run, wait=False)
+    wait_for("a_0 starting", lambda: "a_0" in started(run), run)
+    assert cli("suspend", str(run)).stdout.strip() == f"{run}: halted"
+    opened.touch()  # a_0 ends; with the halt file, b_0 does not start and the DAG ends halted
+    wait_for("the halted engine ending", lambda: site.status(run).finished, run)
+    status = cli_status(run)
+    assert status["halted"] and status["nodes"] == {"a_0": "done", "b_0": "pending", "c_0": "pending"}
+    text = cli("status", str(run)).stdout
+    assert "failed" not in text and "FINAL" not in text and "suspended" in text, text
+    again = cli("suspend", str(run))  # it has ended (halted): nothing runs to suspend
+    assert again.returncode == 2 and "has ended" in again.stderr
+    assert cli("resume", str(run)).stdout.strip() == f"{run}: resubmitted"
+    wait_for("the resumed run succeeding", lambda: run_json(run).get("exit_code") == 0, run)
+    assert cli_status(run)["nodes"] == {"a_0": "done", "b_0": "done", "c_0": "done"}

@@ -70,13 +70,13 @@ def test_offline_run_imported_twice_is_recorded_once(tmp_path, env, cli):
     engine.dispose()
 
 
-def test_default_database_is_the_site_file_under_iceprod_dag_home(tmp_path, cli):
+def test_default_database_is_the_one_file_under_iceprod_dag_home(tmp_path, cli):
     folder = tmp_path / "run"
     (folder / "stats").mkdir(parents=True)
     (folder / "stats" / "gen_0.0.json").write_text(json.dumps(make_record("gen_0", site="local")))
     result = cli("import-stats", str(folder))
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "home" / "local.sqlite").exists()
+    assert (tmp_path / "home" / "stats.sqlite").exists()
 
 
 def test_ads_are_imported_and_stale_records_reported(tmp_path, cli):

@@ -59,9 +59,9 @@ def test_default_url_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("ICEPROD_DAG_DB", raising=False)
     monkeypatch.delenv("ICEPROD_DAG_HOME", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert db.resolve_url(site="slurm") == f"sqlite:///{tmp_path}/xdg/iceprod-dag/slurm.sqlite"
+    assert db.resolve_url() == f"sqlite:///{tmp_path}/xdg/iceprod-dag/stats.sqlite"
     monkeypatch.setenv("ICEPROD_DAG_HOME", str(tmp_path / "home"))
-    assert db.resolve_url() == f"sqlite:///{tmp_path}/home/local.sqlite"
+    assert db.resolve_url() == f"sqlite:///{tmp_path}/home/stats.sqlite"
     monkeypatch.setenv("ICEPROD_DAG_DB", "sqlite:////elsewhere.sqlite")
     assert db.resolve_url() == "sqlite:////elsewhere.sqlite"
     assert db.resolve_url("postgresql+psycopg://h/db") == "postgresql+psycopg://h/db"

@@ -114,7 +114,7 @@ def test_lost_attempts_are_settled_and_the_dataset_state_follows_its_jobs(
             "SELECT a.state, a.failure, a.ended_at IS NOT NULL, j.state FROM attempts a "
             f"JOIN jobs j ON j.id = a.job_pk WHERE j.node = '{first['node']}' AND j.dataset_pk = {pk}"
         ).one()
-    assert tuple(lost) == ("failed", "killed", 1, "pending")
+    assert tuple(lost) == ("failed", "lost", 1, "pending")
     again = [claim(), claim()]
     assert (again[0]["node"], again[0]["attempt"]) == (first["node"], 1)
     for item in again:

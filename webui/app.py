@@ -36,7 +36,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | 
         PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=12),
         MAX_CONTENT_LENGTH=int(settings["MAX_UPLOAD_MB"]) * 1024 * 1024,
     )
-    engine = settings.get("ENGINE") or make_engine(settings["DB"], settings["SITE"])
+    engine = settings.get("ENGINE") or make_engine(settings["DB"])
     if engine.dialect.name == "sqlite":
         _sqlite_cache(engine, int(settings["SQLITE_CACHE_MB"]))
     if settings.get("INIT_DB", True):

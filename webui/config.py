@@ -23,8 +23,7 @@ PREFIX = "ICEPROD_DAG_"
 
 #: every setting, its default and its type (used to convert environment strings)
 DEFAULTS: dict[str, Any] = {
-    "DB": None,  # stats database URL (None: iceprod_dag.stats.db's default for the site)
-    "SITE": "local",
+    "DB": None,  # stats database URL (None: iceprod_dag.stats.db's default)
     "SECRET_KEY": None,  # None: kept in <data home>/web-secret-key, made on first use
     "COOKIE_SECURE": True,  # session cookie only over HTTPS (browsers allow it on http://127.0.0.1)
     "RUNS_DIR": None,  # where datasets submitted through the API are compiled (None: <data home>/runs)

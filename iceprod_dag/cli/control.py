@@ -4,22 +4,25 @@ and `dag why RUN NODE`. The run folder's run.json says which site runs it and wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
+from iceprod_dag.cli.summary import run_summary
 from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import IceprodDagError, SiteError
 from iceprod_dag.common.states import JobState
-from iceprod_dag.sites.base import RunStatus, Site
+from iceprod_dag.sites.base import Action, RunStatus, Site
+from iceprod_dag.sites.progress import ProgressLine, render_progress
 from iceprod_dag.sites.runinfo import run_info, site_for
 
 #: seconds between statistics collections while following a run (and once more when it ends)
 COLLECT_INTERVAL_S = 15.0
 RUN_ARG = click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False, path_type=Path))
+TROUBLE = (JobState.HELD, JobState.FAILED)
 #: attributes of a stats record `dag why` prints, in this order
 RECORD_FIELDS = (
     "attempt",
@@ -40,21 +43,16 @@ RECORD_FIELDS = (
 )
 
 
-def _optional(site: Site, method: str, run_dir: Path) -> Any:
-    func = getattr(site, method, None)
-    if func is None:
-        raise SiteError(f"site {site.name!r} cannot {method} a run")
-    return func(run_dir)
-
-
 def format_status(status: RunStatus, limit: int = 20) -> str:
     """Counts per state, then the nodes that need attention (held, failed) with their reasons."""
     counts = status.counts()
     order = [s.value for s in JobState]
     lines = ["  ".join(f"{state}: {counts[state]}" for state in order if state in counts) or "no nodes yet"]
-    if status.finished:
+    if status.halted:
+        lines.append("DAG suspended: it ended halted; `resume` continues it from its rescue DAG")
+    elif status.finished:
         lines.append(f"DAG finished with exit status {status.exit_code}")
-    trouble = [n for n, s in sorted(status.nodes.items()) if s in (JobState.HELD, JobState.FAILED)]
+    trouble = [n for n in sorted(status.nodes, key=names.natural_key) if status.nodes[n] in TROUBLE]
     for node in trouble[:limit]:
         reason = status.reasons.get(node, "")
         lines.append(f"  {status.nodes[node].value:<8} {node}" + (f": {reason}" if reason else ""))
@@ -76,6 +74,7 @@ def status_command(run_dir: Path, as_json: bool) -> None:
                 {
                     "finished": status.finished,
                     "exit_code": status.exit_code,
+                    "halted": status.halted,
                     "counts": status.counts(),
                     "nodes": {n: s.value for n, s in status.nodes.items()},
                     "reasons": dict(status.reasons),
@@ -86,9 +85,8 @@ def status_command(run_dir: Path, as_json: bool) -> None:
         )
         return
     click.echo(format_status(status))
-    follower = getattr(site, "follower", None)
-    if follower is not None:
-        click.echo(f"throughput: {follower(run_dir).throughput_per_min():.1f} nodes/min")
+    if site.can(Action.THROUGHPUT):
+        click.echo(f"throughput: {site.throughput_per_min(run_dir):.1f} nodes/min")
 
 
 @click.command("watch")
@@ -96,32 +94,46 @@ def status_command(run_dir: Path, as_json: bool) -> None:
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
 @click.pass_context
 def watch_command(ctx: click.Context, run_dir: Path, timeout: float | None) -> None:
-    """Follow RUN until its DAG ends; exit with DAGMan's status (non-zero if the DAG failed)."""
+    """Follow RUN until its DAG ends with the progress line `submit` shows, then its summary; exit with
+    DAGMan's status (non-zero if the DAG failed)."""
     site = site_for(run_dir)
     quiet = (ctx.obj or {}).get("quiet", False)
+    status = follow(site, run_dir, quiet, timeout)
+    click.echo(run_summary(run_dir, status))
+    ctx.exit(int(status.exit_code if status.exit_code is not None else 1))
+
+
+def follow(site: Site, run_dir: Path, quiet: bool, timeout: float | None) -> RunStatus:
+    """Poll RUN until its DAG ends, collecting statistics as nodes finish; the progress line unless quiet."""
     deadline = None if timeout is None else time.time() + timeout
-    last, collected_at = None, 0.0
-    while True:
-        status = site.status(run_dir)
-        counts = status.counts()
-        # collecting can load the batch system (history queries): as nodes finish, not too often, and at the end
-        if status.finished or (counts != last and time.time() - collected_at >= COLLECT_INTERVAL_S):
-            try:
-                site.collect(run_dir)
-            except IceprodDagError as exc:
-                click.echo(f"warning: collecting statistics failed: {exc}", err=True)
-            collected_at = time.time()
-        if counts != last:
-            if not quiet:
-                click.echo(time.strftime("%H:%M:%S ") + format_status(status).splitlines()[0])
+    started = time.time()
+    last: dict[str, int] | None = None
+    collected_at = 0.0
+    finished_before: int | None = None
+    line = ProgressLine() if not quiet else None
+    with line or contextlib.nullcontext():
+        while True:
+            status = site.status(run_dir)
+            counts = status.counts()
+            # collecting can load the batch system (history queries): as nodes finish, not too often, and at the end
+            if status.finished or (counts != last and time.time() - collected_at >= COLLECT_INTERVAL_S):
+                try:
+                    site.collect(run_dir)
+                except IceprodDagError as exc:
+                    click.echo(f"warning: collecting statistics failed: {exc}", err=True)
+                collected_at = time.time()
             last = counts
-        if status.finished:
-            if not quiet:
-                click.echo(format_status(status))
-            ctx.exit(int(status.exit_code if status.exit_code is not None else 1))
-        if deadline is not None and time.time() > deadline:
-            raise SiteError(f"{run_dir}: the DAG did not end within {timeout:.0f} s")
-        time.sleep(site.poll_interval)
+            finished = counts.get("done", 0) + counts.get("failed", 0)
+            finished_before = finished if finished_before is None else finished_before
+            if line is not None:
+                elapsed = max(1e-6, time.time() - started)
+                rate = (finished - finished_before) / elapsed
+                line.show(render_progress(counts, len(status.nodes), rate, elapsed))
+            if status.finished:
+                return status
+            if deadline is not None and time.time() > deadline:
+                raise SiteError(f"{run_dir}: the DAG did not end within {timeout:.0f} s")
+            time.sleep(site.poll_interval)
 
 
 @click.command("remove")
@@ -136,7 +148,7 @@ def remove_command(run_dir: Path) -> None:
 @RUN_ARG
 def hold_command(run_dir: Path) -> None:
     """Hold RUN's jobs (and its DAGMan) until `release`."""
-    _optional(site_for(run_dir), "hold", run_dir)
+    site_for(run_dir).hold(run_dir)
     click.echo(f"held {run_dir}")
 
 
@@ -144,7 +156,7 @@ def hold_command(run_dir: Path) -> None:
 @RUN_ARG
 def release_command(run_dir: Path) -> None:
     """Release RUN's held jobs."""
-    _optional(site_for(run_dir), "release", run_dir)
+    site_for(run_dir).release(run_dir)
     click.echo(f"released {run_dir}")
 
 
@@ -172,8 +184,9 @@ def resume_command(run_dir: Path) -> None:
 @click.pass_context
 def resubmit_command(ctx: click.Context, run_dir: Path, wait: bool) -> None:
     """Run RUN again from DAGMan's rescue DAG: nodes that completed do not run again."""
-    site = site_for(run_dir)
-    _optional(site, "resubmit", run_dir)
+    from iceprod_dag.sites import runcontrol
+
+    runcontrol.resubmit(run_dir)  # the one path, as the web UI's retry and resume take
     click.echo(f"resubmitted {run_dir}")
     if wait:
         ctx.invoke(watch_command, run_dir=run_dir, timeout=None)
@@ -225,13 +238,19 @@ def why_report(run_dir: Path, node: str, status: RunStatus | None, folder: Path)
     ad_path = folder / names.job_ad(node, attempt)
     if ad_path.exists():
         from iceprod_dag.plugins.condor.collect import key_attributes
-        from iceprod_dag.stats.classads import read_ads
+        from iceprod_dag.stats.classads import is_time_attribute, read_ads
 
         ads = read_ads(ad_path)
         if ads:
             lines.append(f"  job ClassAd ({ad_path.relative_to(folder)}):")
-            lines += [f"    {k} = {v}" for k, v in key_attributes(ads[0]).items()]
+            for k, v in key_attributes(ads[0]).items():
+                when = f" ({_utc(v)})" if is_time_attribute(k, v) else ""
+                lines.append(f"    {k} = {v}{when}")
     return lines
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
 @dag_command.command("why")

@@ -21,7 +21,7 @@ COMMAND_MODULES: dict[str, list[str]] = {
     "pilot_cmd": ["pilot"],
     "offline_cmd": ["run-offline"],
     "iceprod_cmd": ["import-iceprod"],
-    "stats_cmd": ["import-stats", "sync"],
+    "stats_cmd": ["import-stats", "sync", "stats"],
     "web_cmd": ["serve", "user"],
 }
 

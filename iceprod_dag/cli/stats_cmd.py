@@ -1,7 +1,9 @@
-"""`import-stats` and `sync`: load a run folder into a stats database; push a site database to the central one."""
+"""`import-stats` and `sync`: load a run folder into a stats database; push a site database to the central one;
+`stats`: the failure triage of one run."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,7 +18,10 @@ ENV_CENTRAL = "ICEPROD_DAG_CENTRAL_DB"
 @click.command("import-stats")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
-    "--db", "db_url", default=None, help="Stats database URL (default: $ICEPROD_DAG_DB or the site's file)."
+    "--db",
+    "db_url",
+    default=None,
+    help="Stats database URL (default: $ICEPROD_DAG_DB or <data home>/stats.sqlite).",
 )
 @click.option(
     "--site", default=None, help="Site the records belong to (default: the records' own, or 'offline')."
@@ -30,7 +35,7 @@ def import_stats_command(folder: Path, db_url: str | None, site: str | None) -> 
     from iceprod_dag.stats.db import init_db
     from iceprod_dag.stats.importer import import_folder
 
-    engine = init_db(db_url, site=site or "local")
+    engine = init_db(db_url)
     try:
         result = import_folder(engine, folder, site=site)
     finally:
@@ -57,7 +62,10 @@ def _existing_source(url: str) -> None:
 
 @click.command("sync")
 @click.option(
-    "--from", "source_url", default=None, help="Site database URL (default: $ICEPROD_DAG_DB or local's)."
+    "--from",
+    "source_url",
+    default=None,
+    help="Site database URL (default: $ICEPROD_DAG_DB or <data home>/stats.sqlite).",
 )
 @click.option("--to", "target_url", default=None, help=f"Central database URL (default: ${ENV_CENTRAL}).")
 @click.option("--batch-size", default=2000, show_default=True, help="Jobs per transaction.")
@@ -94,3 +102,22 @@ def sync_command(ctx: click.Context, source_url: str | None, target_url: str | N
         f"synced: {result.datasets} datasets, {result.jobs} jobs, {result.attempts} attempts, "
         f"{result.job_ads} job ClassAds written ({result.batches} batches)"
     )
+
+
+@click.command("stats")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def stats_command(run: Path, as_json: bool) -> None:
+    """Failure triage of RUN from its stats records: per task count, min/mean/p95/max of wall, CPU and peak
+    memory against the request, retries, badput (wall time of failed attempts) and its share, and failures
+    grouped by category and by the first line of their error."""
+    from iceprod_dag.stats.summary import load_run, render, summarize
+
+    try:
+        records = load_run(run)
+    except StatsError as exc:  # a malformed record is bad input: name it, exit 2
+        error = click.ClickException(str(exc))
+        error.exit_code = 2
+        raise error from None
+    summary = summarize(records)
+    click.echo(json.dumps(summary, indent=1) if as_json else render(summary, str(run)))

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from iceprod_dag.cli.progress import progress_bar
+from iceprod_dag.cli.summary import run_summary
 from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import IceprodDagError
 from iceprod_dag.compile.compiler import compile_dataset
@@ -67,8 +68,9 @@ def submit_command(
 ) -> None:
     """Submit SOURCE (a dataset YAML, an IceProd JSON config, or a hand-written DAGMan .dag) to a site.
 
-    Prints the run folder, then (with --wait) follows the run and exits with the DAG's status as DAGMan
-    reports it: 0 success, 1 failure, or an ABORT-DAG-ON RETURN value.
+    Prints the run folder, then (with --wait) follows the run, prints a summary (done and failed per task,
+    the failed nodes, the `dag why` command for the first) and exits with the DAG's status as DAGMan reports
+    it: 0 success, 1 failure, or an ABORT-DAG-ON RETURN value.
     """
     from iceprod_dag.sites.registry import load_site
 
@@ -89,6 +91,10 @@ def submit_command(
     click.echo(str(run_dir))
     status = plugin.submit(run_dir, wait=wait)
     if wait and status is not None:
+        try:
+            click.echo(run_summary(run_dir, plugin.status(run_dir)))
+        except IceprodDagError as exc:  # the run ended: its status is the result, the summary a courtesy
+            click.echo(f"warning: no summary: {exc}", err=True)
         ctx.exit(status)
 
 

@@ -6,17 +6,21 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from iceprod_dag.common.exceptions import IceprodDagError
+
+if TYPE_CHECKING:  # sqlalchemy loads only for the commands that use it
+    from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 
 ENV_ADMIN_PASSWORD = "ICEPROD_DAG_ADMIN_PASSWORD"
 
 
-def _engine(db: str | None):  # type: ignore[no-untyped-def]
+def _engine(db: str | None) -> Engine:
     from iceprod_dag.stats import accounts  # noqa: F401 - the account tables on Base
     from iceprod_dag.stats.db import init_db
 
@@ -41,7 +45,7 @@ def _password(password_file: str | None, prompt: bool) -> str | None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free port).")
 @click.option(
-    "--db", default=None, help="Stats database URL (default: $ICEPROD_DAG_DB or the site's SQLite)."
+    "--db", default=None, help="Stats database URL (default: $ICEPROD_DAG_DB or <data home>/stats.sqlite)."
 )
 @click.option("--threads", default=4, show_default=True, type=int, help="waitress worker threads.")
 @click.option("--config", "config_file", default=None, help="Web config file (JSON/YAML).")
@@ -54,7 +58,7 @@ def serve_command(
     host: str, port: int, db: str | None, threads: int, config_file: str | None, insecure_cookies: bool
 ) -> None:
     """Serve the web UI and JSON API on waitress (a production WSGI server)."""
-    import waitress
+    from waitress.server import create_server
 
     from iceprod_dag.webui import create_app
 
@@ -64,13 +68,16 @@ def serve_command(
     app = create_app(explicit, config_file)
     from iceprod_dag.webui.services import accounts
 
-    if not accounts.list_users(app.extensions["iceprod_dag_engine"]):
+    db_engine = app.extensions["iceprod_dag_engine"]
+    # the same default as every other command: runs submitted from any shell show here unless told otherwise
+    click.echo(f"stats database: {db_engine.url.render_as_string(hide_password=True)}", err=True)
+    if not accounts.list_users(db_engine):
         click.echo(
             "no users yet: create the first admin with "
             "`iceprod-dag user add admin --role admin --password-file FILE` (same --db)",
             err=True,
         )
-    server = waitress.create_server(
+    server = create_server(
         app,
         host=host,
         port=port,
@@ -82,7 +89,8 @@ def serve_command(
         inbuf_overflow=16 * 1024 * 1024,
     )
     # the real port matters with --port 0; tests and scripts read this line
-    click.echo(f"iceprod-dag web UI on http://{host}:{server.effective_port}/", err=True)
+    port = server.effective_port  # type: ignore[union-attr]  # set by waitress, missing from types-waitress
+    click.echo(f"iceprod-dag web UI on http://{host}:{port}/", err=True)
     sys.stderr.flush()
     try:
         server.run()

@@ -79,6 +79,18 @@ class InvalidSiteError(SiteError):
     exit_code = 2
 
 
+class ActionRefusedError(SiteError):
+    """A control action (suspend, resume, hold, release, resubmit, retry) that the run's site cannot do, or that
+    the run's current state does not allow; the message says why and nothing was changed (CLI exit 2, API 409)."""
+
+    exit_code = 2
+
+    def __init__(self, action: str, reason: str) -> None:
+        self.action = action
+        self.reason = reason
+        super().__init__(f"cannot {action}: {reason}")
+
+
 class RunNotFoundError(IceprodDagError):
     """A run folder does not exist or holds no DAG."""
 

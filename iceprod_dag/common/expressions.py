@@ -331,7 +331,8 @@ class _Resolver:
                 raise self.error(f"{source!r}: {value!r} is not a list") from None
         if not isinstance(value, list):
             raise self.error(f"{source!r}: {value!r} is not a list")
-        reducer: Callable[[Any], Any] = {"sum": sum, "min": min, "max": max, "len": len}[func]
+        reducers: Dict[str, Callable[[Any], Any]] = {"sum": sum, "min": min, "max": max, "len": len}
+        reducer = reducers[func]
         try:
             return reducer(value)
         except (TypeError, ValueError) as exc:
@@ -353,7 +354,12 @@ _UNARYOPS: Dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub:
 def _arith(node: ast.AST, compute: bool = True) -> Union[int, float]:
     """Evaluate a whitelisted arithmetic tree; anything else (names, calls, strings...) is refused.
     With compute=False only check it: a syntax check must not hang on 9**9**9."""
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+    # bool is an int subclass but not a number here
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float))
+        and not isinstance(node.value, bool)
+    ):
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         left, right = _arith(node.left, compute), _arith(node.right, compute)
@@ -472,7 +478,7 @@ def _collect(nodes: List[_Node], found: Set[str]) -> None:
         if node.func in ("", "steering"):
             body = node.body()
             if all(isinstance(n, _Text) for n in body):
-                name = "".join(n.text for n in body).strip()  # type: ignore[union-attr]
+                name = "".join(n.text for n in body).strip()
                 if name and name not in BUILTIN_NAMES:
                     found.add(name)
 

@@ -25,6 +25,7 @@ A run folder (RUNDIR) made by ``iceprod-dag compile`` holds::
 from __future__ import annotations
 
 import os
+import re
 
 DAG_FILE = "dataset.dag"
 DOT_FILE = "dataset.dot"
@@ -79,6 +80,14 @@ def split_node_name(node: str) -> tuple[str, int] | None:
     if not sep or not job.isdigit():
         return None
     return task, int(job)
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders the digits in a name by value: ``n_2`` before ``n_10``."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(name) if part)
 
 
 def stats_record(node: str, attempt: int) -> str:

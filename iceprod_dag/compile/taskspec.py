@@ -39,6 +39,7 @@ def task_spec(dataset: Dataset, task: Task) -> dict[str, Any]:
         },
         "pilot": {
             "memory_allowance": dataset.pilot.memory_allowance,
+            "learn_factor": dataset.pilot.learn_factor,
             "sample_interval_s": dataset.pilot.sample_interval_s,
             "kill_grace_s": dataset.pilot.kill_grace_s,
             "transfer_retries": dataset.pilot.transfer_retries,

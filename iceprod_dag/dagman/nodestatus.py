@@ -1,4 +1,6 @@
-"""DAGMan's NODE_STATUS_FILE: write it as DAGMan 23 does, and read DAGMan's (or ours) back.
+"""DAGMan's NODE_STATUS_FILE: write it as DAGMan 23 does, and read DAGMan's (or ours) back. The one codec of
+the file: the local engine writes it with this module, and the local and condor sites read it with it (node
+states through the one table in iceprod_dag.common.states).
 
 The file is a list of new-style ClassAds: one ``DagStatus`` ad, one ``NodeStatus`` ad per node (FINAL included,
 in DAG order) and a ``StatusEnd`` ad, one attribute per line with DAGMan's ``/* comment */`` notes. It is
@@ -9,32 +11,18 @@ this layout (100,000 nodes read in under a second of CPU here; classad2 agrees w
 from __future__ import annotations
 
 import dataclasses
-import enum
 import os
 import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from iceprod_dag.common.states import JobState, NodeStatus, node_job_state
 
-class NodeStatus(enum.IntEnum):
-    """DAGMan's Node::status_t, as written in NodeStatus and DagStatus."""
-
-    NOT_READY = 0
-    READY = 1
-    PRERUN = 2
-    SUBMITTED = 3
-    POSTRUN = 4
-    DONE = 5
-    ERROR = 6
-    FUTILE = 7
-
-    @property
-    def dagman_name(self) -> str:
-        return "STATUS_" + self.name
+__all__ = ["DagStatusReport", "NodeEntry", "NodeStatus", "read_node_status", "render", "write_node_status"]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class NodeEntry:
     """One NodeStatus ad."""
 
@@ -44,6 +32,10 @@ class NodeEntry:
     retry_count: int = 0
     procs_queued: int = 0
     procs_held: int = 0
+
+    @property
+    def job_state(self) -> JobState:
+        return node_job_state(self.status, self.details, self.procs_held)
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import htcondor2  # type: ignore[import-untyped]
+import htcondor2
 
 from iceprod_dag.common.exceptions import DagSyntaxError
 

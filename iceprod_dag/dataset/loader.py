@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from iceprod_dag.common import units
-from iceprod_dag.common.exceptions import ConfigError, ExpressionError
-from iceprod_dag.dataset import schema
+from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.dataset import exprcheck, schema
 from iceprod_dag.dataset.model import DataFile, Dataset, Module, PilotOptions, Requirements, Task
 from iceprod_dag.dataset.yamlsource import LineMap, load_yaml_with_lines
 
@@ -64,6 +64,8 @@ def load_dataset_dict(data: Any, source: str = "<dataset>", lines: LineMap | Non
     problems: list[Problem] = list(schema.iter_problems(data))
     if _well_formed_tasks(data):
         problems.extend(_cross_field_problems(data))
+    if not problems:  # resolving needs well-formed fields and expressions
+        problems.extend(exprcheck.resolve_problems(data))
     if problems:
         raise ConfigError(
             [_format(source, lines, path, msg) for path, msg in _sorted(problems, lines)], source
@@ -125,7 +127,7 @@ def _cross_field_problems(data: dict[str, Any]) -> list[Problem]:
         problems.append(
             (("tasks", index, "depends"), "task dependencies form a cycle: " + " -> ".join(cycle))
         )
-    problems.extend(_expression_problems(data))
+    problems.extend(exprcheck.syntax_problems(data))
     problems.extend(_prestage_problems(data))
     return problems
 
@@ -180,35 +182,6 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
-def _expression_problems(data: dict[str, Any]) -> list[Problem]:
-    try:
-        from iceprod_dag.common.expressions import check_syntax
-    except ImportError:  # pragma: no cover - shipped with the package
-        return []
-    problems: list[Problem] = []
-
-    def walk(value: Any, path: tuple[str | int, ...]) -> None:
-        if isinstance(value, str):
-            if "$" in value:
-                try:
-                    check_syntax(value)
-                except ExpressionError as exc:
-                    problems.append((path, str(exc)))
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, (*path, key))
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                walk(item, (*path, i))
-
-    walk(data.get("parameters", {}), ("parameters",))
-    for i, task in enumerate(data["tasks"]):
-        for key in ("command", "modules", "parameters", "data"):
-            if key in task:
-                walk(task[key], ("tasks", i, key))
-    return problems
-
-
 def _normalize(data: dict[str, Any], source: str) -> Dataset:
     options = data.get("options", {})
     pilot = options.get("pilot", {})
@@ -227,6 +200,7 @@ def _normalize(data: dict[str, Any], source: str) -> Dataset:
         max_jobs=options.get("max_jobs", 0),
         pilot=PilotOptions(
             memory_allowance=float(pilot.get("memory_allowance", 0.25)),
+            learn_factor=float(pilot.get("learn_factor", 1.5)),
             sample_interval_s=float(units.parse_duration_s_float(pilot.get("sample_interval", 1))),
             kill_grace_s=float(units.parse_duration_s_float(pilot.get("kill_grace", 5))),
             transfer_retries=pilot.get("transfer_retries", 3),
@@ -251,7 +225,7 @@ def _normalize_task(task: dict[str, Any], default_retries: int) -> Task:
         depends=list(task.get("depends", [])),
         requirements=Requirements(
             cpus=req.get("cpus", 1),
-            memory_mb=units.parse_size_mb(req.get("memory", "1 GB")),
+            memory_mb=units.parse_size_mb(req.get("memory", schema.default("requirements", "memory"))),
             disk_mb=units.parse_size_mb(req.get("disk", "1 GB")),
             gpus=req.get("gpus", 0),
             walltime_s=units.parse_duration_s(req.get("walltime", "1h")),

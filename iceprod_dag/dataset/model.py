@@ -33,7 +33,8 @@ class Requirements:
     """Resources of one job of a task, in HTCondor's units (MiB, seconds)."""
 
     cpus: int = 1
-    memory_mb: int = 1024
+    #: no default here: the dataset schema's (config/dataset.schema.yaml), which the loader applies
+    memory_mb: int = dataclasses.field(kw_only=True)
     disk_mb: int = 1024
     gpus: int = 0
     walltime_s: int = 3600
@@ -62,6 +63,7 @@ class PilotOptions:
     """Settings of the pilot wrapper."""
 
     memory_allowance: float = 0.25
+    learn_factor: float = 1.5
     sample_interval_s: float = 1.0
     kill_grace_s: float = 5.0
     transfer_retries: int = 3

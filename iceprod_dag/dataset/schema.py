@@ -39,6 +39,11 @@ def load_schema(name: str = DATASET_SCHEMA) -> dict[str, Any]:
     return schema
 
 
+def default(definition: str, field: str, name: str = DATASET_SCHEMA) -> Any:
+    """The documented default of ``field`` in the schema's ``$defs/definition``: the one place it is written."""
+    return load_schema(name)["$defs"][definition]["properties"][field]["default"]
+
+
 @functools.cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
     schema = load_schema(name)
@@ -60,11 +65,12 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "format" and error.cause is not None:
         return str(error.cause)
     if error.validator == "type":
-        expected = error.validator_value
+        expected: Any = error.validator_value  # the schema's "type": a name or a list of names
         names = expected if isinstance(expected, list) else [expected]
         return f"expected {' or '.join(names)}, got {type(error.instance).__name__} {error.instance!r}"
     if error.validator == "enum":
-        choices = ", ".join(repr(c) for c in error.validator_value)
+        values: Any = error.validator_value  # the schema's "enum" list
+        choices = ", ".join(repr(c) for c in values)
         return f"expected one of {choices}, got {error.instance!r}"
     if error.validator == "required":
         return error.message.replace("is a required property", "is required")
@@ -78,7 +84,8 @@ def iter_problems(data: Any, name: str = DATASET_SCHEMA) -> Iterator[tuple[tuple
     for error in _validator(name).iter_errors(data):
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = set((error.schema.get("properties") or {}).keys())
+            schema: Any = error.schema  # the object schema that failed: a mapping here
+            allowed = set((schema.get("properties") or {}).keys())
             for key in error.instance:
                 if key not in allowed:
                     hint = _closest(str(key), allowed)

@@ -1,8 +1,9 @@
 """Command line of the pilot (also the zipapp's entry point): `run` one job, or `multi` for pilot mode.
 
-    python3 pilot.pyz run --spec specs/<task>.json --job N --attempt R [--memory-mb M] [--site NAME]
-                          [--stats PATH] [--logdir DIR]
+    python3 pilot.pyz run --spec specs/<task>.json --job N --attempt R [--memory-mb M] [--walltime T]
+                          [--disk D] [--site NAME] [--stats PATH] [--logdir DIR]
     python3 pilot.pyz multi --queue DIR [--cpus N] [--memory MB] [--disk MB] [--gpus N] [--walltime 2h]
+                            [--lend-memory]
 
 The exit code of `run` is the attempt's pilot exit code (iceprod_dag/pilot/exitcodes.py); argument errors
 exit 2 (PERMANENT), a crash of the pilot itself exits 8 (PILOT_ERROR).
@@ -56,6 +57,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--job", required=True, type=int, help="job index")
     run.add_argument("--attempt", type=int, default=0, help="attempt number ($(RETRY)), default 0")
     run.add_argument("--memory-mb", type=_size, help="memory request overriding the spec's (a retry)")
+    run.add_argument("--walltime", type=_duration, help="wall time request overriding the spec's (a retry)")
+    run.add_argument("--disk", type=_size, help="disk request overriding the spec's (a retry)")
     run.add_argument("--site", help="site name for the stats record")
     run.add_argument("--stats", help="stats record path (default stats/<node>.<attempt>.json)")
     run.add_argument("--logdir", help="log folder (default logs/<node>/<attempt>)")
@@ -76,6 +79,11 @@ def parser() -> argparse.ArgumentParser:
     multi.add_argument("--disk", type=_size, help="disk of the envelope (default: free scratch space)")
     multi.add_argument("--gpus", type=int, default=0, help="gpus of the envelope (default 0)")
     multi.add_argument("--walltime", type=_duration, help="how long the pilot may run (default: no limit)")
+    multi.add_argument(
+        "--lend-memory",
+        action="store_true",
+        help="let a job past its own memory limit while the envelope has room (the record says how much)",
+    )
     multi.add_argument("--site", help="site name for the stats records")
     multi.add_argument("--sample-interval", type=float, default=1.0, help="seconds between samples")
     multi.add_argument(
@@ -130,6 +138,8 @@ def main(argv: Optional[List[str]] = None, configure_logging: bool = True) -> in
                 args.stats,
                 args.logdir,
                 use_psutil,
+                args.walltime,
+                args.disk,
             )
             return int(rec["pilot_exit_code"])
         from iceprod_dag.pilot.multijob import Pilot, detect_envelope
@@ -151,6 +161,7 @@ def main(argv: Optional[List[str]] = None, configure_logging: bool = True) -> in
             args.poll,
             use_psutil,
             idle_timeout_s=args.idle_timeout,
+            lend_memory=args.lend_memory,
         )
         with terminate_on_signals(pilot.stop):
             pilot.run()

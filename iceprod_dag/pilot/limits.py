@@ -3,9 +3,10 @@
 Memory rules (docs/contracts.md, issue 3):
 
 - A job may use its request × (1 + memory_allowance): its *own limit*.
-- In multi-job mode it may go further while the pilot has unused memory: its limit is also at least the
-  envelope minus what every other job holds (their usage, or their request if they use less, since they may
-  grow into it). This is the memory the pilot *lends*.
+- Only where the site allows it (``lend=True``; off by default), a job of a multi-job pilot may go further
+  while the pilot has unused memory: its limit is also at least the envelope minus what every other job holds
+  (their usage, or their request if they use less, since they may grow into it). This is the memory the
+  pilot *lends*; the record keeps the own limit and says how much was lent (``memory_lent_mb``).
 - When the jobs together use more than the envelope, the most-over job (usage − request) is killed first,
   one per tick, so the next tick sees the memory it frees.
 
@@ -47,9 +48,11 @@ def own_limit_mb(request_mb: Optional[float], allowance: float) -> Optional[floa
     return None if not request_mb else request_mb * (1.0 + max(0.0, allowance))
 
 
-def memory_limits(jobs: List[JobView], envelope_mb: Optional[float]) -> Dict[str, Optional[float]]:
-    """Each job's effective memory limit: its own limit, raised by what the envelope can lend it."""
-    if envelope_mb is None:
+def memory_limits(
+    jobs: List[JobView], envelope_mb: Optional[float], lend: bool = False
+) -> Dict[str, Optional[float]]:
+    """Each job's effective memory limit: its own limit, raised by what the envelope can lend it (``lend``)."""
+    if envelope_mb is None or not lend:
         return {job.key: job.own_limit_mb for job in jobs}
     held = {job.key: max(job.memory_mb, job.request_mb or 0.0) for job in jobs}
     total = sum(held.values())
@@ -61,11 +64,14 @@ def memory_limits(jobs: List[JobView], envelope_mb: Optional[float]) -> Dict[str
 
 
 def decide(
-    jobs: List[JobView], envelope_mb: Optional[float] = None
+    jobs: List[JobView], envelope_mb: Optional[float] = None, lend: bool = False
 ) -> Dict[str, Tuple[str, Optional[float], str]]:
-    """Jobs to kill now: key -> (failure category, memory limit at the time, human-readable reason)."""
+    """Jobs to kill now: key -> (failure category, memory limit at the time, human-readable reason).
+
+    Without ``lend`` each job is held to its own limit; the envelope still kills the most-over job when the
+    jobs together exceed it."""
     kills: Dict[str, Tuple[str, Optional[float], str]] = {}
-    limits = memory_limits(jobs, envelope_mb)
+    limits = memory_limits(jobs, envelope_mb, lend)
     for job in jobs:
         limit = limits[job.key]
         if job.walltime_s and job.elapsed_s > job.walltime_s:

@@ -2,8 +2,9 @@
 
 Jobs are packed by their requests (cpus, gpus, disk) and by the memory the running jobs hold (their usage
 or their request, whichever is larger, so borrowed memory is not handed out twice). Each job runs in its own
-thread through JobRun; one Supervisor samples them all, lends unused envelope memory to jobs past their own
-limit and kills the most-over job first when the envelope is exhausted (see limits.py).
+thread through JobRun; one Supervisor samples them all, holds each to its own limit (lending unused envelope
+memory beyond it only with ``lend_memory``, where a site allows it) and kills the most-over job first when
+the envelope is exhausted (see limits.py).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _meminfo_mb(field: str) -> Optional[float]:
 def detect_envelope(scratch: Optional[str] = None) -> Resources:
     """This node's resources when the pilot is not told: all cpus, available memory, free scratch disk."""
     try:
-        cpus = len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     try:
@@ -64,8 +65,11 @@ class Pilot:
         base_dir: Optional[str] = None,
         scratch: Optional[str] = None,
         idle_timeout_s: Optional[float] = None,
+        lend_memory: bool = False,
     ) -> None:
         self.source = source
+        #: let a job past its own memory limit while the envelope has room (only where the site says so)
+        self.lend_memory = lend_memory
         self.idle_timeout_s = idle_timeout_s
         self.envelope = envelope
         self.site = site
@@ -113,7 +117,11 @@ class Pilot:
         path = item.spec if os.path.isabs(item.spec) else os.path.join(self.base_dir, item.spec)
         if path not in self._specs:  # many jobs share one spec: read and parse it once
             self._specs[path] = load_spec(path)
-        return resolve_job(self._specs[path], item.job, item.attempt, item.memory_mb, source=item.spec)
+        job = resolve_job(self._specs[path], item.job, item.attempt, source=item.spec)
+        runjob.learn_from_previous(job, item.stats, self.base_dir)
+        if item.memory_mb is not None:
+            job.request.memory_mb = item.memory_mb
+        return job
 
     def _remaining_s(self) -> Optional[float]:
         if self.envelope.walltime_s is None:
@@ -156,6 +164,7 @@ class Pilot:
             self.scratch,
             workdir,
             env,
+            item.submitted,
         )
         self._running[key] = (item, job)
         log.info("starting %s (%s)", key, job.request)
@@ -218,7 +227,9 @@ class Pilot:
         self._started = time.monotonic()
         pending = None
         idle_since: Optional[float] = None
-        with Supervisor(self.sample_interval_s, self.envelope.memory_mb, self.use_psutil) as supervisor:
+        with Supervisor(
+            self.sample_interval_s, self.envelope.memory_mb, self.use_psutil, self.lend_memory
+        ) as supervisor:
             self._supervisor = supervisor
             while True:
                 pending = self._fill(supervisor, pending)

@@ -12,8 +12,15 @@ from iceprod_dag.common import names
 from iceprod_dag.pilot import exitcodes
 
 FORMAT = 1
-#: the next attempt of an over-memory job asks for this much times its measured peak
+#: the next attempt of a job killed over a limit asks for this much times its measured peak (IceProd's rule;
+#: a spec's ``pilot.learn_factor`` overrides it)
 RETRY_MEMORY_FACTOR = 1.5
+#: failure category -> (request field raised for the next attempt, its record field, the measured peak's field)
+LEARNED = {
+    "over_memory": ("memory_mb", "next_memory_mb", "peak_memory_mb"),
+    "over_time": ("walltime_s", "next_walltime_s", "wall_s"),
+    "over_disk": ("disk_mb", "next_disk_mb", "peak_disk_mb"),
+}
 TAIL_BYTES = 64 * 1024
 
 _HOST: Dict[str, str] = {}
@@ -50,11 +57,14 @@ def tail_lines(path: str, count: int) -> List[str]:
     return lines[-count:]
 
 
-def next_memory_mb(failure: Optional[str], peak_mb: Optional[float]) -> Optional[int]:
-    """What the next attempt should request: 1.5 × the peak for an over-memory failure, else None."""
-    if failure != "over_memory" or not peak_mb:
-        return None
-    return int(math.ceil(RETRY_MEMORY_FACTOR * peak_mb))
+def next_request(
+    peak: Optional[float], requested: Optional[float], factor: float = RETRY_MEMORY_FACTOR
+) -> Optional[int]:
+    """What the next attempt of a job killed over a limit asks for: ``factor`` × the measured peak (or × the
+    request, if the peak was below it: a job killed by a full pilot envelope still gets more); None without
+    either."""
+    base = max(peak or 0.0, requested or 0.0)
+    return int(math.ceil(factor * base)) if base else None
 
 
 def _round(value: Optional[float], digits: int = 3) -> Optional[float]:
@@ -86,6 +96,11 @@ def new_record(
             "cpu_efficiency": None,
             "request": None,
             "memory_limit_mb": None,
+            "memory_lent_mb": None,
+            "walltime_limit_s": None,
+            "disk_limit_mb": None,
+            "peak_memory_mb": None,
+            "peak_memory_source": None,
             "peak_rss_mb": None,
             "peak_pss_mb": None,
             "avg_rss_mb": None,
@@ -101,14 +116,26 @@ def new_record(
             "modules": [],
             "stderr_tail": [],
             "logs": {},
+            "submitted": None,
+            "queue_s": None,
+            "hold_reason": None,
+            "hold_code": None,
             "next_memory_mb": None,
+            "next_walltime_s": None,
+            "next_disk_mb": None,
         }  # fmt: skip
     )
     return record
 
 
-def finish(record: Dict[str, Any], failure: Optional[str], error: Optional[str] = None) -> Dict[str, Any]:
-    """Set the failure category, the pilot exit code and the derived fields (efficiency, next memory)."""
+def finish(
+    record: Dict[str, Any],
+    failure: Optional[str],
+    error: Optional[str] = None,
+    factor: float = RETRY_MEMORY_FACTOR,
+) -> Dict[str, Any]:
+    """Set the failure category, the pilot exit code and the derived fields (efficiency, queue time, the
+    next attempt's request of the limit that was exceeded: ``factor`` × its peak)."""
     record["failure"] = failure
     record["error"] = error
     record["pilot_exit_code"] = exitcodes.SUCCESS if failure is None else exitcodes.BY_CATEGORY[failure]
@@ -117,10 +144,17 @@ def finish(record: Dict[str, Any], failure: Optional[str], error: Optional[str] 
     if wall and record.get("cpu_user_s") is not None:
         cpu = record["cpu_user_s"] + (record.get("cpu_sys_s") or 0.0)
         record["cpu_efficiency"] = _round(cpu / (wall * cpus), 4)
-    peak = record.get("peak_memory_mb", record.get("peak_pss_mb") or record.get("peak_rss_mb"))
-    record["next_memory_mb"] = next_memory_mb(failure, peak)
+    if record.get("submitted") and record.get("start"):
+        record["queue_s"] = max(0.0, record["start"] - record["submitted"])
+    if failure in LEARNED:
+        field, out, measured = LEARNED[failure]
+        peak = record.get(measured)
+        if failure == "over_memory" and peak is None:
+            peak = record.get("peak_pss_mb") or record.get("peak_rss_mb")
+        record[out] = next_request(peak, (record.get("request") or {}).get(field), factor)
     for key in ("wall_s", "cpu_user_s", "cpu_sys_s", "peak_rss_mb", "peak_pss_mb", "avg_rss_mb",
-                "peak_disk_mb", "peak_gpu_mem_mb", "avg_gpu_util", "memory_limit_mb", "peak_memory_mb"):  # fmt: skip
+                "peak_disk_mb", "peak_gpu_mem_mb", "avg_gpu_util", "memory_limit_mb", "peak_memory_mb",
+                "memory_lent_mb", "queue_s"):  # fmt: skip
         if key in record:
             record[key] = _round(record[key])
     return record

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import time
 from typing import Any, Dict, Optional, Tuple
 
 from iceprod_dag.common import names
-from iceprod_dag.pilot import limits, record, staging
+from iceprod_dag.pilot import exact, limits, record, staging
 from iceprod_dag.pilot.spec import JobSpec, ModuleSpec
 from iceprod_dag.pilot.supervisor import Supervisor, Watched
 
@@ -100,8 +99,10 @@ class JobRun:
         scratch: Optional[str] = None,
         workdir: Optional[str] = None,
         extra_env: Optional[Dict[str, str]] = None,
+        submitted: Optional[float] = None,
     ) -> None:
         self.job = job
+        self.submitted = submitted
         self.extra_env = extra_env or {}
         #: an empty dir lent by a multi-job pilot (emptied, not removed, afterwards); else one is made
         self.lent_workdir = workdir
@@ -114,7 +115,11 @@ class JobRun:
         self.key = f"{job.node}.{job.attempt}"
         self.rec = record.new_record(job.dataset, job.dataset_id, job.task, job.job, job.attempt, site)
         self.cpu = [0.0, 0.0]
-        self.maxrss_mb = 0.0
+        #: the kernel's peaks over the modules: exact ones, and upper bounds (see exact.py)
+        self.exact_mb: Optional[float] = None
+        self.exact_rss_mb: Optional[float] = None
+        self.bound_mb: Optional[float] = None
+        self.peak_source: Optional[str] = None
 
     def _shown(self, path: str) -> str:
         """A log path as the record shows it: relative to where the pilot started (it travels back there)."""
@@ -125,6 +130,7 @@ class JobRun:
         job, rec = self.job, self.rec
         start, t0 = time.time(), time.monotonic()
         rec["start"] = start
+        rec["submitted"] = self.submitted
         rec["request"] = job.request.to_dict()
         os.makedirs(self.logdir, exist_ok=True)
         paths = {
@@ -145,7 +151,9 @@ class JobRun:
             log.info("%s: attempt %d on %s in %s", job.node, job.attempt, rec["host"], workdir)
             own = limits.own_limit_mb(job.request.memory_mb, job.settings.memory_allowance)
             watched = Watched(self.key, job.request, own, workdir, job.settings.kill_grace_s, self.walltime_s)
-            rec["memory_limit_mb"] = own
+            rec.update(
+                memory_limit_mb=own, walltime_limit_s=watched.walltime_s, disk_limit_mb=job.request.disk_mb
+            )
             self.supervisor.add(watched)
             failure, error = self._stages(watched, workdir, paths)
         except Exception as exc:  # a pilot bug: still record the attempt
@@ -158,7 +166,7 @@ class JobRun:
             rec["end"] = time.time()
             rec["wall_s"] = time.monotonic() - t0
             rec["stderr_tail"] = record.tail_lines(paths[names.STDERR], job.settings.stderr_tail_lines)
-            record.finish(rec, failure, error)
+            record.finish(rec, failure, error, job.settings.learn_factor)
             log.info("%s: done: %s (exit %s)", job.node, failure or "success", rec["pilot_exit_code"])
             package_log.removeHandler(handler)
             handler.close()
@@ -249,9 +257,18 @@ class JobRun:
         self.rec["modules"].append(entry)
         started = time.monotonic()
         log.info("module %s (iteration %d): %s %s", module.name, module.iteration, exe, " ".join(module.args))
+        argv = [exe] + module.args
+        tree = exact.cgroup_tree()
+        # the kernel enforces the own limit exactly in a cgroup, unless the pilot may lend beyond it
+        cgroup = tree.job(self.key, None if self.supervisor.lend else watched.own_limit_mb) if tree else None
+        hwm = None
+        if cgroup is not None:
+            argv = exact.CgroupTree.wrap(cgroup, argv)
+        else:
+            hwm = exact.own_hwm_mb()
         try:
             proc = subprocess.Popen(
-                [exe] + module.args, cwd=workdir, env=self._env(module, workdir), stdin=subprocess.DEVNULL,
+                argv, cwd=workdir, env=self._env(module, workdir), stdin=subprocess.DEVNULL,
                 stdout=out, stderr=err, start_new_session=True, close_fds=True,
             )  # fmt: skip
         except OSError as exc:
@@ -260,6 +277,8 @@ class JobRun:
             err.flush()
             entry.update(exit_code=127, error=message.strip())
             self.rec["exit_code"] = 127
+            if cgroup is not None:
+                exact.CgroupTree.finish(cgroup)
             return 127, None
         self.supervisor.set_pid(watched, proc.pid)
         try:
@@ -274,34 +293,73 @@ class JobRun:
         system = max(usage.ru_stime, last.cpu_sys_s)
         self.cpu[0] += user
         self.cpu[1] += system
-        # the largest single process: a lower bound on the tree's peak, and all we have for jobs shorter
-        # than the sample interval
-        # (ignored when not above the pilot's own peak: a forked child starts with the parent's pages counted)
-        child_mb, own_mb = (
-            usage.ru_maxrss * MAXRSS_MB,
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MAXRSS_MB,
-        )
-        if child_mb > own_mb:
-            self.maxrss_mb = max(self.maxrss_mb, child_mb)
+        self._peak(watched, usage.ru_maxrss * MAXRSS_MB, hwm, cgroup)
         entry.update(exit_code=code, signal=sig, wall_s=round(time.monotonic() - started, 4),
                      cpu_s=round(user + system, 4))  # fmt: skip
         self.rec["exit_code"], self.rec["signal"] = code, sig
         log.info("module %s: %s", module.name, f"killed by signal {sig}" if sig else f"exit code {code}")
         return code, sig
 
+    def _peak(
+        self, watched: Watched, maxrss_mb: float, hwm_mb: Optional[float], cgroup: Optional[str]
+    ) -> None:
+        """Keep the kernel's peak of one module; a module over its limit between two samples (or killed by
+        the kernel's own enforcement in its cgroup) is over_memory, as if the supervisor had caught it."""
+        rss = exact.rusage_peak(maxrss_mb, hwm_mb)
+        if rss.exact:
+            self.exact_rss_mb = max(self.exact_rss_mb or 0.0, rss.memory_mb or 0.0)
+        peak = exact.CgroupTree.finish(cgroup) if cgroup is not None else rss
+        if not peak.exact and cgroup is not None:
+            peak = rss  # the module could not join its cgroup
+        if peak.exact and peak.memory_mb is not None:
+            self.exact_mb = max(self.exact_mb or 0.0, peak.memory_mb)
+            self.peak_source = peak.source
+        elif peak.memory_mb is not None:
+            self.bound_mb = max(self.bound_mb or 0.0, peak.memory_mb)
+        limit = watched.own_limit_mb
+        if limit is None:
+            return
+        if self.supervisor.lend:
+            return  # the limit moved with what the envelope could lend: only the supervisor's ticks judge it
+        if peak.oom_killed:
+            self.supervisor.fail(
+                watched, limits.OVER_MEMORY, f"killed by the kernel at its {limit:.1f} MB limit"
+            )
+        elif peak.exact and peak.memory_mb and peak.memory_mb > limit + (watched.lent_mb or 0.0):
+            self.supervisor.fail(
+                watched,
+                limits.OVER_MEMORY,
+                f"memory {peak.memory_mb:.1f} MB, limit {limit:.1f} MB (the kernel's peak, {peak.source})",
+            )
+
+    def _lent(self, watched: Watched, peak: float) -> Optional[float]:
+        """What the pilot let the job use beyond its own limit without killing it (lending only)."""
+        lent = watched.lent_mb
+        own = watched.own_limit_mb
+        if self.supervisor.lend and own is not None and watched.failure is None and peak > own:
+            lent = max(lent or 0.0, peak - own)
+        return lent
+
     def _usage(self, watched: Watched) -> None:
         usage, rec = watched.usage, self.rec
+        peak, source = usage.peak_memory_mb, exact.SAMPLES
+        if self.exact_mb is not None and self.exact_mb >= peak:
+            peak, source = self.exact_mb, self.peak_source
+        elif not usage.samples and self.bound_mb is not None:
+            # nothing exact and nothing sampled: all that is known is the kernel's upper bound
+            peak, source = self.bound_mb, exact.RUSAGE_BOUND
         rec.update(
             cpu_user_s=self.cpu[0],
             cpu_sys_s=self.cpu[1],
-            peak_rss_mb=max(usage.peak_rss_mb, self.maxrss_mb),
+            peak_rss_mb=max(usage.peak_rss_mb, self.exact_rss_mb or 0.0),
             peak_pss_mb=usage.peak_pss_mb,
-            peak_memory_mb=max(usage.peak_memory_mb, self.maxrss_mb),
+            peak_memory_mb=peak,
+            peak_memory_source=source,
             avg_rss_mb=usage.avg_rss_mb,
             peak_disk_mb=usage.peak_disk_mb,
             peak_gpu_mem_mb=usage.peak_gpu_mem_mb,
             avg_gpu_util=usage.avg_gpu_util,
-            memory_limit_mb=watched.memory_limit_mb,
+            memory_lent_mb=self._lent(watched, peak),
             samples=usage.samples,
         )
 
@@ -334,18 +392,46 @@ def config_failure(
     return rec
 
 
-def previous_next_memory(job: JobSpec, stats_path: Optional[str]) -> Optional[float]:
-    """``next_memory_mb`` of the previous attempt's record, when it is next to this one's (shared file
-    systems, the local site); batch systems that bring no old records pass --memory-mb instead."""
-    folder = os.path.dirname(stats_path) if stats_path else names.STATS_DIR
+def learn_from_previous(job: JobSpec, stats_path: Optional[str], base_dir: str = "") -> None:
+    """Raise the job's request where the previous attempt's record asks for more (``next_memory_mb``,
+    ``next_walltime_s``, ``next_disk_mb``: it was killed over that limit), when that record is next to this
+    one's (shared file systems, the local site); batch systems that bring no old records pass options."""
+    if job.attempt <= 0:
+        return
+    folder = os.path.dirname(stats_path) if stats_path else os.path.join(base_dir, names.STATS_DIR)
     path = os.path.join(folder, os.path.basename(names.stats_record(job.node, job.attempt - 1)))
     try:
-        wanted = record.read(path).get("next_memory_mb")
+        previous = record.read(path)
     except (OSError, ValueError):
-        return None
-    if wanted and (job.request.memory_mb is None or wanted > job.request.memory_mb):
-        log.info("%s: attempt %d asks for %s MB, as %s says", job.node, job.attempt, wanted, path)
-        return float(wanted)
+        return
+    for field, out, _ in record.LEARNED.values():
+        wanted, have = previous.get(out), getattr(job.request, field)
+        if wanted and (have is None or wanted > have):
+            log.info(
+                "%s: attempt %d asks for %s = %s, as %s says", job.node, job.attempt, field, wanted, path
+            )
+            setattr(job.request, field, float(wanted))
+
+
+def submitted_time() -> Optional[float]:
+    """When the batch system got this attempt: $ICEPROD_SUBMITTED (set by the submitting side), else the
+    QDate of HTCondor's job ad; None when unknown."""
+    value = os.environ.get("ICEPROD_SUBMITTED")
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    ad = os.environ.get("_CONDOR_JOB_AD")
+    if ad:
+        try:
+            with open(ad, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    key, sep, val = line.partition("=")
+                    if sep and key.strip() == "QDate":
+                        return float(val.strip())
+        except (OSError, ValueError):
+            return None
     return None
 
 
@@ -358,6 +444,8 @@ def run_attempt(
     stats_path: Optional[str] = None,
     logdir: Optional[str] = None,
     use_psutil: Optional[bool] = None,
+    walltime_s: Optional[float] = None,
+    disk_mb: Optional[float] = None,
 ) -> Dict[str, Any]:
     """One-shot mode (`pilot run`): run one attempt of one job and return its stats record."""
     from iceprod_dag.common.exceptions import ConfigError
@@ -368,11 +456,16 @@ def run_attempt(
     except ConfigError as exc:
         log.error("%s", exc)
         return config_failure(spec_path, job, attempt, str(exc), site, stats_path)
-    if memory_mb is None and attempt > 0:
-        spec.request.memory_mb = previous_next_memory(spec, stats_path) or spec.request.memory_mb
+    learn_from_previous(spec, stats_path)
+    if memory_mb is not None:  # an explicit request (the batch site's retry) wins over the record's
+        spec.request.memory_mb = memory_mb
+    if walltime_s is not None:
+        spec.request.walltime_s = walltime_s
+    if disk_mb is not None:
+        spec.request.disk_mb = disk_mb
     with Supervisor(spec.settings.sample_interval_s, use_psutil=use_psutil) as supervisor:
         with _terminate_on_signals(supervisor.terminate):
-            return JobRun(spec, supervisor, site, stats_path, logdir).run()
+            return JobRun(spec, supervisor, site, stats_path, logdir, submitted=submitted_time()).run()
 
 
 class _terminate_on_signals:  # noqa: N801 - a context manager used like a function

@@ -122,7 +122,7 @@ class ServerWorkSource(WorkSource):
 
     def report(self, item: WorkItem, record: Dict[str, Any]) -> None:
         """Spool the record first (durable), then try to deliver everything spooled."""
-        entry = {"record": record, "logdir": item.logdir, "logs_sent": []}
+        entry: Dict[str, Any] = {"record": record, "logdir": item.logdir, "logs_sent": []}
         name = f"{record['node']}.{record['attempt']}.json"
         _write_atomic(os.path.join(self.spool, PENDING_DIR, name), json.dumps(entry).encode())
         self.flush()

@@ -54,6 +54,8 @@ class PilotSettings:
     """The ``pilot`` section of a spec: headroom, sampling and transfer behaviour."""
 
     memory_allowance: float = 0.25
+    #: a job killed over a limit asks next time for this much times the peak it reached
+    learn_factor: float = 1.5
     sample_interval_s: float = 1.0
     kill_grace_s: float = 5.0
     transfer_retries: int = 3

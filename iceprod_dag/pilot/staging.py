@@ -138,7 +138,7 @@ def put(src_path: str, url: str, algo: str, timeout: float, base_dir: str) -> Tu
             from urllib.request import Request, urlopen
 
             body = _HashingReader(src, hasher)
-            request = Request(url, data=body, method="PUT")  # type: ignore[arg-type]
+            request = Request(url, data=body, method="PUT")
             request.add_header("Content-Length", str(size))
             request.add_header("Content-Type", "application/octet-stream")
             with urlopen(request, timeout=timeout) as response:

@@ -33,7 +33,8 @@ class Watched:
         self.key = key
         self.request = request
         self.own_limit_mb = own_limit_mb
-        self.memory_limit_mb = own_limit_mb
+        #: how far beyond its own limit the pilot let it go (lending only; None when it lends nothing)
+        self.lent_mb: Optional[float] = None
         self.workdir = workdir
         self.grace_s = grace_s
         # the job's own limit, or less when the pilot's envelope ends sooner
@@ -53,13 +54,20 @@ class Watched:
 
 
 class Supervisor:
-    """Samples registered jobs every ``interval_s`` in a daemon thread; ``envelope_mb`` enables lending."""
+    """Samples registered jobs every ``interval_s`` in a daemon thread. With ``envelope_mb`` the jobs together
+    stay inside it (the most-over job dies first); ``lend`` also lets a job past its own limit while the
+    envelope has room (only where the site allows it)."""
 
     def __init__(
-        self, interval_s: float = 1.0, envelope_mb: Optional[float] = None, use_psutil: Optional[bool] = None
+        self,
+        interval_s: float = 1.0,
+        envelope_mb: Optional[float] = None,
+        use_psutil: Optional[bool] = None,
+        lend: bool = False,
     ) -> None:
         self.interval_s = max(0.01, interval_s)
         self.envelope_mb = envelope_mb
+        self.lend = lend and envelope_mb is not None
         self.sampler = Sampler(use_psutil)
         self.gpu = GpuProbe()
         self.lock = threading.RLock()  # re-entrant: terminate() may run in a signal handler
@@ -128,6 +136,13 @@ class Supervisor:
             limits.signal_group(pid, sig)
         return len(pids)
 
+    def fail(self, watched: Watched, category: str, reason: str) -> None:
+        """Record a failure found outside a tick (the kernel's accounting after a module ended)."""
+        with self.lock:
+            if watched.failure is None:
+                watched.failure, watched.reason = category, reason
+                log.warning("%s: %s: %s", watched.key, category, reason, extra={"node": watched.key})
+
     def memory_mb(self, key: str) -> float:
         """What a job's current module uses now (0 when it is not registered or between modules)."""
         with self.lock:
@@ -177,11 +192,19 @@ class Supervisor:
                 )
             dying = sum(w.memory_mb for w in jobs if w.failure is not None)
             envelope = None if self.envelope_mb is None else self.envelope_mb - dying
-            for key, (category, limit, reason) in limits.decide(views, envelope).items():
+            if self.lend:
+                for w in jobs:  # what it uses beyond its own limit without being killed was lent to it
+                    if w.failure is None and w.own_limit_mb is not None and w.memory_mb > w.own_limit_mb:
+                        w.lent_mb = max(w.lent_mb or 0.0, w.memory_mb - w.own_limit_mb)
+            for key, (category, limit, reason) in limits.decide(views, envelope, self.lend).items():
                 victim = self.jobs.get(key)
                 if victim is None:
                     continue
-                victim.failure, victim.reason, victim.memory_limit_mb = category, reason, limit
+                victim.failure, victim.reason = category, reason
+                if category == limits.OVER_MEMORY and limit is not None and victim.own_limit_mb is not None:
+                    # the limit in force at the kill: its own, plus what the envelope could lend it then
+                    lent = limit - victim.own_limit_mb
+                    victim.lent_mb = lent if lent > 0 else victim.lent_mb
                 log.warning("%s: %s: %s", key, category, reason, extra={"node": key})
                 if victim.pid is not None:
                     victim.killer = limits.TreeKiller(victim.pid, victim.grace_s)

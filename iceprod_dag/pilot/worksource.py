@@ -32,6 +32,8 @@ class WorkItem:
     stats: Optional[str] = None
     logdir: Optional[str] = None
     id: str = ""
+    #: when the item was queued (epoch seconds), for the record's queue time
+    submitted: Optional[float] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

@@ -6,8 +6,9 @@
         site_name = "mysite"
         native_states = ("PENDING", "RUNNING", ...)   # every state the system documents (batch sites)
 
-Each ``test_*`` method checks one obligation of the site contract (plugins/base.py) without needing the
-batch system itself: registration under the exact name, validation on load, errors for unknown runs,
+Each ``test_*`` method checks one obligation of the site contract (iceprod_dag/sites/base.py) without needing
+the batch system itself: registration under the exact name, validation on load, declared capabilities that
+match the methods and a uniform refusal of every other action, errors for unknown runs,
 deterministic translation, and a state table that covers the documented native states. Override
 ``make_site`` if the site needs options to be built.
 """
@@ -20,13 +21,13 @@ from typing import Any, ClassVar
 
 import pytest
 
-from iceprod_dag.common.exceptions import RunNotFoundError
+from iceprod_dag.common.exceptions import ActionRefusedError, RunNotFoundError
 from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.batch.jobdesc import JobRequest
 from iceprod_dag.plugins.batch.site import BatchSite
 from iceprod_dag.plugins.batch.translate import JobGroup
-from iceprod_dag.sites.base import RunStatus, Site
-from iceprod_dag.sites.registry import available_sites, site_class, validate_site_class
+from iceprod_dag.sites.base import ACTION_METHODS, Action, RunStatus, Site
+from iceprod_dag.sites.registry import available_sites, capability_problems, site_class, validate_site_class
 
 
 class SiteConformance:
@@ -59,6 +60,26 @@ class SiteConformance:
     def test_keeps_its_options(self) -> None:
         site = self.make_site({"conformance_marker": 1})
         assert site.options.get("conformance_marker") == 1
+
+    # ------------------------------------------------------------------ capabilities
+
+    def test_declares_exactly_the_actions_it_implements(self) -> None:
+        cls = site_class(self.site_name)
+        assert capability_problems(cls) == []
+        assert all(isinstance(a, Action) for a in cls.capabilities)
+
+    def test_undeclared_actions_are_refused_the_one_way(self, tmp_path: Path) -> None:
+        """An action the site does not declare raises ActionRefusedError (exit 2, API 409) naming the site."""
+        site = self.make_site()
+        undeclared = [a for a in ACTION_METHODS if not site.can(a)]
+        if not undeclared:
+            pytest.skip(f"{self.site_name} declares every action")
+        for action in undeclared:
+            with pytest.raises(ActionRefusedError) as info:
+                getattr(site, ACTION_METHODS[action])(tmp_path)
+            assert info.value.exit_code == 2 and repr(self.site_name) in str(info.value)
+            with pytest.raises(ActionRefusedError):
+                site.require(action)
 
     # ------------------------------------------------------------------ unknown runs
 

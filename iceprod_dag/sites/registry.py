@@ -13,7 +13,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from iceprod_dag.common.exceptions import InvalidSiteError, UnknownSiteError
-from iceprod_dag.sites.base import Site
+from iceprod_dag.sites.base import ACTION_METHODS, Action, Site
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,27 @@ def validate_site_class(cls: Any, name: str, where: str = "") -> None:
     declared = getattr(cls, "name", None)
     if declared != name:
         problems.append(f"declares name {declared!r} but is registered as {name!r}")
+    problems += capability_problems(cls)
     if problems:
         raise InvalidSiteError(f"site plugin {name!r} ({where}) " + "; ".join(problems))
+
+
+def capability_problems(cls: type[Site]) -> list[str]:
+    """How cls's declared capabilities and its action methods disagree (empty when they agree)."""
+    caps = cls.capabilities
+    if not isinstance(caps, frozenset) or not all(isinstance(a, Action) for a in caps):
+        return [f"capabilities must be a frozenset of iceprod_dag.sites.base.Action, not {caps!r}"]
+    problems = []
+    for action, method in ACTION_METHODS.items():
+        # the class's own method, looked up to check the declaration (callers never probe for it)
+        overridden = getattr(cls, method) is not getattr(Site, method)
+        if action in caps and not overridden:
+            problems.append(f"declares {action.value!r} but does not implement {method}()")
+        elif overridden and action not in caps:
+            problems.append(
+                f"implements {method}() but does not declare Action.{action.name} in capabilities"
+            )
+    return problems
 
 
 def load_site(name: str, options: Mapping[str, Any] | None = None) -> Site:

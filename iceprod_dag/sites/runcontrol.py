@@ -7,8 +7,10 @@
   halted is resubmitted from its rescue DAG ("resubmitted").
 - retry_failed resubmits an ended run: DAGMan's rescue DAG keeps the done nodes, the failed ones run again.
 
-Each function returns what was done on the site, one word: halted, released, resubmitted, ended, none.
-A site that cannot do it raises SiteError (the web API answers 409 with its message).
+Each function returns what was done on the site, one word: halted, released, resubmitted, none. A site that
+cannot do it, or a run whose state does not allow it (suspend of an ended run, resume of one not suspended,
+retry of a running one), raises ActionRefusedError and changes nothing: the CLI exits 2 and the web API
+answers 409, each with its reason.
 
 HTCondor: the halt file, not ``condor_hold`` of the DAGMan job. Holding makes the schedd kill DAGMan, and the
 release starts a new one that must recover its state from the logs; it also runs no POST script meanwhile, so
@@ -24,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from iceprod_dag.common import names
-from iceprod_dag.common.exceptions import RunNotFoundError, SiteError
-from iceprod_dag.sites.base import RunStatus, Site
+from iceprod_dag.common.exceptions import ActionRefusedError, RunNotFoundError, SiteError
+from iceprod_dag.sites.base import Action, RunStatus, Site
 from iceprod_dag.sites.runinfo import run_info, site_for
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,6 @@ ENDING_TIMEOUT_S = 30.0
 HALTED = "halted"
 RELEASED = "released"
 RESUBMITTED = "resubmitted"
-ENDED = "ended"
 NONE = "none"
 
 
@@ -58,14 +59,12 @@ def is_halted(run_dir: Path) -> bool:
 
 
 def suspend(run_dir: Path) -> str:
-    """Halt the run's DAG: nothing new starts, what runs finishes. 'halted', or 'ended' if the DAG is over."""
+    """Halt the run's DAG: nothing new starts, what runs finishes. 'halted'; refused if the DAG has ended."""
     run_dir = Path(run_dir)
     site, info, status = _open(run_dir)
-    # a site declares it with ``honours_halt_file = True`` (condor, local and the batch sites do)
-    if not getattr(site, "honours_halt_file", False):
-        raise SiteError(f"site {site.name!r} cannot suspend a run (its DAG driver has no halt file)")
+    site.require(Action.SUSPEND)
     if status.finished:
-        return ENDED  # nothing left to hold back; retry_failed or a resubmit starts it again
+        raise ActionRefusedError("suspend", _ended(run_dir, status) + "; nothing runs to suspend")
     path = halt_path(run_dir, info)
     try:
         path.touch()
@@ -76,11 +75,22 @@ def suspend(run_dir: Path) -> str:
 
 
 def resume(run_dir: Path) -> str:
-    """Undo suspend: 'released' if the DAG still runs, 'resubmitted' if it had ended halted, else 'none'."""
+    """Undo suspend: 'released' if the DAG still runs, 'resubmitted' if it had ended halted.
+
+    Refused (and nothing changed) when the run is not suspended, or ended without being halted."""
     run_dir = Path(run_dir)
     site, info, status = _open(run_dir)
+    site.require(Action.SUSPEND)
     path = halt_path(run_dir, info)
     was_halted = path.exists()
+    ended_halted = status.finished and bool(info.get("halted") or was_halted) and status.exit_code != 0
+    if not was_halted and not ended_halted:
+        reason = _ended(run_dir, status) if status.finished else f"{run_dir} is not suspended"
+        raise ActionRefusedError("resume", reason)
+    if status.finished and not ended_halted:
+        raise ActionRefusedError(
+            "resume", _ended(run_dir, status) + " (its halt file stays until a resubmit)"
+        )
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
@@ -92,27 +102,42 @@ def resume(run_dir: Path) -> str:
         # the driver sees the file gone at its next round. (If DAGMan began its halted exit in the instant
         # before, the run shows as ended, halted: a second resume resubmits it.)
         log.info("released %s on site %s", run_dir, site.name)
-        return RELEASED if was_halted else NONE
-    if (was_halted or info.get("halted")) and status.exit_code != 0:
-        _resubmit(site, run_dir)
-        return RESUBMITTED
-    return NONE
+        return RELEASED
+    _resubmit(site, run_dir)
+    return RESUBMITTED
 
 
 def retry_failed(run_dir: Path) -> str:
     """Resubmit an ended run from its rescue DAG: its failed (and never run) nodes run again."""
     run_dir = Path(run_dir)
-    site, info, status = _open(run_dir)
+    site, _, status = _open(run_dir)
     if not status.finished:
-        raise SiteError(
+        raise ActionRefusedError(
+            "retry",
             f"{run_dir}: the DAG is still running on site {site.name!r}; DAGMan retries failed nodes from"
-            " the rescue DAG once it ends (wait for it, or remove it first)"
+            " the rescue DAG once it ends (wait for it, or remove it first)",
         )
     if status.exit_code == 0:
         return NONE  # every node succeeded: nothing to retry
-    halt_path(run_dir, info).unlink(missing_ok=True)
     _resubmit(site, run_dir)
     return RESUBMITTED
+
+
+def resubmit(run_dir: Path) -> str:
+    """Run an ended run again from its rescue DAG (`iceprod-dag resubmit`): done nodes do not run again."""
+    run_dir = Path(run_dir)
+    site, _, status = _open(run_dir)
+    site.require(Action.RESUBMIT)
+    if not status.finished:
+        raise ActionRefusedError(
+            "resubmit", f"{run_dir}: the DAG is still running on site {site.name!r}; remove it first"
+        )
+    _resubmit(site, run_dir)
+    return RESUBMITTED
+
+
+def _ended(run_dir: Path, status: RunStatus) -> str:
+    return f"{run_dir}: the DAG has ended (exit status {status.exit_code})"
 
 
 def _open(run_dir: Path) -> tuple[Site, dict[str, Any], RunStatus]:
@@ -135,10 +160,9 @@ def _wait_ended(site: Site, run_dir: Path, timeout_s: float = ENDING_TIMEOUT_S) 
 
 
 def _resubmit(site: Site, run_dir: Path) -> None:
-    # condor and the batch sites resubmit from the rescue DAG; the local site resumes by submitting again
-    resubmit = getattr(site, "resubmit", None)
-    if resubmit is not None:
-        resubmit(run_dir)
-    else:
-        site.submit(run_dir, wait=False)
+    """The one way an ended run is run again (resubmit, retry, resume of a halted run): a resubmitted DAG
+    starts unhalted, as DAGMan's does."""
+    site.require(Action.RESUBMIT)
+    halt_path(run_dir).unlink(missing_ok=True)
+    site.resubmit(run_dir)
     log.info("resubmitted %s on site %s", run_dir, site.name)

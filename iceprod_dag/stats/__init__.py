@@ -1,7 +1,7 @@
 """The stats database: every dataset run, job (DAG node), attempt and job ClassAd, on SQLite or PostgreSQL.
 
 - ``models``: the tables (SQLAlchemy 2); ``migrations``: their Alembic history (``init_db`` runs it).
-- ``db``: where the database is (``--db`` > ``$ICEPROD_DAG_DB`` > ``$ICEPROD_DAG_HOME/<site>.sqlite``).
+- ``db``: where the database is (``--db`` > ``$ICEPROD_DAG_DB`` > ``$ICEPROD_DAG_HOME/stats.sqlite``).
 - ``ingest``: writes as jobs start and finish, idempotent, stale updates rejected.
 - ``records`` / ``classads``: the stats record and the ``condor_history -long`` formats.
 - ``reports``: the web server's pilot reports (ingest's rules in plain SQL on SQLite); ``inbox``: single

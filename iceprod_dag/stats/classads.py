@@ -132,3 +132,25 @@ def _json_value(ad: classad2.ClassAd, key: str, value: Any) -> Any:
 def ad_to_dict(ad: classad2.ClassAd) -> dict[str, Any]:
     """The ad's attributes as JSON values; expressions become their text."""
     return {key: _json_value(ad, key, ad[key]) for key in sorted(ad.keys())}
+
+
+#: attributes holding a Unix time that are not named ...Date or ...Time
+_TIME_ATTRIBUTES = frozenset(
+    {"enteredcurrentstatus", "shadowbday", "jobfinishedhookdone", "lastjobleaserenewal"}
+)
+#: a time attribute's value must look like a Unix time (after 1973): ...Time also names durations
+_EPOCH_FLOOR = 100_000_000
+
+
+def is_time_attribute(key: str, value: Any) -> bool:
+    """True when an attribute holds a Unix time (QDate, JobStartDate, EnteredCurrentStatus...), to show as a date."""
+    low = key.lower()
+    named = low in _TIME_ATTRIBUTES or low.endswith(("date", "time"))
+    return named and isinstance(value, int | float) and not isinstance(value, bool) and value >= _EPOCH_FLOOR
+
+
+def display_value(value: Any) -> Any:
+    """An evaluated attribute as condor_q shows it: ``undefined`` and ``error`` by name, other values as they are."""
+    if isinstance(value, classad2.Value):
+        return "undefined" if value == classad2.Value.Undefined else "error"
+    return value

@@ -1,8 +1,9 @@
 """Where the stats database is and how to connect to it.
 
-The URL comes from, in order: an explicit argument, the ``ICEPROD_DAG_DB`` environment variable, or a SQLite
-file per site at ``$ICEPROD_DAG_HOME/<site>.sqlite`` (``ICEPROD_DAG_HOME`` defaults to
-``$XDG_DATA_HOME/iceprod-dag``, i.e. ``~/.local/share/iceprod-dag``).
+The URL comes from, in order: an explicit argument, the ``ICEPROD_DAG_DB`` environment variable, or one SQLite
+file at ``$ICEPROD_DAG_HOME/stats.sqlite`` (``ICEPROD_DAG_HOME`` defaults to ``$XDG_DATA_HOME/iceprod-dag``,
+i.e. ``~/.local/share/iceprod-dag``). Every site's runs, the web UI and its accounts share that one default, so
+what a user submits anywhere from this account shows in the web UI they serve.
 
 SQLite connections use WAL (readers never block the writer), a busy timeout, foreign keys, and
 ``synchronous=NORMAL``: a committed transaction survives the death of the process (``kill -9``); set
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 ENV_DB = "ICEPROD_DAG_DB"
 ENV_HOME = "ICEPROD_DAG_HOME"
+DEFAULT_FILE = "stats.sqlite"
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -38,14 +40,14 @@ def data_home() -> Path:
     return Path(xdg) / "iceprod-dag"
 
 
-def default_url(site: str = "local") -> str:
-    """The SQLite URL of a site's own database."""
-    return f"sqlite:///{data_home() / (site + '.sqlite')}"
+def default_url() -> str:
+    """The SQLite URL of the default database in the data home."""
+    return f"sqlite:///{data_home() / DEFAULT_FILE}"
 
 
-def resolve_url(url: str | None = None, site: str = "local") -> str:
-    """Explicit URL > $ICEPROD_DAG_DB > the site's default SQLite file."""
-    return url or os.environ.get(ENV_DB) or default_url(site)
+def resolve_url(url: str | None = None) -> str:
+    """Explicit URL > $ICEPROD_DAG_DB > the default SQLite file."""
+    return url or os.environ.get(ENV_DB) or default_url()
 
 
 def _sqlite_setup(engine: Engine, synchronous: str) -> None:
@@ -69,11 +71,9 @@ def _sqlite_setup(engine: Engine, synchronous: str) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(
-    url: str | None = None, site: str = "local", synchronous: str = "NORMAL", **kwargs: Any
-) -> Engine:
+def make_engine(url: str | None = None, synchronous: str = "NORMAL", **kwargs: Any) -> Engine:
     """An engine for the stats database; creates the folder of a SQLite file. Does not create tables."""
-    final = resolve_url(url, site)
+    final = resolve_url(url)
     try:
         parsed = make_url(final)
     except Exception as exc:  # sqlalchemy.exc.ArgumentError; message names the bad URL
@@ -97,10 +97,10 @@ def writer(engine: Engine) -> Engine:
     return engine
 
 
-def init_db(url: str | Engine | None = None, site: str = "local") -> Engine:
+def init_db(url: str | Engine | None = None) -> Engine:
     """Create or upgrade the schema (``alembic upgrade head``) and return an engine for it."""
     from iceprod_dag.stats.migrations import upgrade
 
-    engine = url if isinstance(url, Engine) else make_engine(url, site)
+    engine = url if isinstance(url, Engine) else make_engine(url)
     upgrade(engine)
     return engine

@@ -51,7 +51,10 @@ def _attempt_of(path: Path, suffix: str) -> tuple[str, int]:
     return node, int(attempt)
 
 
-def _dataset_meta(folder: Path) -> dict[str, Any] | None:
+def dataset_meta(folder: Path, owner: str | None = None) -> dict[str, Any] | None:
+    """What ``register_dataset`` records about a run folder from its ``dataset.json`` (None when it has none:
+    a hand-written DAG): name, id, owner (the dataset's, else ``owner``), description, jobs, and the config the
+    web UI draws the task graph from."""
     path = folder / names.DATASET_FILE
     if not path.exists():
         return None
@@ -62,7 +65,7 @@ def _dataset_meta(folder: Path) -> dict[str, Any] | None:
     return {
         "name": data.get("name") or folder.name,
         "dataset_id": data.get("dataset_id"),
-        "owner": data.get("owner"),
+        "owner": data.get("owner") or owner,
         "description": data.get("description") or "",
         "jobs": data.get("jobs"),
         "config": data,
@@ -91,7 +94,7 @@ def import_folder(engine: Engine, folder: str | Path, site: str | None = None) -
         records.append(record)
     site = site or next((str(r["site"]) for r in records if r.get("site")), DEFAULT_SITE)
 
-    meta = _dataset_meta(run_dir)
+    meta = dataset_meta(run_dir)
     with engine.connect() as conn:
         known = conn.scalar(select(Dataset.id).where(Dataset.site == site, Dataset.run_dir == str(run_dir)))
     if known is None and (meta or not records):

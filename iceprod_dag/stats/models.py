@@ -160,6 +160,19 @@ class Attempt(Base):
     log_pilot: Mapped[str | None] = mapped_column(String(4096))
     transfers: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     next_memory_mb: Mapped[float | None] = mapped_column(Float)
+    #: failure triage (issue 14): what the pilot's limits were, how it measured, why it failed
+    peak_memory_mb: Mapped[float | None] = mapped_column(Float)
+    #: cgroup, rusage, rusage_bound (an upper bound) or samples
+    peak_memory_source: Mapped[str | None] = mapped_column(String(16))
+    memory_lent_mb: Mapped[float | None] = mapped_column(Float)
+    walltime_limit_s: Mapped[float | None] = mapped_column(Float)
+    next_walltime_s: Mapped[float | None] = mapped_column(Float)
+    next_disk_mb: Mapped[float | None] = mapped_column(Float)
+    #: submitted -> started, where the site knows when it was submitted
+    queue_s: Mapped[float | None] = mapped_column(Float)
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    hold_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
     #: sha256 of the canonical JSON of the stats record: a repeated report with equal content is a no-op
     record_hash: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[float | None] = mapped_column(Float)

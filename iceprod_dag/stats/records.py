@@ -80,6 +80,8 @@ _COPIED = (
     ("memory_limit_mb", "memory_limit_mb"), ("exit_code", "exit_code"), ("signal", "signal"),
     ("pilot_exit_code", "pilot_exit_code"), ("failure", "failure"), ("host", "host"), ("site", "site"),
     ("os", "os"), ("python", "python"), ("transfers", "transfers"), ("next_memory_mb", "next_memory_mb"),
+    *((f, f) for f in ("peak_memory_mb", "peak_memory_source", "memory_lent_mb", "walltime_limit_s",
+                       "next_walltime_s", "next_disk_mb", "queue_s", "hold_reason", "hold_code", "error")),
 )  # fmt: skip
 _REQUEST = (("request_cpus", "cpus"), ("request_memory_mb", "memory_mb"), ("request_disk_mb", "disk_mb"),
             ("request_gpus", "gpus"), ("request_walltime_s", "walltime_s"))  # fmt: skip

@@ -88,7 +88,7 @@ def collect_run(site: BatchSite, run_dir: Path) -> int:
             records.append(load_record(path))
         except IceprodDagError as exc:
             log.warning("skipping %s: %s", path, exc)
-    engine = init_db(site.options.get("db"), site=site.name)
+    engine = init_db(site.options.get("db"))
     result = (
         ingest_records(engine, records, run_dir=run_dir, site=site.name, on_stale="skip") if records else None
     )

@@ -119,10 +119,13 @@ def job_request(
     memory_mb: int | None = None,
     where: str = "",
     site: str | None = None,
+    walltime_s: int | None = None,
+    disk_mb: int | None = None,
 ) -> JobRequest:
     """The batch job of one attempt: submit keys with VARS, $(JOB) and $(RETRY) expanded.
 
-    memory_mb overrides request_memory (the retry of an over-memory attempt asks for more).
+    memory_mb, walltime_s and disk_mb override the submit file's requests (the retry of an attempt killed
+    over that limit asks for more); the pilot is told too, since it enforces them.
     """
     # DAGMan expands $(JOB) and $(RETRY) inside VARS values; then VARS are submit macros, and since submit
     # macros ignore case, VARS job="3" wins over the node name for $(job)
@@ -146,15 +149,18 @@ def job_request(
             argv=tuple(argv),
             cpus=int(float(get("request_cpus", "1") or 1)),
             memory_mb=memory_mb or parse_size_mb(get("request_memory", "1024") or "1024"),
-            disk_mb=parse_size_mb(_kib_to_mb(get("request_disk"))),
+            disk_mb=disk_mb or parse_size_mb(_kib_to_mb(get("request_disk"))),
             gpus=int(float(get("request_gpus", "0") or 0)),
-            walltime_s=parse_duration_s(walltime.strip('"')) if walltime else _DEFAULT_WALLTIME_S,
+            walltime_s=walltime_s
+            or (parse_duration_s(walltime.strip('"')) if walltime else _DEFAULT_WALLTIME_S),
             environment=_environment(get("environment", "") or ""),
         )
     except ValueError as exc:
         raise ConfigError(f"{where or node}: {exc}") from None
-    if argv[0].endswith(".pyz"):  # only the pilot knows --memory-mb and --site
+    if argv[0].endswith(".pyz"):  # only the pilot knows --memory-mb, --walltime, --disk and --site
         extra = ["--memory-mb", str(memory_mb)] if memory_mb else []
+        extra += ["--walltime", f"{walltime_s}s"] if walltime_s else []
+        extra += ["--disk", f"{disk_mb}MB"] if disk_mb else []
         if site and "--site" not in argv:
             extra += ["--site", site]
         req = dataclasses.replace(req, argv=(*req.argv, *extra))

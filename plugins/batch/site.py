@@ -25,7 +25,7 @@ from iceprod_dag.common.exceptions import RunNotFoundError, SiteError
 from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.batch import state as st
 from iceprod_dag.plugins.batch.translate import JobGroup
-from iceprod_dag.sites.base import RunStatus, Site
+from iceprod_dag.sites.base import Action, RunStatus, Site
 from iceprod_dag.sites.runner import run_command
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class BatchSite(Site):
     #: exit code the job script uses for a failed attempt, if the system needs one (Grid Engine: 100)
     fail_exit: ClassVar[int | None] = None
     #: the watcher honours DAGMan's halt file (iceprod_dag.sites.runcontrol suspends and resumes with it)
-    honours_halt_file: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[Action]] = frozenset({Action.SUSPEND, Action.RESUBMIT})
 
     # ---------------------------------------------------------------- pure translation (per system)
 

@@ -31,6 +31,8 @@ class NodeState:
     failures: int = 0  # failed attempts counted against RETRY since the last (re)submit
     job_id: str | None = None
     memory_mb: int | None = None  # request override for the next attempt (after an over-memory kill)
+    walltime_s: int | None = None  # likewise after an over-time kill
+    disk_mb: int | None = None  # likewise after an over-disk kill
     exit_codes: list[int | None] = dataclasses.field(default_factory=list)
     reason: str = ""
     missing_polls: int = 0  # polls the job was absent from the queue without an exit marker

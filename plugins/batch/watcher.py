@@ -27,6 +27,7 @@ from iceprod_dag.common.states import JobState
 from iceprod_dag.dagman.model import Dag, Node
 from iceprod_dag.dagman.parser import load_rescue
 from iceprod_dag.pilot import exitcodes
+from iceprod_dag.pilot import record as records
 from iceprod_dag.plugins.batch import state as st
 from iceprod_dag.plugins.batch.jobdesc import JobRequest, job_request, read_submit
 from iceprod_dag.plugins.batch.scripts import run_script
@@ -202,19 +203,24 @@ class Watcher:
             ns.status, ns.reason = st.FAILED, f"{why} (permanent: UNLESS-EXIT {node.unless_exit})"
         elif ns.failures <= node.retry:
             ns.status, ns.reason = st.WAITING, f"{why}; retry {ns.failures} of {node.retry}"
-            ns.memory_mb = (
-                self._next_memory(name, ns.attempt) if result == exitcodes.OVER_MEMORY else ns.memory_mb
-            )
+            self._learn(name, ns, result)
             ns.attempt += 1
         else:
             ns.status, ns.reason = st.FAILED, f"{why} after {ns.failures} attempt(s)"
 
-    def _next_memory(self, name: str, attempt: int) -> int | None:
+    def _learn(self, name: str, ns: st.NodeState, result: int) -> None:
+        """After a kill over a limit, the next attempt asks for what the record says (1.5 x the peak)."""
+        category = exitcodes.CATEGORY_BY_CODE.get(result)
+        if category not in records.LEARNED:
+            return
+        field, out, _ = records.LEARNED[category]
         try:
-            record = json.loads((self.run_dir / names.stats_record(name, attempt)).read_text())
-            return int(record["next_memory_mb"]) if record.get("next_memory_mb") else None
+            record = json.loads((self.run_dir / names.stats_record(name, ns.attempt)).read_text())
+            wanted = int(record[out]) if record.get(out) else None
         except (OSError, ValueError, KeyError, TypeError):
-            return None
+            wanted = None
+        if wanted:
+            setattr(ns, field, wanted)
 
     def _reset_descendants(self, name: str) -> None:
         """Children queued behind a failed node can never start: take them back out of the queue."""
@@ -310,7 +316,15 @@ class Watcher:
             self._submits[key] = (path, read_submit(path))
         path, submit = self._submits[key]
         return job_request(
-            name, ns.attempt, submit, node.vars, ns.memory_mb, where=str(path), site=self.site.name
+            name,
+            ns.attempt,
+            submit,
+            node.vars,
+            ns.memory_mb,
+            where=str(path),
+            site=self.site.name,
+            walltime_s=ns.walltime_s,
+            disk_mb=ns.disk_mb,
         )
 
     def _submit(self, batch: list[str]) -> None:

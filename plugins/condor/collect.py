@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import StatsError
-from iceprod_dag.stats.classads import read_ads, split_ads, write_ad
+from iceprod_dag.stats.classads import display_value, read_ads, split_ads, write_ad
 from iceprod_dag.stats.ingest import ingest_job_ads, ingest_records, load_record
 
 log = logging.getLogger(__name__)
@@ -206,4 +206,4 @@ def collect_run(
 
 def key_attributes(ad: classad2.ClassAd) -> dict[str, Any]:
     """The attributes of a job ad a Condor admin looks at first."""
-    return {k: ad.eval(k) if k in ad else None for k in KEY_ATTRIBUTES if k in ad}
+    return {k: display_value(ad.eval(k)) for k in KEY_ATTRIBUTES if k in ad}

@@ -12,11 +12,11 @@ import logging
 import time
 from pathlib import Path
 
-import classad2
 import htcondor2
 
 from iceprod_dag.common import names
-from iceprod_dag.common.states import JobState
+from iceprod_dag.common.states import DAG_REMOVED_EXIT, JobState
+from iceprod_dag.dagman.nodestatus import read_node_status
 from iceprod_dag.sites.base import RunStatus
 
 log = logging.getLogger(__name__)
@@ -31,19 +31,6 @@ STATE_BY_EVENT: dict[htcondor2.JobEventType, JobState] = {
     ET.JOB_EVICTED: JobState.IDLE,
     ET.JOB_ABORTED: JobState.CANCELLED,
 }
-#: DAGMan's NodeStatus values in the node status file
-STATE_BY_NODE_STATUS = {
-    0: JobState.PENDING,
-    1: JobState.PENDING,
-    2: JobState.PENDING,
-    3: JobState.IDLE,
-    4: JobState.RUNNING,
-    5: JobState.DONE,
-    6: JobState.FAILED,
-    7: JobState.CANCELLED,
-}
-#: condor_dagman exits with 2 when its job is removed (its own log then has only an abort event)
-DAG_REMOVED_EXIT = 2
 
 
 @dataclasses.dataclass
@@ -59,25 +46,16 @@ class NodeInfo:
     ended: float | None = None
 
 
-def read_node_status(path: Path) -> tuple[dict[str, JobState], dict[str, str], int | None]:
-    """Node states, their details and DagStatus from DAGMan's node status file (new-style ClassAds)."""
-    nodes: dict[str, JobState] = {}
-    details: dict[str, str] = {}
-    dag_status = None
+def final_node_states(path: Path) -> tuple[dict[str, JobState], dict[str, str]]:
+    """Node states and their StatusDetails from DAGMan's node status file, through the one codec."""
     try:
-        text = path.read_text(encoding="utf-8")
+        report = read_node_status(path)
     except FileNotFoundError:
-        return nodes, details, None
-    for ad in classad2.parseAds(text):
-        kind = ad.get("Type")
-        if kind == "DagStatus":
-            dag_status = int(ad.get("DagStatus", 0))
-        elif kind == "NodeStatus":
-            name = str(ad["Node"])
-            nodes[name] = STATE_BY_NODE_STATUS.get(int(ad.get("NodeStatus", -1)), JobState.UNKNOWN)
-            if ad.get("StatusDetails"):
-                details[name] = str(ad["StatusDetails"])
-    return nodes, details, dag_status
+        return {}, {}
+    except ValueError as exc:  # not a status file DAGMan finished writing: the event logs still say enough
+        log.warning("cannot read %s: %s", path, exc)
+        return {}, {}
+    return {n.node: n.job_state for n in report.nodes}, {n.node: n.details for n in report.nodes if n.details}
 
 
 def rescue_done_nodes(rescue: Path) -> frozenset[str]:
@@ -201,7 +179,7 @@ class DagFollower:
         reasons = {name: info.reason for name, info in self.nodes.items() if info.reason}
         if self.finished:
             # the final status file knows nodes that never got a job (futile, or skipped)
-            final, details, _ = read_node_status(Path(names.status_file(str(self.dag_file))))
+            final, details = final_node_states(Path(names.status_file(str(self.dag_file))))
             for name, state in final.items():
                 if name in self.ignore:
                     continue
@@ -209,7 +187,11 @@ class DagFollower:
                     states[name] = state
                 if details.get(name) and name not in reasons:
                     reasons[name] = details[name]
-        return RunStatus(nodes=states, finished=self.finished, exit_code=self.exit_code, reasons=reasons)
+        # DAGMan leaves its halt file when it ends halted
+        halted = self.finished and Path(names.halt_file(str(self.dag_file))).exists()
+        return RunStatus(
+            nodes=states, finished=self.finished, exit_code=self.exit_code, reasons=reasons, halted=halted
+        )
 
     def throughput_per_min(self) -> float:
         """Nodes finished per minute over the span of the log so far."""

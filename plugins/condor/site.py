@@ -8,6 +8,7 @@ name of a shipped one), ``dag_file`` (a hand-written DAG), ``db`` (stats databas
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from iceprod_dag.plugins.condor import prepare, translate
 from iceprod_dag.plugins.condor.follow import DagFollower, rescue_done_nodes
 from iceprod_dag.plugins.condor.schedd import locate_schedd
 from iceprod_dag.plugins.condor.siteconfig import SiteConfig, load_site_config
-from iceprod_dag.sites.base import RunStatus, Site
+from iceprod_dag.sites.base import Action, RunStatus, Site
 
 if TYPE_CHECKING:
     # collect pulls in SQLAlchemy and the stats models (~0.4 s): imported when first needed, after the
@@ -46,7 +47,9 @@ class CondorSite(Site):
     #: returns within this long of DAGMan's end
     poll_interval: ClassVar[float] = 0.5
     #: condor_dagman honours its halt file (iceprod_dag.sites.runcontrol suspends and resumes with it)
-    honours_halt_file: ClassVar[bool] = True
+    capabilities: ClassVar[frozenset[Action]] = frozenset(
+        {Action.SUSPEND, Action.HOLD, Action.RELEASE, Action.RESUBMIT, Action.THROUGHPUT}
+    )
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -84,7 +87,7 @@ class CondorSite(Site):
         if self._db is None:
             from iceprod_dag.stats.db import init_db
 
-            self._db = init_db(self.options.get("db"), site=self.name)
+            self._db = init_db(self.options.get("db"))
         return self._db
 
     def _lasting_options(self) -> dict[str, Any]:
@@ -119,7 +122,7 @@ class CondorSite(Site):
         if prepare.is_compiled(submit_dir, dag_file):
             prepare.apply_site(submit_dir, dag_file, cfg)
         dataset = self._dataset_meta(submit_dir, dag_file)
-        info = {
+        info: dict[str, Any] = {
             "site": self.name,
             "options": self._lasting_options(),
             "site_config": cfg.name,
@@ -160,16 +163,14 @@ class CondorSite(Site):
         return int(result.cluster())
 
     def _dataset_meta(self, submit_dir: Path, dag_file: Path) -> dict[str, Any]:
-        path = submit_dir / names.DATASET_FILE
-        if prepare.is_compiled(submit_dir, dag_file):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return {
-                "name": data.get("name", dag_file.stem),
-                "dataset_id": data.get("dataset_id"),
-                "jobs": data.get("jobs"),
-                "description": data.get("description", ""),
-            }
-        return {"name": dag_file.stem, "dataset_id": None, "jobs": None, "description": ""}
+        from iceprod_dag.stats.importer import dataset_meta
+
+        meta = (
+            dataset_meta(submit_dir, owner=getpass.getuser())
+            if prepare.is_compiled(submit_dir, dag_file)
+            else None
+        )
+        return meta or {"name": dag_file.stem, "owner": getpass.getuser()}
 
     def _register(self, run_dir: Path, dag_file: Path, dataset: dict[str, Any]) -> None:
         from iceprod_dag.dagman.parser import parse_dag
@@ -206,6 +207,9 @@ class CondorSite(Site):
 
     def status(self, run_dir: Path) -> RunStatus:
         return self.follower(run_dir).poll()
+
+    def throughput_per_min(self, run_dir: Path) -> float:
+        return self.follower(run_dir).throughput_per_min()
 
     def watch(self, run_dir: Path, timeout: float | None = None) -> int:
         """Follow the run until DAGMan ends; collect as nodes finish; return DAGMan's exit status."""

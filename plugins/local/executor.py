@@ -164,7 +164,7 @@ class ProcessExecutor:
         finally:
             for f in {out, err}:
                 if f not in (None, subprocess.DEVNULL):
-                    f.close()  # type: ignore[union-attr]
+                    f.close()
         pidfd = os.pidfd_open(proc.pid)
         self._children[pidfd] = _Child(launch, proc, pidfd, start)
         self._poll.register(pidfd, select.EPOLLIN)

@@ -104,7 +104,7 @@ class PipeWorkSource(WorkSource):
         return self.closed and not self._items
 
 
-class _WakeQueue(queue.Queue):  # type: ignore[type-arg]
+class _WakeQueue(queue.Queue):
     """The pilot's queue of finished jobs, which new work also wakes, so that it claims at once."""
 
     poked = False
@@ -191,7 +191,7 @@ class PilotClient:
                 preexec_fn=_die_with_parent,
             )  # fmt: skip
         finally:
-            if err is not subprocess.DEVNULL:
+            if not isinstance(err, int):  # subprocess.DEVNULL is an int
                 err.close()
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self.fd = self.proc.stdout.fileno()

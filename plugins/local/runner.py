@@ -8,6 +8,7 @@ and every stats record on disk is (re)ingested idempotently before the run start
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from iceprod_dag.common import names
-from iceprod_dag.common.states import JobState
 from iceprod_dag.dagman.model import Dag
 from iceprod_dag.dagman.parser import load_rescue
 from iceprod_dag.dagman.rescue import write_rescue
@@ -29,16 +29,6 @@ from iceprod_dag.plugins.local.state import RunRecorder
 
 logger = logging.getLogger(__name__)
 
-STATE_BY_NODE_STATUS = {
-    "not_ready": JobState.PENDING,
-    "ready": JobState.IDLE,
-    "prerun": JobState.IDLE,
-    "submitted": JobState.RUNNING,
-    "postrun": JobState.RUNNING,
-    "done": JobState.DONE,
-    "error": JobState.FAILED,
-    "futile": JobState.CANCELLED,
-}
 _EVENT_RE = re.compile(r"^(\d{3}) \((\d+)\.\d+\.\d+\) ")
 _RETURN_RE = re.compile(r"\(return value (-?\d+)\)")
 
@@ -92,10 +82,10 @@ def scan_event_log(path: str, dag: Dag) -> tuple[set[str], dict[str, int], int]:
             r = _RETURN_RE.search(chunk)
             post_ok[node] = r is not None and r.group(1) == "0"
     done = set()
-    for name, node in dag.nodes.items():
-        if node.final:
+    for name, spec in dag.nodes.items():
+        if spec.final:
             continue
-        if node.post is not None:
+        if spec.post is not None:
             if post_ok.get(name):
                 done.add(name)
         elif job_ok.get(name):
@@ -120,7 +110,7 @@ def stats_attempts(run_dir: Path) -> dict[str, int]:
 def open_db(db_url: str | None) -> Any:
     from iceprod_dag.stats.db import init_db
 
-    return init_db(db_url, site="local")
+    return init_db(db_url)
 
 
 def collect_records(run_dir: Path, db_url: str | None, db: Any = None) -> int:
@@ -180,6 +170,7 @@ def run_dag(
         exit_code=None,
         cluster=dag_cluster,
         halted=False,
+        final_nodes=[n.name for n in dag.nodes.values() if n.final],
     )
     executor = ProcessExecutor(
         cpus,
@@ -251,30 +242,20 @@ def run_dag(
 
 def _register(db: Any, run_dir: Path, dag: Dag) -> None:
     """The run and its nodes in the stats database (pending), so listings show what has not run yet."""
+    from iceprod_dag.stats.importer import dataset_meta
     from iceprod_dag.stats.ingest import register_dataset
 
-    meta: dict[str, Any] = {}
-    try:
-        meta = json.loads((run_dir / names.DATASET_FILE).read_text())
-    except (OSError, ValueError):
-        pass  # a hand-written DAG: no dataset description
     nodes = []
     for name, node in dag.nodes.items():
         if node.final:
             continue
         split = names.split_node_name(name)
         nodes.append((name, split[0], split[1]) if split else name)
-    register_dataset(
-        db,
-        run_dir=run_dir,
-        site="local",
-        name=str(meta.get("name") or dag.path.stem),
-        dataset_id=meta.get("dataset_id") if isinstance(meta.get("dataset_id"), int) else None,
-        description=str(meta.get("description") or ""),
-        jobs=meta.get("jobs") if isinstance(meta.get("jobs"), int) else None,
-        state="running",
-        nodes=nodes,
-    )
+    meta = dataset_meta(run_dir, owner=getpass.getuser()) or {
+        "name": dag.path.stem,
+        "owner": getpass.getuser(),
+    }
+    register_dataset(db, run_dir=run_dir, site="local", state="running", nodes=nodes, **meta)
 
 
 def _reap_after_stop(engine: DagEngine, executor: ProcessExecutor, recorder: RunRecorder) -> None:
@@ -287,36 +268,26 @@ def _reap_after_stop(engine: DagEngine, executor: ProcessExecutor, recorder: Run
 
 
 class _Progress:
-    """Live display of nodes done/running/failed and throughput (rich), refreshed once per round."""
+    """The run's progress line (iceprod_dag.sites.progress, as `watch` shows it), refreshed every round."""
 
     def __init__(self, engine: DagEngine) -> None:
-        from rich.live import Live
+        from iceprod_dag.sites.progress import ProgressLine
 
         self.engine = engine
-        self.live = Live(self._render(), refresh_per_second=4, transient=False)
-        self._last = 0.0
+        self.line = ProgressLine()
 
     def __enter__(self) -> _Progress:
-        self.live.__enter__()
+        self.line.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.live.update(self._render())
-        self.live.__exit__(*exc)  # type: ignore[arg-type]
+    def __exit__(self, *exc: Any) -> None:
+        self.update()
+        self.line.__exit__(*exc)
 
     def update(self) -> None:
-        now = time.time()
-        if now - self._last >= 0.25:
-            self._last = now
-            self.live.update(self._render())
-
-    def _render(self) -> Any:
-        from rich.text import Text
+        from iceprod_dag.sites.progress import render_progress
 
         e = self.engine
         elapsed = max(1e-6, time.time() - e.started)
-        total = len(e.runs)
-        return Text(
-            f"nodes {e.done_count}/{total} done, {e.running_jobs} running, {len(e.failed)} failed"
-            f" | {e.finished_jobs / elapsed:.1f} jobs/s | {elapsed:.0f}s"
-        )
+        counts = {"done": e.done_count, "running": e.running_jobs, "failed": len(e.failed)}
+        self.line.show(render_progress(counts, len(e.runs), e.finished_jobs / elapsed, elapsed))

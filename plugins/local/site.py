@@ -19,16 +19,10 @@ from typing import Any, ClassVar
 
 from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import RunNotFoundError, SiteError
-from iceprod_dag.common.states import JobState
-from iceprod_dag.plugins.local.formats import read_node_status
-from iceprod_dag.plugins.local.runner import (
-    STATE_BY_NODE_STATUS,
-    collect_records,
-    read_run_info,
-    run_dag,
-    write_run_info,
-)
-from iceprod_dag.sites.base import RunStatus, Site
+from iceprod_dag.common.states import DAG_REMOVED_EXIT, JobState
+from iceprod_dag.dagman.nodestatus import read_node_status
+from iceprod_dag.plugins.local.runner import collect_records, read_run_info, run_dag, write_run_info
+from iceprod_dag.sites.base import Action, RunStatus, Site
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +35,9 @@ class LocalSite(Site):
 
     name: ClassVar[str] = "local"
     poll_interval: ClassVar[float] = 1.0
-    #: the engine honours DAGMan's halt file (iceprod_dag.sites.runcontrol suspends and resumes with it)
-    honours_halt_file: ClassVar[bool] = True
+    #: the engine honours DAGMan's halt file (iceprod_dag.sites.runcontrol suspends and resumes with it);
+    #: a resubmit is a submit of the same folder: the engine resumes from its rescue DAG and event log
+    capabilities: ClassVar[frozenset[Action]] = frozenset({Action.SUSPEND, Action.RESUBMIT})
 
     def submit(self, run_dir: Path, wait: bool = False) -> int | None:
         run_dir = Path(run_dir).resolve()
@@ -55,7 +50,12 @@ class LocalSite(Site):
         write_run_info(run_dir, site=self.name, options={**kept, "quiet": True})
         if wait:
             return run_dag(run_dir, **self._engine_options())
-        return self._detach(run_dir)
+        self._detach(run_dir)
+        return None
+
+    def resubmit(self, run_dir: Path) -> None:
+        """Start the engine again on the run in the background: its rescue DAG says which nodes are done."""
+        self.submit(run_dir, wait=False)
 
     def _engine_options(self) -> dict[str, Any]:
         o = self.options
@@ -83,34 +83,50 @@ class LocalSite(Site):
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, cwd=run_dir
             )
+        # the run is live from now on, not from when the engine gets going: a status or watch in between must
+        # not read the previous run's end
+        write_run_info(run_dir, pid=proc.pid, exit_code=None, halted=False)
         logger.info("started the local engine for %s as pid %d (output in %s)", run_dir, proc.pid, log)
         return None
 
     def status(self, run_dir: Path) -> RunStatus:
+        """The engine's node status file, read with the one codec; the FINAL node (bookkeeping, not work) is
+        left out, as the condor site leaves it out. An engine that ended without an exit status was stopped
+        (remove, SIGTERM) or died: the DAG reports DAGMan's removed exit, and the jobs the file still shows as
+        running were killed with it."""
         run_dir = Path(run_dir)
         info = read_run_info(run_dir)
         dag_file = info.get("dag") or _dag_file(run_dir)
         status_path = Path(info.get("status_file") or names.status_file(str(dag_file)))
-        nodes: dict[str, JobState] = {}
-        finished = False
         exit_code = info.get("exit_code")
+        finished = exit_code is not None or not _alive(info.get("pid"))
+        if finished and exit_code is None:
+            exit_code = DAG_REMOVED_EXIT  # a resubmit resumes it from its rescue DAG and event log
+        finals = set(info.get("final_nodes") or ())
+        nodes: dict[str, JobState] = {}
+        reasons: dict[str, str] = {}
         if status_path.exists():
-            for name, state in read_node_status(str(status_path)).items():
-                nodes[name] = STATE_BY_NODE_STATUS.get(state, JobState.UNKNOWN)
-        if exit_code is not None:
-            finished = True
-        elif not _alive(info.get("pid")):
-            finished = True  # the engine died (kill -9): resubmit to resume
-        return RunStatus(nodes=nodes, finished=finished, exit_code=exit_code)
+            for entry in read_node_status(status_path).nodes:
+                if entry.node in finals:
+                    continue
+                state = entry.job_state
+                if finished and not state.finished and state is not JobState.PENDING:
+                    state = JobState.CANCELLED
+                    reasons[entry.node] = "removed: its job was stopped with the local engine"
+                elif entry.details and state in (JobState.FAILED, JobState.CANCELLED, JobState.HELD):
+                    reasons[entry.node] = entry.details
+                nodes[entry.node] = state
+        halted = finished and bool(info.get("halted"))
+        return RunStatus(nodes=nodes, finished=finished, exit_code=exit_code, reasons=reasons, halted=halted)
 
     def cancel(self, run_dir: Path) -> None:
         info = read_run_info(Path(run_dir))
         if not info:
             _dag_file(Path(run_dir))
-        pid = info.get("pid")
+        pid = int(info.get("pid") or 0)
         if not _alive(pid):
             return
-        os.kill(int(pid), signal.SIGTERM)  # the engine kills its jobs and writes a rescue DAG
+        os.kill(pid, signal.SIGTERM)  # the engine kills its jobs and writes a rescue DAG
         deadline = time.time() + 30
         while time.time() < deadline and _alive(pid):
             time.sleep(0.1)

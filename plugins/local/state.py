@@ -22,18 +22,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iceprod_dag.common import names
-from iceprod_dag.common.states import FailureCategory
+from iceprod_dag.common.states import FailureCategory, NodeStatus
 from iceprod_dag.dagman.eventlog import EventLogWriter, Usage
 from iceprod_dag.dagman.jobstate import JobstateLogWriter, read_jobstate
 from iceprod_dag.dagman.model import Dag, Node
+from iceprod_dag.dagman.nodestatus import DagStatusReport, NodeEntry, write_node_status
 from iceprod_dag.plugins.local.executor import Exit, Launch
-from iceprod_dag.plugins.local.formats import write_node_status
 from iceprod_dag.stats import classads
 
 if TYPE_CHECKING:
     from iceprod_dag.plugins.local.engine import DagEngine
 
 logger = logging.getLogger(__name__)
+
+
+#: StatusDetails of a node whose job runs (DAGMan's word; "idle" would be a job waiting in a queue)
+RUNNING_DETAILS = "not_idle"
+
+
+def status_report(engine: DagEngine, interval: float) -> DagStatusReport:
+    """The engine's view of every node as DAGMan's NODE_STATUS_FILE reports it (the local engine's node
+    states are DAGMan's, by name)."""
+    nodes = []
+    submitted = NodeStatus.SUBMITTED
+    for name, run in engine.runs.items():
+        status = NodeStatus[run.state.name]
+        running = status is submitted
+        nodes.append(NodeEntry(name, status, RUNNING_DETAILS if running else "", run.retries, int(running)))
+    if not engine.finished:
+        dag_status, note, next_update = submitted, "", int(time.time() + interval)
+    elif engine.exit_status == 0:
+        dag_status, note, next_update = NodeStatus.DONE, "success", 0
+    else:
+        dag_status, note, next_update = NodeStatus.ERROR, "failed", 0
+    return DagStatusReport([str(engine.dag.path)], dag_status, note, nodes, next_update=next_update)
 
 
 class RunRecorder:
@@ -89,7 +111,7 @@ class RunRecorder:
     def job_started(self, node: Node, attempt: int, cluster: int, launch: Launch) -> None:
         now = time.time()
         self.events.submit(cluster, 0, node.name, now)
-        props = {"Cpus": launch.cpus, "Memory": launch.memory_mb}
+        props: dict[str, object] = {"Cpus": launch.cpus, "Memory": launch.memory_mb}
         self.events.execute(cluster, 0, slot=f"slot1@{self.host}", props=props, when=now)
         self.jobstate.submit(node.name, cluster)
         self.jobstate.job_event(node.name, "EXECUTE", cluster)
@@ -142,7 +164,7 @@ class RunRecorder:
             self.commit()
             self._last_commit = now
         if force or now - self._last_status >= self.status_interval:
-            write_node_status(self.status_path, engine)
+            write_node_status(self.status_path, status_report(engine, self.status_interval))
             # a big DAG's status file costs more to write: keep it under ~5% of the run's time
             self._last_status = time.time() + 20 * (time.time() - now)
         if self.on_round is not None:

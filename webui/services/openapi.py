@@ -139,7 +139,7 @@ _SITE_ACTION = {
     "site": {"type": "string", "description": "the site that runs the dataset (not the server's pilots)"},
     "site_action": {
         "type": "string",
-        "enum": ["halted", "released", "resubmitted", "ended", "none"],
+        "enum": ["halted", "released", "resubmitted", "none"],
         "description": "what was done to the run on its site (none: nothing to do, or run not on this host)",
     },
 }

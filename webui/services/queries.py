@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, func, select
 
@@ -150,7 +150,7 @@ def task_counts(conn: Connection, pk: int) -> dict[str, dict[str, int]]:
     by_node = select(Job.node, Job.state, func.count()).where(Job.dataset_pk == pk, Job.task.is_(None))
     for q in (by_task.group_by(Job.task, Job.state), by_node.group_by(Job.node, Job.state)):
         for name, state, n in conn.execute(q):
-            out.setdefault(name, {})[state] = n
+            out.setdefault(cast(str, name), {})[state] = n  # by_task leaves out NULL tasks
     return out
 
 
@@ -402,13 +402,3 @@ def totals(conn: Connection) -> dict[str, dict[str, int]]:
         jobs[state] = jobs.get(state, 0) + n
     sets = {s: n for s, n in conn.execute(select(Dataset.state, func.count()).group_by(Dataset.state))}
     return {"jobs": jobs, "datasets": sets}
-
-
-def failed_jobs(conn: Connection, pk: int, limit: int = 20) -> list[dict[str, Any]]:
-    q = (
-        select(Job.id, Job.node, Job.last_failure, Job.exit_code, Job.updated_at)
-        .where(Job.dataset_pk == pk, Job.state == "failed")
-        .order_by(Job.updated_at.desc())
-        .limit(limit)
-    )
-    return [dict(r._mapping) for r in conn.execute(q)]

@@ -13,8 +13,16 @@
       var p = plots[canvas.dataset.task], kind = canvas.dataset.plot;
       if (!p) { return; }
       if (kind === "memory") {
-        new Chart(canvas, { type: "scatter", data: { datasets: [{ data: p.memory, backgroundColor: "#2f7bd8" }] },
-          options: opts("Peak memory vs request (MB)", "requested MB", "peak RSS MB") });
+        // the request line (peak = request): points above it used more memory than they asked for
+        var top = 0;
+        p.memory.forEach(function (pt) { top = Math.max(top, pt.x, pt.y); });
+        var o = opts("Peak memory vs request (MB)", "requested MB", "peak RSS MB");
+        o.scales.x.beginAtZero = true;
+        o.plugins.legend.display = true;
+        new Chart(canvas, { type: "scatter", data: { datasets: [
+          { label: "attempts", data: p.memory, backgroundColor: "#2f7bd8" },
+          { label: "request", data: [{ x: 0, y: 0 }, { x: top * 1.1, y: top * 1.1 }], showLine: true,
+            borderColor: "#d0413b", borderDash: [6, 4], pointRadius: 0, fill: false }] }, options: o });
       } else if (kind === "wall" || kind === "cpu") {
         var h = p[kind];
         new Chart(canvas, { type: "bar", data: { labels: h.labels, datasets: [{ data: h.counts, backgroundColor: "#3a9a5b" }] },

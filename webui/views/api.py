@@ -5,6 +5,7 @@ Every error is ``{"error": message, "field": name}`` with a 4xx status; malforme
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -215,13 +216,17 @@ def classads(pk: int) -> Any:
 @login_required
 def log_tail(pk: int, attempt: int, kind: str) -> Any:
     _job, ds, rel = attempt_log(pk, attempt, kind)
-    path = resolve(ds, rel)
     lines = int_arg("lines", current_app.config["TAIL_LINES"], 0, 100_000) or 0
-    body: dict[str, Any] = {"path": rel, "size": path.stat().st_size, "tail": logfiles.tail(path, lines)}
-    if request.args.get("q"):
-        found, cut = logfiles.search(path, request.args["q"])
-        body["matches"] = [{"line": n, "text": t} for n, t in found]
-        body["truncated"] = cut
+    with resolve(ds, rel) as f:
+        body: dict[str, Any] = {
+            "path": rel,
+            "size": os.fstat(f.fileno()).st_size,
+            "tail": logfiles.tail(f, lines),
+        }
+        if request.args.get("q"):
+            found, cut = logfiles.search(f, request.args["q"])
+            body["matches"] = [{"line": n, "text": t} for n, t in found]
+            body["truncated"] = cut
     return jsonify(body)
 
 
@@ -229,14 +234,15 @@ def log_tail(pk: int, attempt: int, kind: str) -> Any:
 @login_required
 def log_raw(pk: int, attempt: int, kind: str) -> Any:
     _job, ds, rel = attempt_log(pk, attempt, kind)
-    return send(resolve(ds, rel), request.args.get("download") == "1")
+    return send(resolve(ds, rel), rel, request.args.get("download") == "1")
 
 
 @bp.get("/datasets/<int:pk>/files")
 @login_required
 def dataset_file(pk: int) -> Any:
     ds = dataset_or_404(pk)
-    return send(resolve(ds, request.args.get("path", "")), request.args.get("download") == "1")
+    rel = request.args.get("path", "")
+    return send(resolve(ds, rel), rel, request.args.get("download") == "1")
 
 
 # ---------------------------------------------------------------- tokens

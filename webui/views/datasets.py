@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -10,6 +11,7 @@ from iceprod_dag.common.exceptions import IceprodDagError
 from iceprod_dag.common.states import JobState
 from iceprod_dag.webui.services import actions, queries
 from iceprod_dag.webui.services.dag import layout, task_graph
+from iceprod_dag.webui.services.failures import SHOWN, failure_groups
 from iceprod_dag.webui.web import dataset_or_404, engine, login_required, who
 
 bp = Blueprint("datasets", __name__)
@@ -46,6 +48,8 @@ def index() -> Any:
             sort=sort,
             desc=args.get("order", "desc") != "asc",
         )
+    for row in rows:  # two runs of one dataset differ by their run folder
+        row["run_name"] = PurePath(row["run_dir"]).name
     return render_template("datasets.html", datasets=rows, states=STATE_ORDER, args=args, sort=sort)
 
 
@@ -56,7 +60,7 @@ def show(pk: int) -> Any:
     with engine().connect() as conn:
         counts = queries.task_counts(conn, pk)
         plots = queries.task_plots(conn, pk)
-        failed = queries.failed_jobs(conn, pk)
+        failures = failure_groups(conn, pk)
         jobs, cursor, _ = queries.list_jobs(conn, who(), {"dataset": pk}, limit=25)
     totals: dict[str, int] = {}
     for per_task in counts.values():
@@ -72,7 +76,8 @@ def show(pk: int) -> Any:
         total=sum(totals.values()),
         states=STATE_ORDER,
         plots=plots,
-        failed=failed,
+        failures=failures,
+        shown=SHOWN,
         jobs=jobs,
         cursor=cursor,
     )

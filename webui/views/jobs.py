@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, abort, render_template, request
 
 from iceprod_dag.common.states import FailureCategory, JobState
+from iceprod_dag.stats.classads import is_time_attribute
 from iceprod_dag.webui.services import queries
 from iceprod_dag.webui.services.logfiles import KINDS
 from iceprod_dag.webui.web import dataset_or_404, engine, login_required, not_found, who
@@ -97,12 +98,14 @@ def classad(pk: int, attempt: int) -> Any:
     attrs = sorted(ads[0]["attributes"].items(), key=lambda kv: kv[0].lower())
     if q:
         attrs = [(k, v) for k, v in attrs if q in k.lower() or q in str(v).lower()]
+    # (name, value, whether the value is a Unix time to show as a date); a JSON null is an undefined value
+    rows = [(k, v, is_time_attribute(k, v)) for k, v in attrs]
     return render_template(
         "classad.html",
         job=job,
         ds=ds,
         attempt=attempt,
-        attrs=attrs,
+        attrs=rows,
         q=q,
         total=len(ads[0]["attributes"]),
         ad_text=ads[0]["ad_text"],

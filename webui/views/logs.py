@@ -3,8 +3,8 @@ search. Files are served only from the run's own ``logs/`` folder (iceprod_dag.w
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import os
+from typing import Any, BinaryIO
 
 from flask import Blueprint, abort, current_app, render_template, request, send_file
 
@@ -16,19 +16,27 @@ from iceprod_dag.webui.web import ApiError, dataset_or_404, engine, login_requir
 bp = Blueprint("logs", __name__)
 
 
-def resolve(ds: dict[str, Any], rel: str) -> Path:
-    """The file if it is inside the run's logs folder and exists; 403 / 404 otherwise."""
+def open_or_none(ds: dict[str, Any], rel: str) -> BinaryIO | None:
+    """The open file if it is inside the run's logs folder (logfiles.open_log), None if it does not exist;
+    403 if it leaves the folder."""
     try:
-        path = logfiles.safe_log_path(ds["run_dir"], rel)
-    except LogPathError as exc:
+        return logfiles.open_log(ds["run_dir"], rel)
+    except (LogPathError, PermissionError) as exc:
         if wants_json():
             raise ApiError(403, str(exc), "path") from None
         abort(403, str(exc))
-    if not path.is_file():
+    except OSError:  # missing file or folder, the run folder itself gone
+        return None
+
+
+def resolve(ds: dict[str, Any], rel: str) -> BinaryIO:
+    """The open file if it is inside the run's logs folder and exists; 403 / 404 otherwise."""
+    f = open_or_none(ds, rel)
+    if f is None:
         if wants_json():
             raise ApiError(404, f"field 'path': no log file {rel!r} in this run", "path")
         abort(404, f"no log file {rel} in this run")
-    return path
+    return f
 
 
 def attempt_log(job_pk: int, attempt: int, kind: str) -> tuple[dict[str, Any], dict[str, Any], str]:
@@ -44,16 +52,21 @@ def attempt_log(job_pk: int, attempt: int, kind: str) -> tuple[dict[str, Any], d
     return job, ds, logfiles.attempt_log_rel(job["node"], attempt, kind, recorded)
 
 
-def send(path: Path, download: bool) -> Any:
-    """The entire file, streamed by the WSGI server's file wrapper (never read into memory here)."""
+def send(f: BinaryIO, rel: str, download: bool) -> Any:
+    """The entire open file, streamed by the WSGI server's file wrapper (never read into memory here)."""
+    st = os.fstat(f.fileno())
+    parts = rel.replace("\\", "/").split("/")
     response = send_file(
-        path,
+        f,
         mimetype="text/plain; charset=utf-8",
         as_attachment=download,
-        download_name=f"{path.parent.parent.name}.{path.parent.name}.{path.name}.txt" if download else None,
+        download_name=".".join(parts[-3:]) + ".txt" if download else None,
         conditional=True,
+        last_modified=st.st_mtime,
         max_age=0,
     )
+    if response.status_code == 200:
+        response.content_length = st.st_size
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -62,15 +75,17 @@ def send(path: Path, download: bool) -> Any:
 @login_required
 def show(pk: int, attempt: int, kind: str) -> Any:
     job, ds, rel = attempt_log(pk, attempt, kind)
-    try:
-        path = logfiles.safe_log_path(ds["run_dir"], rel)
-    except LogPathError as exc:
-        abort(403, str(exc))
-    exists = path.is_file()
     lines = request.args.get("lines", "")
-    count = int(lines) if lines.isdigit() else current_app.config["TAIL_LINES"]
+    count = min(int(lines), 100_000) if lines.isdigit() else current_app.config["TAIL_LINES"]
     q = request.args.get("q", "")
-    matches, cut = logfiles.search(path, q) if q and exists else ([], False)
+    f = open_or_none(ds, rel)
+    exists, size, tail, matches, cut = False, 0, [], [], False
+    if f is not None:
+        with f:
+            exists, size = True, os.fstat(f.fileno()).st_size
+            tail = logfiles.tail(f, count)
+            if q:
+                matches, cut = logfiles.search(f, q)
     return render_template(
         "log.html",
         job=job,
@@ -80,8 +95,8 @@ def show(pk: int, attempt: int, kind: str) -> Any:
         kinds=list(KINDS),
         rel=rel,
         exists=exists,
-        size=path.stat().st_size if exists else 0,
-        tail=logfiles.tail(path, count) if exists else [],
+        size=size,
+        tail=tail,
         lines=count,
         q=q,
         matches=matches,
@@ -93,7 +108,7 @@ def show(pk: int, attempt: int, kind: str) -> Any:
 @login_required
 def raw(pk: int, attempt: int, kind: str) -> Any:
     _job, ds, rel = attempt_log(pk, attempt, kind)
-    return send(resolve(ds, rel), request.args.get("download") == "1")
+    return send(resolve(ds, rel), rel, request.args.get("download") == "1")
 
 
 @bp.get("/datasets/<int:pk>/files")
@@ -102,4 +117,4 @@ def file(pk: int) -> Any:
     """Any file under the run's logs folder by its run-relative path (``?path=logs/<node>/<n>/stderr``)."""
     ds = dataset_or_404(pk)
     rel = request.args.get("path", "")
-    return send(resolve(ds, rel), request.args.get("download") == "1")
+    return send(resolve(ds, rel), rel, request.args.get("download") == "1")

@@ -2,7 +2,7 @@
 the operator to see
 
 Revision ID: inb2
-Revises: tr01
+Revises: ix02
 Create Date: 2026-12-04 16:30:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "inb2"
-down_revision: str | None = "tr01"
+down_revision: str | None = "ix02"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

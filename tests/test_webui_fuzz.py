@@ -10,7 +10,6 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis (the test extras)")
 from hypothesis import HealthCheck, settings  # noqa: E402
-
 from webui_support import PASSWORDS, ROLES, fill_demo  # noqa: E402
 
 

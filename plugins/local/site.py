@@ -21,8 +21,9 @@ from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import RunNotFoundError, SiteError
 from iceprod_dag.common.states import DAG_REMOVED_EXIT, JobState
 from iceprod_dag.dagman.nodestatus import read_node_status
-from iceprod_dag.plugins.local.runner import collect_records, lock_run, read_run_info, run_dag, write_run_info
+from iceprod_dag.plugins.local.runner import collect_records, lock_run, read_run_info, run_dag
 from iceprod_dag.sites.base import Action, RunStatus, Site
+from iceprod_dag.sites.runinfo import update_run_info
 from iceprod_dag.sites.runlock import RunLock
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class LocalSite(Site):
             }
             if kept.get("dag_file"):
                 kept["dag_file"] = str(Path(kept["dag_file"]).resolve())
-            write_run_info(run_dir, site=self.name, options={**kept, "quiet": True})
+            update_run_info(run_dir, site=self.name, options={**kept, "quiet": True})
             if wait:
                 return run_dag(run_dir, **self._engine_options(), lock=lock)
             self._detach(run_dir, lock)
@@ -104,7 +105,7 @@ class LocalSite(Site):
         lock.hand_over()
         # the run is live from now on, not from when the engine gets going: a status or watch in between must
         # not read the previous run's end
-        write_run_info(run_dir, pid=proc.pid, exit_code=None, halted=False)
+        update_run_info(run_dir, pid=proc.pid, exit_code=None, halted=False)
         logger.info("started the local engine for %s as pid %d (output in %s)", run_dir, proc.pid, log)
         return None
 

@@ -341,7 +341,8 @@ class JobRun:
 
     def _usage(self, watched: Watched) -> None:
         usage, rec = watched.usage, self.rec
-        peak, source = usage.peak_memory_mb, exact.SAMPLES
+        peak = usage.peak_memory_mb
+        source: Optional[str] = exact.SAMPLES
         if self.exact_mb is not None and self.exact_mb >= peak:
             peak, source = self.exact_mb, self.peak_source or exact.RUSAGE
         elif not usage.samples and self.bound_mb is not None:

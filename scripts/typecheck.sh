@@ -16,4 +16,4 @@ for name in plugins webui config; do
   ln -s "$root/$name" "$tree/iceprod_dag/$name"
 done
 cd "$tree"
-exec python3 -m mypy --config-file "$root/pyproject.toml" -p iceprod_dag "$@"
+exec python3 -m mypy --config-file "$root/pyproject.toml" --cache-dir "$root/build/.mypy_cache" -p iceprod_dag "$@"

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from iceprod_dag.common.states import JobState
+from iceprod_dag.plugins.batch.conformance import BatchConformance
 from iceprod_dag.plugins.batch.translate import JobGroup
 from iceprod_dag.plugins.lsf import translate
 from iceprod_dag.plugins.lsf.states import to_state
-from iceprod_dag.sites.conformance import SiteConformance, assert_matches_expected
+from iceprod_dag.sites.conformance import assert_matches_expected
 from iceprod_dag.sites.registry import load_site
 
 EXPECTED = Path(__file__).resolve().parent / "data" / "expected" / "lsf"
@@ -21,7 +22,7 @@ EXPECTED = Path(__file__).resolve().parent / "data" / "expected" / "lsf"
 LSF_STATES = "PEND PROV PSUSP RUN USUSP SSUSP DONE EXIT UNKWN WAIT ZOMBI".split()
 
 
-class TestLsfConformance(SiteConformance):
+class TestLsfConformance(BatchConformance):
     site_name = "lsf"
     native_states = LSF_STATES
 
@@ -31,12 +32,12 @@ class TestLsfConformance(SiteConformance):
 
 @pytest.mark.parametrize("index", [0, 1], ids=["single-with-dependencies", "array-with-gpus"])
 def test_job_scripts_match_expected_files(index: int) -> None:
-    group = SiteConformance().sample_groups()[index]
+    group = BatchConformance().sample_groups()[index]
     assert_matches_expected(EXPECTED / f"{group.name}.sh", load_site("lsf").script(group))
 
 
 def test_scripts_follow_bsub_syntax() -> None:
-    for group in SiteConformance().sample_groups():
+    for group in BatchConformance().sample_groups():
         script = load_site("lsf").script(group)
         subprocess.run(["bash", "-n"], input=script, text=True, check=True)
         directives = [line[6:] for line in script.splitlines() if line.startswith("#BSUB ")]
@@ -46,7 +47,7 @@ def test_scripts_follow_bsub_syntax() -> None:
 
 
 def test_dependencies_arrays_and_requests() -> None:
-    single, wide = SiteConformance().sample_groups()
+    single, wide = BatchConformance().sample_groups()
     opts = translate.bsub_options(single)
     assert '-w "done(101) && done(102)"' in opts and "-n 1" in opts and "-W 1:30" in opts
     opts = translate.bsub_options(wide, queue="gpu")
@@ -56,7 +57,7 @@ def test_dependencies_arrays_and_requests() -> None:
 
 def test_the_script_goes_to_bsub_on_stdin(tmp_path: Path) -> None:
     site = load_site("lsf")
-    group = SiteConformance().sample_groups()[0]
+    group = BatchConformance().sample_groups()[0]
     script = tmp_path / "job.sh"
     script.write_text(site.script(group))
     assert site.submit_argv(group, script) == ["bsub"]

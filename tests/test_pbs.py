@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from iceprod_dag.common.states import JobState
+from iceprod_dag.plugins.batch.conformance import BatchConformance
 from iceprod_dag.plugins.batch.translate import JobGroup
 from iceprod_dag.plugins.pbs import translate
 from iceprod_dag.plugins.pbs.states import to_state
-from iceprod_dag.sites.conformance import SiteConformance, assert_matches_expected
+from iceprod_dag.sites.conformance import assert_matches_expected
 from iceprod_dag.sites.registry import load_site
 
 EXPECTED = Path(__file__).resolve().parent / "data" / "expected" / "pbs"
@@ -22,7 +23,7 @@ EXPECTED = Path(__file__).resolve().parent / "data" / "expected" / "pbs"
 PBS_STATES = "B E F H M Q R S T U W X C".split()
 
 
-class TestPbsConformance(SiteConformance):
+class TestPbsConformance(BatchConformance):
     site_name = "pbs"
     native_states = PBS_STATES
 
@@ -32,12 +33,12 @@ class TestPbsConformance(SiteConformance):
 
 @pytest.mark.parametrize("index", [0, 1], ids=["single-with-dependencies", "array-with-gpus"])
 def test_job_scripts_match_expected_files(index: int) -> None:
-    group = SiteConformance().sample_groups()[index]
+    group = BatchConformance().sample_groups()[index]
     assert_matches_expected(EXPECTED / f"{group.name}.sh", load_site("pbs").script(group))
 
 
 def test_scripts_follow_pbs_syntax() -> None:
-    for group in SiteConformance().sample_groups():
+    for group in BatchConformance().sample_groups():
         script = load_site("pbs").script(group)
         subprocess.run(["bash", "-n"], input=script, text=True, check=True)
         directives = [line[5:] for line in script.splitlines() if line.startswith("#PBS ")]
@@ -49,7 +50,7 @@ def test_scripts_follow_pbs_syntax() -> None:
 
 
 def test_dependencies_arrays_and_requests() -> None:
-    single, wide = SiteConformance().sample_groups()
+    single, wide = BatchConformance().sample_groups()
     opts = translate.qsub_options(single, queue="workq")
     assert "-W depend=afterok:101:102" in opts and "-q workq" in opts
     assert "-l select=1:ncpus=1:mem=2048mb" in opts and "-l walltime=01:30:00" in opts

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from iceprod_dag.plugins.batch.translate import hms
 from iceprod_dag.sites.registry import load_site
 
 LEARN = """\
@@ -83,6 +84,7 @@ def test_local_site_kills_and_learns(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "ICEPROD_DAG_HOME": str(tmp_path / "home")},  # not the user's stats database
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     check_learned(run, "local")
@@ -94,10 +96,13 @@ def test_slurm_kills_and_learns(slurm_cluster, tmp_path: Path) -> None:
     site = load_site("slurm", {"poll_interval": 0.5, "db": f"sqlite:///{tmp_path / 'stats.db'}"})
     assert site.submit(run, wait=True) == 0
     check_learned(run, "slurm")
-    # the batch request of the retry carries what was learned
-    scripts = {p.name: p.read_text() for p in (run / "batch" / "scripts").iterdir()}
-    retry = records(run, "hog_0")[1]
-    assert any(f"--mem={retry['request']['memory_mb']:.0f}M" in text for text in scripts.values())
+    # the batch request of each retry carries what was learned, and so does the pilot's command line
+    memory = int(records(run, "hog_0")[0]["next_memory_mb"])
+    script = (run / "batch" / "scripts" / "hog_0.1.sh").read_text()
+    assert f"#SBATCH --mem={memory}M" in script and f"--memory-mb {memory}" in script
+    walltime = int(records(run, "slow_0")[0]["next_walltime_s"])
+    script = (run / "batch" / "scripts" / "slow_0.1.sh").read_text()
+    assert f"#SBATCH --time={hms(walltime + 300)}" in script and f"--walltime {walltime}s" in script
 
 
 @pytest.mark.sge
@@ -118,5 +123,10 @@ def test_grid_engine_kills_and_learns(sge_cluster, tmp_path: Path) -> None:
         site = load_site("sge", {**options, "db": f"sqlite:///{tmp_path / 'stats.db'}"})
         assert site.submit(run, wait=True) == 0
         check_learned(run, "sge")
+        memory = int(records(run, "hog_0")[0]["next_memory_mb"])
+        script = (run / "batch" / "scripts" / "hog_0.1.sh").read_text()
+        assert f"-l h_vmem={memory * 8}M" in script and f"--memory-mb {memory}" in script
+        walltime = int(records(run, "slow_0")[0]["next_walltime_s"])
+        assert f"--walltime {walltime}s" in (run / "batch" / "scripts" / "slow_0.1.sh").read_text()
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -38,7 +38,7 @@ def run_dir(pilot_spec, tmp_path, monkeypatch) -> Path:
         run_attempt(good, job)
     for job in range(2):
         run_attempt(hungry, job)
-    run_attempt(hungry, 0, attempt=1)
+    run_attempt(hungry, 0, attempt=1, memory_mb=400)  # as a batch site passes it: --memory-mb
     run_attempt(bad, 0)
     return tmp_path
 
@@ -49,7 +49,8 @@ def test_records_hold_the_triage_fields(run_dir):
     assert killed["host"] and killed["memory_limit_mb"] == 50 and killed["walltime_limit_s"] == 60
     assert killed["queue_s"] > 0 and killed["submitted"] == 1000.0
     retried = json.loads((run_dir / "stats/hungry_0.1.json").read_text())
-    assert retried["failure"] is None and retried["request"]["memory_mb"] >= 150
+    assert retried["failure"] is None and retried["request"]["memory_mb"] == 400
+    assert killed["next_memory_mb"] >= 1.5 * killed["peak_memory_mb"] - 0.01  # the peak shown is rounded
     failed = json.loads((run_dir / "stats/bad_0.0.json").read_text())
     assert (failed["failure"], failed["exit_code"]) == ("task_failed", 3)
 

@@ -208,60 +208,6 @@ def test_a_site_without_halt_support_cannot_suspend(tmp_path: Path, monkeypatch:
     assert not runcontrol.is_halted(run)
 
 
-HALTING_DAG = """\
-JOB A a.sub
-JOB B b.sub
-SCRIPT POST A /bin/sh post.sh
-SCRIPT PRE B /bin/sh pre.sh
-PARENT A CHILD B
-"""
-SH = "executable = /bin/sh\narguments = \"-c '{cmd}'\"\noutput = {name}.out\nerror = {name}.err\nqueue\n"
-
-
-def test_the_local_engine_honours_the_halt_file_as_dagman_does(tmp_path: Path) -> None:
-    """Halted (here by node A's own job, as HTCondor's test does): A finishes and its POST script runs, B's PRE
-    script does not; with nothing running the DAG ends halted. Submitting again removes the file and goes on."""
-    from iceprod_dag.plugins.local.runner import run_dag
-
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "test.dag").write_text(HALTING_DAG)
-    (run / "a.sub").write_text(SH.format(name="a", cmd="touch test.dag.halt; sleep 0.3; echo A >> order.txt"))
-    (run / "b.sub").write_text(SH.format(name="b", cmd="echo B >> order.txt"))
-    (run / "post.sh").write_text("echo postA >> order.txt\n")
-    (run / "pre.sh").write_text("echo preB >> order.txt\n")
-    db = f"sqlite:///{tmp_path / 'stats.sqlite'}"
-    assert run_dag(run, db_url=db) == 1  # DAGMan's EXIT_ERROR for a halted DAG
-    assert (run / "order.txt").read_text().split() == ["A", "postA"]
-    assert (run / "test.dag.halt").exists() and (run / "test.dag.rescue001").exists()
-    assert json.loads((run / names.RUN_INFO).read_text())["halted"] is True
-    assert run_dag(run, db_url=db) == 0
-    assert (run / "order.txt").read_text().split() == ["A", "postA", "preB", "B"]
-    assert not (run / "test.dag.halt").exists()
-
-
-def test_the_batch_watcher_submits_nothing_while_halted(tmp_path: Path, monkeypatch: Any) -> None:
-    """The slurm site's watcher, one poll at a time. No Slurm here: with sbatch out of PATH, a submission shows
-    as the job script written and the node's 'submit failed' reason, and stays local."""
-    from iceprod_dag.plugins.batch.watcher import Watcher
-
-    run = compile_chain(tmp_path)
-    watcher = Watcher(load_site("slurm", {}), run)
-    (run / "dataset.dag.halt").touch()
-    watcher.prepare()
-    assert not (run / "dataset.dag.halt").exists()  # a (re)submitted DAG starts unhalted, as with DAGMan
-    monkeypatch.setenv("PATH", str(tmp_path / "no-batch-commands"))
-    (run / "dataset.dag.halt").touch()
-    watcher.poll()
-    assert list((run / names.BATCH_SCRIPTS_DIR).iterdir()) == []
-    assert watcher.state.node("a_0").status == "waiting" and not watcher.state.node("a_0").reason
-    assert not watcher.state.finished  # halted is not ended
-    (run / "dataset.dag.halt").unlink()
-    watcher.poll()
-    assert [p.name for p in (run / names.BATCH_SCRIPTS_DIR).iterdir()] == ["a_0.0.sh"]
-    assert watcher.state.node("a_0").reason.startswith("submit failed")
-
-
 @pytest.mark.condor
 def test_condor_dagman_halts_and_the_rescue_dag_resumes(tmp_path: Path, condor_run_root: Path) -> None:
     """condor_dagman itself honours the halt file: the running node finishes, the next one is never submitted,
@@ -397,3 +343,30 @@ def test_a_suspended_local_run_reports_halted_not_failed(tmp_path: Path) -> None
     assert cli("resume", str(run)).stdout.strip() == f"{run}: resubmitted"
     wait_for("the resumed run succeeding", lambda: run_json(run).get("exit_code") == 0, run)
     assert cli_status(run)["nodes"] == {"a_0": "done", "b_0": "done", "c_0": "done"}
+
+
+@pytest.mark.parametrize(
+    ("state", "action", "reason"),
+    [
+        ("done", "suspend", "has ended (done)"),
+        ("failed", "resume", "has ended (failed)"),
+        ("running", "resume", "is not suspended (running)"),
+    ],
+)
+def test_a_server_dataset_refuses_what_its_state_does_not_allow(
+    app: Any,  # noqa: F811
+    api: Any,
+    tmp_path: Path,
+    state: str,
+    action: str,
+    reason: str,
+) -> None:
+    """A dataset the server's pilots run has no site to ask: its recorded state decides, and is left alone."""
+    from iceprod_dag.stats import ingest
+
+    db = app.extensions["iceprod_dag_engine"]
+    pk = ingest.register_dataset(db, run_dir=tmp_path / "srv", site="server", name="srv", state=state)
+    refused = api(pk, action)
+    assert refused.status_code == 409, refused.get_json()
+    assert f"cannot {action}: " in refused.get_json()["error"] and reason in refused.get_json()["error"]
+    assert db_state(app, pk) == state

@@ -16,10 +16,11 @@ import pytest
 
 from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.batch import state as st
+from iceprod_dag.plugins.batch.conformance import BatchConformance
 from iceprod_dag.plugins.batch.translate import JobGroup
 from iceprod_dag.plugins.sge import translate
 from iceprod_dag.plugins.sge.states import to_state
-from iceprod_dag.sites.conformance import SiteConformance, assert_matches_expected
+from iceprod_dag.sites.conformance import assert_matches_expected
 from iceprod_dag.sites.registry import load_site
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -71,7 +72,7 @@ exit_status  100
 """
 
 
-class TestSgeConformance(SiteConformance):
+class TestSgeConformance(BatchConformance):
     site_name = "sge"
     native_states = SGE_STATES
 
@@ -81,12 +82,12 @@ class TestSgeConformance(SiteConformance):
 
 @pytest.mark.parametrize("index", [0, 1], ids=["single-with-dependencies", "array-with-gpus"])
 def test_job_scripts_match_expected_files(index: int) -> None:
-    group = SiteConformance().sample_groups()[index]
+    group = BatchConformance().sample_groups()[index]
     assert_matches_expected(EXPECTED / f"{group.name}.sh", load_site("sge").script(group))
 
 
 def test_requests_map_to_qsub_options() -> None:
-    single, wide = SiteConformance().sample_groups()
+    single, wide = BatchConformance().sample_groups()
     opts = translate.qsub_options(single, walltime_margin_s=0, vmem_factor=1.0)
     assert "-hold_jid 101,102" in opts and "-l h_rt=01:30:00" in opts and "-l h_vmem=2048M" in opts
     assert not any(o.startswith("-pe") for o in opts)
@@ -96,7 +97,7 @@ def test_requests_map_to_qsub_options() -> None:
 
 
 def test_failed_attempts_exit_100_so_dependents_stay_held() -> None:
-    script = load_site("sge").script(SiteConformance().sample_groups()[0])
+    script = load_site("sge").script(BatchConformance().sample_groups()[0])
     assert '[ "$rc" -eq 0 ] || exit 100' in script
 
 

@@ -15,11 +15,12 @@ import pytest
 from iceprod_dag.common.exceptions import ConfigError
 from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.batch import state as st
+from iceprod_dag.plugins.batch.conformance import BatchConformance
 from iceprod_dag.plugins.batch.jobdesc import JobRequest, job_request, read_submit
 from iceprod_dag.plugins.batch.translate import JobGroup, group_requests, hm, hms
 from iceprod_dag.plugins.slurm import translate
 from iceprod_dag.plugins.slurm.states import to_state
-from iceprod_dag.sites.conformance import SiteConformance, assert_matches_expected
+from iceprod_dag.sites.conformance import assert_matches_expected
 from iceprod_dag.sites.registry import load_site
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -33,7 +34,7 @@ SLURM_STATES = (
 ).split()
 
 
-class TestSlurmConformance(SiteConformance):
+class TestSlurmConformance(BatchConformance):
     site_name = "slurm"
     native_states = SLURM_STATES
 
@@ -46,13 +47,13 @@ class TestSlurmConformance(SiteConformance):
 
 @pytest.mark.parametrize("index", [0, 1], ids=["single-with-dependencies", "array-with-gpus"])
 def test_job_scripts_match_expected_files(index: int) -> None:
-    group = SiteConformance().sample_groups()[index]
+    group = BatchConformance().sample_groups()[index]
     site = load_site("slurm")
     assert_matches_expected(EXPECTED / f"{group.name}.sh", site.script(group))
 
 
 def test_requests_map_to_sbatch_options() -> None:
-    single, wide = SiteConformance().sample_groups()
+    single, wide = BatchConformance().sample_groups()
     opts = translate.sbatch_options(single, walltime_margin_s=300, partition="debug")
     assert "--cpus-per-task=1" in opts and "--mem=2048M" in opts and "--time=01:35:00" in opts
     assert "--dependency=afterok:101:102" in opts and "--partition=debug" in opts

@@ -73,7 +73,14 @@ def test_login_dataset_failed_stderr_entire_log(server: str) -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(server)
+            # every page keeps working under the Content-Security-Policy: the browser reports any refusal
+            refused: list[str] = []
+            page.on(
+                "console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None
+            )
+            first = page.goto(server)
+            assert first is not None and "frame-ancestors 'none'" in first.headers["content-security-policy"]
+            assert first.headers["x-frame-options"] == "DENY"
             assert "/login" in page.url
             shot(page, "login")
             page.fill("#username", "alice")
@@ -117,5 +124,6 @@ def test_login_dataset_failed_stderr_entire_log(server: str) -> None:
             page.goto(server + "monitoring")
             page.wait_for_function("document.getElementById('hourly').width > 0")
             shot(page, "monitoring")
+            assert refused == []
         finally:
             browser.close()

@@ -103,3 +103,130 @@ def test_pilot_upload_never_writes_through_a_link(anon, app, tmp_path):  # noqa:
     with pytest.raises(logfiles.LogPathError):
         logfiles.write_upload(str(run), "gen_0", 0, "stderr", io.BytesIO(b"x"), 100)
     assert list(outside.iterdir()) == []
+
+
+# ---------------------------------------------------------------- sessions end at once (a copied cookie too)
+
+COOKIE = "iceprod_dag_session"
+
+
+def _copy_of(app, client):  # noqa: F811
+    """Another client holding a copy of this client's session cookie (what a thief replays)."""
+    thief = app.test_client()
+    thief.set_cookie(COOKIE, client.get_cookie(COOKIE).value)
+    assert thief.get("/api/me").status_code == 200
+    return thief
+
+
+def test_logout_ends_a_copied_cookie(app, alice):  # noqa: F811
+    from webui_support import csrf_of
+
+    thief = _copy_of(app, alice)
+    assert alice.post("/logout", data={"csrf_token": csrf_of(alice)}).status_code == 302
+    assert thief.get("/api/me").status_code == 401
+    assert thief.get("/").status_code == 302  # to the login page
+
+
+def test_password_change_and_disable_end_a_copied_cookie(app, alice, bob, engine, tmp_path):  # noqa: F811
+    import subprocess
+    import sys
+
+    from iceprod_dag.webui.services import accounts
+
+    thief = _copy_of(app, alice)
+    accounts.set_password(engine, "alice", "a-new-password")
+    assert thief.get("/api/me").status_code == 401
+    assert alice.get("/api/me").status_code == 401  # the owner logs in again
+    # an admin's disable from the command line (another process), on bob's live session and its copy
+    thief = _copy_of(app, bob)
+    (tmp_path / "cli-home").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", "from iceprod_dag.cli.main import main; main()", "user", "disable", "bob",
+         "--db", str(engine.url)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert thief.get("/api/me").status_code == 401 and bob.get("/api/me").status_code == 401
+    from webui_support import login
+
+    assert login(app.test_client(), "bob").status_code == 401  # disabled: no new session either
+    accounts.set_disabled(engine, "bob", False)
+    assert login(app.test_client(), "bob").status_code == 302
+
+
+# ---------------------------------------------------------------- headers, file modes, throttling, 401 first
+
+
+def test_every_response_forbids_framing_and_foreign_scripts(alice, anon, demo):  # noqa: F811
+    for client, url in ((anon, "/login"), (alice, "/"), (alice, f"/datasets/{demo}"), (anon, "/api/me")):
+        headers = client.get(url).headers
+        assert headers["X-Frame-Options"] == "DENY", url
+        csp = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, url
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_stats_database_is_private(app, tmp_path):  # noqa: F811
+    import stat
+
+    from iceprod_dag.stats.db import init_db
+
+    for path in (tmp_path / "stats.sqlite", tmp_path / "fresh" / "new.sqlite"):
+        init_db(f"sqlite:///{path}").dispose()
+        for f in [path, *path.parent.glob(path.name + "-*")]:
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, (f, oct(f.stat().st_mode))
+
+
+def test_a_sprayed_password_is_throttled_per_address_and_per_name(app, engine):  # noqa: F811
+    from webui_support import PASSWORDS, login
+
+    from iceprod_dag.webui.services import accounts
+
+    app.config.update(LOGIN_MAX_FAILURES_PER_ADDRESS=6, LOGIN_MAX_FAILURES_PER_NAME=4)
+    for i in range(10):
+        accounts.add_user(engine, f"user{i}", "user", f"pw-{i}")
+    # one address, one password, many names: each name fails once, the address is stopped after 6
+    client = app.test_client()
+    codes = [login(client, f"user{i}", "Winter2026!").status_code for i in range(8)]
+    assert codes == [401] * 6 + [429] * 2
+    assert login(client, "alice").status_code == 429  # even a right password, from that address
+    # one name from many addresses: stopped after 4 failures whatever the address
+    codes = []
+    for i in range(6):
+        other = app.test_client()
+        other.environ_base["REMOTE_ADDR"] = f"10.0.0.{i}"
+        codes.append(login(other, "bob", f"guess-{i}").status_code)
+    assert codes == [401] * 4 + [429] * 2
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "10.9.9.9"
+    assert login(elsewhere, "root", PASSWORDS["root"]).status_code == 302  # others are not affected
+
+
+def test_anonymous_unsafe_requests_get_401_before_csrf(anon, demo):  # noqa: F811
+    for url in (f"/api/datasets/{demo}/suspend", "/api/tokens", "/api/datasets"):
+        response = anon.post(url, json={})
+        assert response.status_code == 401, (url, response.status_code)
+        assert response.get_json()["field"] == "Authorization"
+    assert anon.delete("/api/tokens/1").status_code == 401
+    page = anon.post(f"/datasets/{demo}/suspend")
+    assert page.status_code == 302 and "/login" in page.headers["Location"]
+    assert anon.post("/login", data={"username": "alice", "password": "x"}).status_code == 400  # CSRF
+
+
+def test_a_user_past_their_quota_of_unfinished_jobs_gets_429(app, alice, bob):  # noqa: F811
+    from webui_support import csrf_of
+
+    app.config["MAX_UNFINISHED_JOBS_PER_USER"] = 10
+    body = {
+        "name": "q",
+        "jobs": 3,
+        "tasks": [{"name": "a", "command": "true"}, {"name": "b", "command": "true"}],
+    }
+    h = {"X-CSRF-Token": csrf_of(alice)}
+    assert alice.post("/api/datasets", json=body, headers=h).status_code == 201  # 6 unfinished jobs
+    refused = alice.post("/api/datasets", json=body, headers=h)  # 12 > 10
+    assert refused.status_code == 429 and refused.get_json()["field"] == "jobs", refused.text
+    assert "12 unfinished jobs" in refused.get_json()["error"]
+    assert len(alice.get("/api/datasets?owner=alice").get_json()["datasets"]) == 2  # the demo and the first
+    # the quota is per owner: bob still may
+    assert bob.post("/api/datasets", json=body, headers={"X-CSRF-Token": csrf_of(bob)}).status_code == 201

@@ -10,11 +10,19 @@ from typing import Any
 
 from flask import Flask, g, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from iceprod_dag.common.exceptions import IceprodDagError
+from iceprod_dag.dataset import limits
 from iceprod_dag.webui import config as webconfig
 
 log = logging.getLogger(__name__)
+
+#: the Content-Security-Policy of every response (tests/test_webui_browser.py checks the pages keep working)
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | None = None) -> Flask:
@@ -25,6 +33,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | 
     from iceprod_dag.webui.views.auth import LoginThrottle
 
     app = Flask(__name__)
+    # every <int:...> of every route: ids beyond the database's 64-bit integers are a 404 (no such route),
+    # not an OverflowError (500) in the driver
+    app.url_map.converters["int"] = _Int64Converter
     settings = webconfig.load_config(test_config, config_file)
     app.config.update(settings)
     app.config.update(
@@ -42,6 +53,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | 
     if settings.get("INIT_DB", True):
         init_db(engine)
     app.extensions["iceprod_dag_engine"] = engine
+    app.extensions["iceprod_dag_limits"] = limits.from_settings(settings)
     app.extensions["iceprod_dag_throttle"] = LoginThrottle()
     app.extensions["iceprod_dag_drainer"] = Drainer(engine)
     if usable(engine):
@@ -49,6 +61,12 @@ def create_app(test_config: Mapping[str, Any] | None = None, config_file: str | 
             pass
     _register(app)
     return app
+
+
+class _Int64Converter(IntegerConverter):
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _sqlite_cache(engine: Any, megabytes: int) -> None:
@@ -78,6 +96,16 @@ def _register(app: Flask) -> None:
             return
         load_principal()
         check_csrf()
+
+    @app.after_request
+    def _security_headers(response: Any) -> Any:
+        # pages load scripts and styles only from /static (data for the plots rides in JSON blocks, which
+        # no browser executes); style attributes stay allowed for the progress bars' widths
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
 
     @app.after_request
     def _timing(response: Any) -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from iceprod_dag.common.exceptions import ConfigError
+from iceprod_dag.dataset.limits import LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,18 @@ DEFAULTS: dict[str, Any] = {
     "COOKIE_SECURE": True,  # session cookie only over HTTPS (browsers allow it on http://127.0.0.1)
     "RUNS_DIR": None,  # where datasets submitted through the API are compiled (None: <data home>/runs)
     "LOGIN_MAX_FAILURES": 5,  # failed logins per user and address before the login is refused for a while
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": 20,  # failed logins from one address over all user names (spraying)
+    "LOGIN_MAX_FAILURES_PER_NAME": 20,  # failed logins of one user name from all addresses
     "LOGIN_LOCK_S": 300.0,
+    "MAX_UNFINISHED_JOBS_PER_USER": 2_000_000,  # quota: a submission past it is refused (429)
     "PAGE_SIZE": 50,
     "TAIL_LINES": 40,
     "MAX_UPLOAD_MB": 64,
     "HEARTBEAT_TIMEOUT_S": 600.0,
     "SQLITE_CACHE_MB": 128,  # page cache per SQLite connection
     "REPORT_INBOX": True,  # SQLite: single pilot reports go through iceprod_dag.stats.inbox (see there why)  # a claimed job with no heartbeat for this long is given to another pilot
+    # input limits of submitted datasets (iceprod_dag.dataset.limits; docs/config.md): MAX_JOBS...
+    **{key: default for key, (_attr, default, _doc) in LIMITS.items()},
 }
 
 

@@ -64,8 +64,11 @@ def load_principal() -> None:
     if uid is None:
         return
     with engine().connect() as conn:
-        row = conn.execute(select(User.id, User.name, User.role, User.disabled).where(User.id == uid)).first()
-    if row is None or row.disabled:
+        row = conn.execute(
+            select(User.id, User.name, User.role, User.disabled, User.session_gen).where(User.id == uid)
+        ).first()
+    # a cookie made before a logout, password change or disable carries an older generation: ended
+    if row is None or row.disabled or session.get("gen") != row.session_gen:
         session.clear()
         return
     g.who = Principal(row.id, row.name, row.role)
@@ -119,6 +122,10 @@ def csrf_token() -> str:
     return str(token)
 
 
+#: the endpoints that take an unsafe request without a session (they still need the CSRF token)
+ANONYMOUS_FORMS = frozenset({"auth.login", "auth.logout"})
+
+
 def check_csrf() -> None:
     """Unsafe requests authenticated by the session cookie must carry the session's CSRF token.
 
@@ -126,6 +133,8 @@ def check_csrf() -> None:
     """
     if request.method in ("GET", "HEAD", "OPTIONS") or g.get("by_token"):
         return
+    if g.get("who") is None and request.endpoint not in ANONYMOUS_FORMS:
+        who()  # 401 (or the login page) first: without a session there is nothing to forge
     if current_app.config.get("CSRF_DISABLED"):
         return
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
@@ -163,7 +172,10 @@ def json_body() -> dict[str, Any]:
         raise ApiError(415, "body: expected Content-Type application/json", "body")
     data = _fast_loads(request.get_data())
     if data is None:  # what only the json module reads (NaN, integers beyond 64 bits, UTF-16), or not JSON
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nested deeper than the json module can follow
+            raise ApiError(400, "body: JSON nested too deep", "body") from None
     if data is None:
         raise ApiError(400, "body: not valid JSON", "body")
     if not isinstance(data, dict):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -50,16 +49,18 @@ def import_iceprod_command(
     from iceprod_dag.dataset.iceprod.convert import convert, looks_like_iceprod
     from iceprod_dag.dataset.iceprod.write import dataset_yaml
     from iceprod_dag.dataset.loader import load_dataset_dict
+    from iceprod_dag.dataset.yamlsource import load_yaml_with_lines, read_document
 
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{config_file}: not a readable JSON file: {exc}", path=str(config_file)) from exc
+    # the one loader: its limits (size, nesting, encoding) and errors naming the line apply to JSON too
+    config, _lines = load_yaml_with_lines(read_document(config_file), str(config_file))
     if not looks_like_iceprod(config):
         raise ConfigError(
             f"{config_file}: not an IceProd dataset config (no tasks with trays)", path=str(config_file)
         )
-    dataset, notes = convert(config, jobs=jobs, name=name or config_file.stem, temp_url=temp_url)
+    try:
+        dataset, notes = convert(config, jobs=jobs, name=name or config_file.stem, temp_url=temp_url)
+    except ConfigError as exc:
+        raise ConfigError([f"{config_file} {p}" for p in exc.problems], str(config_file)) from None
     load_dataset_dict(
         dataset, source=f"{config_file} (converted)"
     )  # raises ConfigError listing every problem

@@ -76,6 +76,9 @@ def submit_command(
 
     quiet = ctx.obj.get("quiet", False)
     if source.suffix == ".dag":
+        from iceprod_dag.dagman.parser import parse_dag
+
+        parse_dag(source)  # a DAG that does not parse is exit 2 before any site writes into its folder
         run_dir, default_site = source.resolve().parent, None
     else:
         run_dir, default_site = prepare_run_dir(source, run_dir, quiet)

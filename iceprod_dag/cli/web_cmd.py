@@ -139,6 +139,29 @@ def user_password(name: str, password_file: str | None, db: str | None) -> None:
     click.echo(f"password of {name} changed")
 
 
+@user_command.command("disable")
+@click.argument("name")
+@click.option("--enable", is_flag=True, help="Enable the user again instead.")
+@click.option("--db", default=None, help="Stats database URL.")
+def user_disable(name: str, enable: bool, db: str | None) -> None:
+    """Disable a user: their logins end at once, their tokens stop working."""
+    from iceprod_dag.webui.services import accounts
+
+    accounts.set_disabled(_engine(db), name, not enable)
+    click.echo(f"user {name} {'enabled' if enable else 'disabled'}")
+
+
+@user_command.command("logout")
+@click.argument("name")
+@click.option("--db", default=None, help="Stats database URL.")
+def user_logout(name: str, db: str | None) -> None:
+    """End every web session of a user (a stolen cookie stops working); their API tokens stay."""
+    from iceprod_dag.webui.services import accounts
+
+    accounts.end_sessions(_engine(db), name)
+    click.echo(f"sessions of {name} ended")
+
+
 @user_command.command("list")
 @click.option("--db", default=None, help="Stats database URL.")
 def user_list(db: str | None) -> None:

@@ -20,6 +20,12 @@ class ConfigError(IceprodDagError):
         super().__init__("\n".join(self.problems))
 
 
+class QuotaError(IceprodDagError):
+    """A user's submitted work would go past their quota; nothing was submitted (API 429)."""
+
+    exit_code = 2
+
+
 class ExpressionError(IceprodDagError):
     """An expression like $eval(...) or $steering(...) cannot be resolved."""
 
@@ -89,6 +95,16 @@ class ActionRefusedError(SiteError):
         self.action = action
         self.reason = reason
         super().__init__(f"cannot {action}: {reason}")
+
+
+class RunLockedError(IceprodDagError):
+    """Another process runs (or is submitting) this run folder; the message names its pid."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        self.pid = pid
+        super().__init__(message)
 
 
 class RunNotFoundError(IceprodDagError):

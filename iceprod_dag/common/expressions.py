@@ -48,7 +48,9 @@ FUNCTIONS = frozenset(
 )
 
 _FUNC_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\(")
-_MAX_POW_BITS = 4096  # bigger results of ** are refused: $eval(9**9**9) must not hang a worker
+_MAX_POW_BITS = 4096  # bigger results are refused: $eval(9**9**9) must not hang a worker
+_MAX_EVAL_CHARS = 2000  # longer $eval bodies are refused: 3,000 terms would exhaust Python's recursion
+_MAX_FORMAT_WIDTH = 1000  # $sprintf('%999999999d') must not build a gigabyte string
 
 
 class Context:
@@ -279,15 +281,11 @@ class _Resolver:
 
     def eval(self, body: str, source: str) -> Union[int, float]:
         try:
-            tree = ast.parse(body.strip(), mode="eval")
-        except SyntaxError:
-            raise self.error(f"{source!r}: {body.strip()!r} is not arithmetic") from None
-        try:
-            return _arith(tree.body)
+            return _arith(_parse_arith(body))
         except ExpressionError as exc:
             raise self.error(f"{source!r}: {exc}") from None
-        except (ArithmeticError, ValueError) as exc:
-            raise self.error(f"{source!r}: {body.strip()!r} failed: {exc}") from None
+        except (ArithmeticError, ValueError, RecursionError) as exc:
+            raise self.error(f"{source!r}: {_short(body)!r} failed: {exc}") from None
 
     def arg_values(self, call: _Call) -> List[Any]:
         """Arguments of $sprintf/$choice: resolved, stripped, one level of quotes removed."""
@@ -303,7 +301,10 @@ class _Resolver:
     def sprintf(self, call: _Call) -> str:
         values = self.arg_values(call)
         fmt, args = str(values[0]), values[1:]
-        specs = _SPEC_RE.findall(fmt)
+        try:
+            specs = _format_specs(fmt)
+        except ExpressionError as exc:
+            raise self.error(f"{call.source!r}: {exc}") from None
         conversions = [s[-1] for s in specs if s != "%%"]
         if len(conversions) != len(args):
             raise self.error(
@@ -366,8 +367,11 @@ def _arith(node: ast.AST, compute: bool = True) -> Union[int, float]:
         if not compute:
             return 0
         if isinstance(node.op, ast.Pow) and _pow_too_big(left, right):
-            raise ExpressionError(f"{left}**{right} is too large")
-        return _BINOPS[type(node.op)](left, right)
+            raise ExpressionError(f"{_short(str(left))}**{_short(str(right))} is too large")
+        result = _BINOPS[type(node.op)](left, right)
+        if isinstance(result, int) and result.bit_length() > _MAX_POW_BITS:
+            raise ExpressionError(f"a result of more than {_MAX_POW_BITS} bits is too large")
+        return result
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARYOPS:
         return _UNARYOPS[type(node.op)](_arith(node.operand, compute))
     raise ExpressionError(f"only numbers and + - * / // % ** are allowed, not {type(node).__name__}")
@@ -380,6 +384,39 @@ def _pow_too_big(base: Union[int, float], exp: Union[int, float]) -> bool:
 
 
 _SPEC_RE = re.compile(r"%%|%(?:\([^)]*\))?[#0\- +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?[diouxXeEfFgGcrsa]")
+_WIDTH_RE = re.compile(r"(\*|\d+)?(?:\.(\*|\d+))?[hlL]?[diouxXeEfFgGcrsa]$")
+
+
+def _format_specs(fmt: str) -> List[str]:
+    """The % conversions of a $sprintf format; widths and precisions above _MAX_FORMAT_WIDTH (or ``*``)
+    are refused."""
+    specs: List[str] = _SPEC_RE.findall(fmt)
+    for spec in specs:
+        match = _WIDTH_RE.search(spec)
+        for part in match.groups() if match else ():
+            if part == "*" or (part and len(part) > 4) or (part and int(part) > _MAX_FORMAT_WIDTH):
+                raise ExpressionError(
+                    f"format {_short(fmt)!r}: widths and precisions are numbers up to {_MAX_FORMAT_WIDTH}"
+                )
+    return specs
+
+
+def _parse_arith(body: str) -> ast.AST:
+    """The expression tree of an $eval body (not yet checked to be arithmetic); ExpressionError when it
+    cannot be parsed or is longer than _MAX_EVAL_CHARS."""
+    body = body.strip()
+    if len(body) > _MAX_EVAL_CHARS:
+        raise ExpressionError(f"an $eval body may have at most {_MAX_EVAL_CHARS} characters, got {len(body)}")
+    try:
+        return ast.parse(body, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        detail = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
+        raise ExpressionError(f"{_short(body)!r} is not arithmetic ({detail})") from None
+
+
+def _short(text: str, keep: int = 60) -> str:
+    """Long inputs shortened in messages (an error about a 4,000-digit number need not repeat it)."""
+    return text if len(text) <= keep else f"{text[: keep // 2]}...{text[-keep // 2 :]} ({len(text)} chars)"
 
 
 def _cast(conversion: str, value: Any) -> Any:
@@ -444,7 +481,10 @@ def _resolve(value: Any, ctx: Context, chain: Tuple[str, ...]) -> Any:
     if isinstance(value, str):
         if "$" not in value:
             return value
-        return _Resolver(ctx, value, chain).nodes(list(_parse(value)))
+        try:
+            return _Resolver(ctx, value, chain).nodes(list(_parse(value)))
+        except RecursionError:
+            raise ExpressionError(f"{_short(value)!r}: expressions nested too deep") from None
     if isinstance(value, (list, tuple)):
         return [_resolve(v, ctx, chain) for v in value]
     if isinstance(value, dict):
@@ -487,7 +527,10 @@ def check_syntax(text: str) -> None:
     """Raise ExpressionError for malformed expressions: unclosed parentheses or quotes, unknown
     ``$function(...)``, ``$eval`` bodies that are not arithmetic (inner expressions count as numbers)."""
     if "$" in text:
-        _check(list(_parse(text)), text)
+        try:
+            _check(list(_parse(text)), text)
+        except RecursionError:
+            raise ExpressionError(f"{_short(text)!r}: expressions nested too deep") from None
 
 
 def _check(nodes: List[_Node], text: str) -> None:
@@ -496,11 +539,11 @@ def _check(nodes: List[_Node], text: str) -> None:
             continue
         for arg in node.args:
             _check(arg, text)
+        if node.func == "sprintf" and node.args and all(isinstance(n, _Text) for n in node.args[0]):
+            _format_specs("".join(n.text for n in node.args[0] if isinstance(n, _Text)))
         if node.func == "eval":
             body = "".join(n.text if isinstance(n, _Text) else "1" for n in node.body())
             try:
-                tree = ast.parse(body.strip(), mode="eval")
-                _arith(tree.body, compute=False)
-            except (SyntaxError, ExpressionError) as exc:
-                detail = exc.msg if isinstance(exc, SyntaxError) else str(exc)
-                raise ExpressionError(f"{node.source!r} is not arithmetic ({detail}) in {text!r}") from None
+                _arith(_parse_arith(body), compute=False)
+            except ExpressionError as exc:
+                raise ExpressionError(f"{_short(node.source)!r}: {exc} in {_short(text)!r}") from None

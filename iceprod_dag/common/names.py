@@ -20,6 +20,7 @@ A run folder (RUNDIR) made by ``iceprod-dag compile`` holds::
     logs/<node>/<attempt>/      stdout, stderr and pilot.log of one attempt
     history/<node>.<attempt>.ad the job ClassAd of one finished attempt (condor_history -long format)
     run.json                    which site runs it and how to find it there
+    run.lock                    locked (fcntl) by the one process that runs the folder; holds its pid
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ STATS_DIR = "stats"
 LOGS_DIR = "logs"
 HISTORY_DIR = "history"
 RUN_INFO = "run.json"
+RUN_LOCK = "run.lock"
+#: prefix of the temporary folder a compile writes before renaming it to the run folder
+COMPILING_PREFIX = ".compiling-"
 #: batch sites (slurm, sge, pbs, lsf): the submit-side watcher's folder, rescue state, exit markers
 BATCH_DIR = "batch"
 BATCH_STATE = "batch/state.json"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
+import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,29 +46,78 @@ def compile_dataset(
     progress: Callable[[int], None] | None = None,
     with_pilot: bool = True,
 ) -> CompileResult:
-    """Write the run folder; the same dataset always gives byte-identical text files."""
+    """Write the run folder; the same dataset always gives byte-identical text files.
+
+    Everything is written to a temporary folder next to run_dir, renamed into place once complete: a run
+    folder never holds a partial compile (a kill mid-way leaves only the temporary folder, which a later
+    compile does not look at), so a submit never resumes one."""
     run_dir = Path(run_dir)
     dataset = apply_prestage(dataset)
-    dag_path = run_dir / names.DAG_FILE
-    if dag_path.exists() and (run_dir / names.RUN_INFO).exists():
+    _refuse_submitted(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir.parent / f"{names.COMPILING_PREFIX}{run_dir.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        files = _write_run(dataset, tmp, progress, with_pilot)
+        _publish(tmp, run_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already once renamed
+    nodes = dataset.jobs * len(dataset.tasks) + 1
+    log.info("compiled %s: %d nodes in %s", dataset.name, nodes, run_dir)
+    return CompileResult(
+        run_dir=run_dir,
+        dag_file=run_dir / names.DAG_FILE,
+        nodes=nodes,
+        files=[run_dir / f.relative_to(tmp) for f in files],
+    )
+
+
+def _refuse_submitted(run_dir: Path) -> None:
+    if (run_dir / names.RUN_INFO).exists():
         raise IceprodDagError(f"{run_dir} holds a submitted run; compile into a new folder")
+
+
+def _write_run(
+    dataset: Dataset, folder: Path, progress: Callable[[int], None] | None, with_pilot: bool
+) -> list[Path]:
     for sub in (names.SPECS_DIR, names.STATS_DIR, names.LOGS_DIR, names.HISTORY_DIR):
-        (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    files = [_write_text(run_dir / names.DATASET_FILE, dataset_to_json(dataset) + "\n")]
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    files = [_write_text(folder / names.DATASET_FILE, dataset_to_json(dataset) + "\n")]
     for task in dataset.tasks:
-        files.append(_write_text(run_dir / names.spec_file(task.name), task_spec_json(dataset, task)))
-        files.append(_write_text(run_dir / names.submit_file(task.name), task_submit_file(dataset, task)))
-    files.append(_write_text(run_dir / names.FINAL_SUBMIT, final_submit_file()))
-    files.append(_write_text(run_dir / names.FINAL_SCRIPT, FINAL_SCRIPT, mode=0o755))
-    files.append(_write_text(run_dir / names.DOT_FILE, dot_graph(dataset)))
+        files.append(_write_text(folder / names.spec_file(task.name), task_spec_json(dataset, task)))
+        files.append(_write_text(folder / names.submit_file(task.name), task_submit_file(dataset, task)))
+    files.append(_write_text(folder / names.FINAL_SUBMIT, final_submit_file()))
+    files.append(_write_text(folder / names.FINAL_SCRIPT, FINAL_SCRIPT, mode=0o755))
+    files.append(_write_text(folder / names.DOT_FILE, dot_graph(dataset)))
+    dag_path = folder / names.DAG_FILE
     with open(dag_path, "w", encoding="utf-8", buffering=1 << 20) as out:
         write_dag(dataset, out, progress)
     files.append(dag_path)
     if with_pilot:
-        files.append(_install_pilot(run_dir / names.PILOT_ZIPAPP))
-    nodes = dataset.jobs * len(dataset.tasks) + 1
-    log.info("compiled %s: %d nodes in %s", dataset.name, nodes, run_dir)
-    return CompileResult(run_dir=run_dir, dag_file=dag_path, nodes=nodes, files=files)
+        files.append(_install_pilot(folder / names.PILOT_ZIPAPP))
+    return files
+
+
+def _publish(tmp: Path, run_dir: Path) -> None:
+    """Move a complete compile from tmp to run_dir: one rename when run_dir is absent or empty."""
+    try:
+        os.rename(tmp, run_dir)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise IceprodDagError(f"cannot move the compiled run into {run_dir}: {exc}") from exc
+    _refuse_submitted(run_dir)
+    marker = run_dir / names.DATASET_FILE
+    if marker.exists() and marker.read_bytes() == (tmp / names.DATASET_FILE).read_bytes():
+        return  # the same dataset, compiled meanwhile (a concurrent submit): the same files are there
+    # an earlier compile, or a folder the user made: it stops looking compiled first, then each entry is
+    # replaced, the dataset file (what a resubmit looks for) last
+    marker.unlink(missing_ok=True)
+    for entry in sorted(tmp.iterdir(), key=lambda p: p.name == names.DATASET_FILE):
+        target = run_dir / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
 
 
 def _install_pilot(target: Path) -> Path:

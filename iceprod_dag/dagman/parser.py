@@ -359,11 +359,28 @@ class _Parser:
             raise self.err("the DAG has a cycle: " + " -> ".join([*cycle, cycle[0]]), line)
 
 
-def _parse_into(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
+def read_text(path: Path, what: str) -> str:
+    """A DAG or submit file as text; DagSyntaxError naming the file and line if unreadable, not UTF-8 or
+    holding a NUL byte (a binary file given by mistake)."""
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as e:
-        raise DagSyntaxError(f"cannot read DAG file: {e.strerror}", str(path)) from e
+        raise DagSyntaxError(f"cannot read {what}: {e.strerror}", str(path)) from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DagSyntaxError(
+            f"not UTF-8 text (byte 0x{raw[e.start]:02x}): not a {what}?", str(path), line
+        ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise DagSyntaxError(f"a NUL byte: not a {what}?", str(path), text.count("\n", 0, nul) + 1)
+    return text
+
+
+def _parse_into(dag: Dag, path: Path, allow_nodes: bool) -> _Parser:
+    text = read_text(path, "DAG file")
     p = _Parser(dag, str(path))
     later: list[tuple[int, str, str]] = []
     for lineno, line in _logical_lines(text):

@@ -19,6 +19,7 @@ from pathlib import Path
 import htcondor2
 
 from iceprod_dag.common.exceptions import DagSyntaxError
+from iceprod_dag.dagman.parser import read_text
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,7 @@ def read_submit(
 ) -> SubmitDescription:
     """Read one node's submit file with its VARS; raises DagSyntaxError naming the file on anything unusable."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise DagSyntaxError(f"cannot read submit file: {e.strerror}", str(path)) from e
+    text = read_text(path, "submit file")
     try:
         sub = htcondor2.Submit(text)
     except Exception as e:  # htcondor2 raises its own HTCondorException types

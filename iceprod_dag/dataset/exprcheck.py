@@ -82,10 +82,9 @@ def _contexts(data: dict[str, Any], task: dict[str, Any]) -> list[Context]:
     params = dict(data.get("parameters") or {})
     params.update(task.get("parameters") or {})
     jobs: int = data["jobs"] if isinstance(data.get("jobs"), int) and data["jobs"] > 0 else 1
-    dataset_id: int = data["dataset_id"] if isinstance(data.get("dataset_id"), int) else 0
     base = Context(
         job=0,
-        dataset_id=dataset_id,
+        dataset_id=data["dataset_id"] if isinstance(data.get("dataset_id"), int) else 0,
         parameters=params,
         task=task["name"],
         jobs=jobs,
@@ -127,7 +126,7 @@ def resolve_problems(data: dict[str, Any]) -> list[Problem]:
     for i, path, text in _task_fields(data):
         if references(text) & broken:
             continue
-        why = _first_failure(text, per_task[i])
-        if why:
-            problems.append((path, why))
+        task_failure = _first_failure(text, per_task[i])
+        if task_failure:
+            problems.append((path, task_failure))
     return problems

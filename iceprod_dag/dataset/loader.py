@@ -15,30 +15,33 @@ from typing import Any
 from iceprod_dag.common import units
 from iceprod_dag.common.exceptions import ConfigError
 from iceprod_dag.dataset import exprcheck, schema
+from iceprod_dag.dataset.limits import InputLimits, from_settings
 from iceprod_dag.dataset.model import DataFile, Dataset, Module, PilotOptions, Requirements, Task
-from iceprod_dag.dataset.yamlsource import LineMap, load_yaml_with_lines
+from iceprod_dag.dataset.yamlsource import LineMap, check_data, load_yaml_with_lines, read_document
 
 log = logging.getLogger(__name__)
 
 Problem = tuple[tuple[str | int, ...], str]
 
 
-def load_dataset(path: str | Path, jobs: int | None = None) -> Dataset:
+def load_dataset(path: str | Path, jobs: int | None = None, limits: InputLimits | None = None) -> Dataset:
     """Load and validate a dataset YAML (or an IceProd JSON config); raise ConfigError listing every problem.
 
-    ``jobs`` overrides the dataset's number of jobs (IceProd configs often do not say it).
+    ``jobs`` overrides the dataset's number of jobs (IceProd configs often do not say it). ``limits`` bound the
+    document (default: from the environment, iceprod_dag.dataset.limits).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from exc
-    data, lines = load_yaml_with_lines(text, str(path))
+    if path.suffix == ".dag":
+        raise ConfigError(
+            f"{path}: a DAGMan file, not a dataset (run it with `iceprod-dag submit`)", str(path)
+        )
+    limits = limits or from_settings()
+    data, lines = load_yaml_with_lines(read_document(path, limits), str(path), limits)
     if path.suffix == ".json" and isinstance(data, dict):
         data = _maybe_convert_iceprod(data, path, jobs)
     if jobs is not None and isinstance(data, dict):
         data = {**data, "jobs": jobs}
-    return load_dataset_dict(data, source=str(path), lines=lines)
+    return load_dataset_dict(data, source=str(path), lines=lines, limits=limits)
 
 
 def _maybe_convert_iceprod(data: dict[str, Any], path: Path, jobs: int | None) -> dict[str, Any]:
@@ -48,20 +51,33 @@ def _maybe_convert_iceprod(data: dict[str, Any], path: Path, jobs: int | None) -
         return data
     if not looks_like_iceprod(data):
         return data
-    converted, notes = convert(data, jobs=jobs)
+    try:
+        converted, notes = convert(data, jobs=jobs)
+    except ConfigError as exc:
+        raise ConfigError([f"{path} {p}" for p in exc.problems], str(path)) from None
     for note in notes:
         log.warning("%s: not converted: %s", path, note)
     return converted
 
 
-def load_dataset_dict(data: Any, source: str = "<dataset>", lines: LineMap | None = None) -> Dataset:
+def load_dataset_dict(
+    data: Any, source: str = "<dataset>", lines: LineMap | None = None, limits: InputLimits | None = None
+) -> Dataset:
     """Validate plain data (already parsed) and return the normalized Dataset."""
-    lines = lines or LineMap()
+    limits = limits or from_settings()
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}:1: a dataset must be a mapping of fields, got {type(data).__name__}", source
         )
+    lines = lines or LineMap()
+    if not lines.known():  # plain data (a JSON body): not walked by the YAML loader
+        check_data(data, source, limits)
     problems: list[Problem] = list(schema.iter_problems(data))
+    jobs = data.get("jobs")
+    if isinstance(jobs, int) and jobs > limits.max_jobs:
+        problems.append(
+            (("jobs",), f"{jobs} jobs is more than the limit {limits.max_jobs} (ICEPROD_DAG_MAX_JOBS)")
+        )
     if _well_formed_tasks(data):
         problems.extend(_cross_field_problems(data))
     if not problems:  # resolving needs well-formed fields and expressions
@@ -129,6 +145,22 @@ def _cross_field_problems(data: dict[str, Any]) -> list[Problem]:
         )
     problems.extend(exprcheck.syntax_problems(data))
     problems.extend(_prestage_problems(data))
+    problems.extend(_args_problems(tasks))
+    return problems
+
+
+def _args_problems(tasks: list[dict[str, Any]]) -> list[Problem]:
+    """Module ``args`` given as one string must split like a shell line (no unclosed quote)."""
+    problems: list[Problem] = []
+    for i, task in enumerate(tasks):
+        modules = task.get("modules")
+        for k, module in enumerate(modules if isinstance(modules, list) else []):
+            args = module.get("args") if isinstance(module, dict) else None
+            if isinstance(args, str):
+                try:
+                    shlex.split(args)
+                except ValueError as exc:
+                    problems.append((("tasks", i, "modules", k, "args"), f"cannot split {args!r}: {exc}"))
     return problems
 
 
@@ -156,29 +188,25 @@ def _prestage_problems(data: dict[str, Any]) -> list[Problem]:
 def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
     """A dependency cycle as a list of task names (first repeated at the end), or None."""
     color: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(name: str) -> list[str] | None:
-        color[name] = 1
-        stack.append(name)
-        for dep in graph.get(name, []):
-            if dep not in graph or dep == name:
+    # iterative depth-first search: a chain of thousands of tasks must not hit Python's recursion limit
+    for start in graph:
+        if start in color:
+            continue
+        path: list[str] = [start]
+        todo: list[list[str]] = [[d for d in graph[start] if d in graph and d != start]]
+        color[start] = 1
+        while path:
+            if not todo[-1]:
+                color[path.pop()] = 2
+                todo.pop()
                 continue
+            dep = todo[-1].pop(0)
             if color.get(dep) == 1:
-                return stack[stack.index(dep) :] + [dep]
+                return path[path.index(dep) :] + [dep]
             if dep not in color:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        color[name] = 2
-        return None
-
-    for name in graph:
-        if name not in color:
-            found = visit(name)
-            if found:
-                return found
+                color[dep] = 1
+                path.append(dep)
+                todo.append([d for d in graph[dep] if d in graph and d != dep])
     return None
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from iceprod_dag.common.graph import topological_order
+
 
 @dataclasses.dataclass(frozen=True)
 class Module:
@@ -99,15 +101,5 @@ class Dataset:
 
     def topological_tasks(self) -> list[Task]:
         """Tasks ordered so that every task follows the tasks it depends on (stable by declaration)."""
-        done: set[str] = set()
-        ordered: list[Task] = []
-        pending = list(self.tasks)
-        while pending:
-            ready = [t for t in pending if all(d in done for d in t.depends)]
-            for task in ready:
-                ordered.append(task)
-                done.add(task.name)
-            pending = [t for t in pending if t.name not in done]
-            if not ready:  # validated datasets have no cycles; guard anyway
-                raise ValueError("task dependencies form a cycle")
-        return ordered
+        by_name = {t.name: t for t in self.tasks}
+        return [by_name[n] for n in topological_order({t.name: t.depends for t in self.tasks})]

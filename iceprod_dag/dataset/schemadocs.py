@@ -90,4 +90,22 @@ def generate_docs() -> str:
             parts.append(_section(file_name, title))
         except FileNotFoundError:
             continue
+    parts.append(_limits_section())
     return "\n".join(parts)
+
+
+def _limits_section() -> str:
+    from iceprod_dag.dataset.limits import LIMITS, PREFIX
+
+    lines = [
+        "## Input limits",
+        "",
+        "Bounds on one document, shared by the command line and the web server (`iceprod_dag.dataset.limits`);"
+        " a document past one is refused with exit 2 or a 400 naming the file and line. Set each with the"
+        " environment variable, or for `iceprod-dag serve` also with the key in its config file (`max_jobs`...).",
+        "",
+        "| setting | default | bounds |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| `{PREFIX}{key}` | {default} | {doc} |" for key, (_attr, default, doc) in LIMITS.items()]
+    return "\n".join(lines) + "\n"

@@ -117,7 +117,7 @@ class JobRun:
         self.cpu = [0.0, 0.0]
         #: the kernel's peaks over the modules: exact ones, and upper bounds (see exact.py)
         self.exact_mb: Optional[float] = None
-        self.exact_rss_mb: Optional[float] = None
+        self.maxrss_mb = 0.0
         self.bound_mb: Optional[float] = None
         self.peak_source: Optional[str] = None
 
@@ -261,11 +261,9 @@ class JobRun:
         tree = exact.cgroup_tree()
         # the kernel enforces the own limit exactly in a cgroup, unless the pilot may lend beyond it
         cgroup = tree.job(self.key, None if self.supervisor.lend else watched.own_limit_mb) if tree else None
-        hwm = None
         if cgroup is not None:
             argv = exact.CgroupTree.wrap(cgroup, argv)
-        else:
-            hwm = exact.own_hwm_mb()
+        hwm = exact.own_hwm_mb()
         try:
             proc = subprocess.Popen(
                 argv, cwd=workdir, env=self._env(module, workdir), stdin=subprocess.DEVNULL,
@@ -306,8 +304,9 @@ class JobRun:
         """Keep the kernel's peak of one module; a module over its limit between two samples (or killed by
         the kernel's own enforcement in its cgroup) is over_memory, as if the supervisor had caught it."""
         rss = exact.rusage_peak(maxrss_mb, hwm_mb)
-        if rss.exact:
-            self.exact_rss_mb = max(self.exact_rss_mb or 0.0, rss.memory_mb or 0.0)
+        # the kernel's ru_maxrss, exact or not (below the pilot's own RSS it counts what the child shared with
+        # the pilot when it started): what peak_rss_mb reports when no sample saw more
+        self.maxrss_mb = max(self.maxrss_mb, maxrss_mb)
         peak = exact.CgroupTree.finish(cgroup) if cgroup is not None else rss
         if not peak.exact and cgroup is not None:
             peak = rss  # the module could not join its cgroup
@@ -325,7 +324,7 @@ class JobRun:
             self.supervisor.fail(
                 watched, limits.OVER_MEMORY, f"killed by the kernel at its {limit:.1f} MB limit"
             )
-        elif peak.exact and peak.memory_mb and peak.memory_mb > limit + (watched.lent_mb or 0.0):
+        elif peak.exact and peak.memory_mb and peak.memory_mb > limit:
             self.supervisor.fail(
                 watched,
                 limits.OVER_MEMORY,
@@ -342,16 +341,17 @@ class JobRun:
 
     def _usage(self, watched: Watched) -> None:
         usage, rec = watched.usage, self.rec
-        peak, source = usage.peak_memory_mb, exact.SAMPLES
+        peak = usage.peak_memory_mb
+        source: Optional[str] = exact.SAMPLES
         if self.exact_mb is not None and self.exact_mb >= peak:
-            peak, source = self.exact_mb, self.peak_source
+            peak, source = self.exact_mb, self.peak_source or exact.RUSAGE
         elif not usage.samples and self.bound_mb is not None:
             # nothing exact and nothing sampled: all that is known is the kernel's upper bound
             peak, source = self.bound_mb, exact.RUSAGE_BOUND
         rec.update(
             cpu_user_s=self.cpu[0],
             cpu_sys_s=self.cpu[1],
-            peak_rss_mb=max(usage.peak_rss_mb, self.exact_rss_mb or 0.0),
+            peak_rss_mb=max(usage.peak_rss_mb, self.maxrss_mb),
             peak_pss_mb=usage.peak_pss_mb,
             peak_memory_mb=peak,
             peak_memory_source=source,

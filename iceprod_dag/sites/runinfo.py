@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +30,16 @@ def site_for(run_dir: Path) -> Site:
 
     info = run_info(run_dir)
     return load_site(str(info.get("site", "local")), dict(info.get("options") or {}))
+
+
+def update_run_info(run_dir: Path, **fields: Any) -> None:
+    """Merge fields into run.json (site, options, driver pid, exit status...), replacing it atomically."""
+    path = Path(run_dir) / names.RUN_INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    info.update(fields)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

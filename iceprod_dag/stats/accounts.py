@@ -32,6 +32,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[float] = mapped_column(Float)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: a login cookie carries the generation it was made in; logout, a password change or a disable bumps it
+    session_gen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):

@@ -80,7 +80,7 @@ def make_engine(url: str | None = None, synchronous: str = "NORMAL", **kwargs: A
         raise StatsError(f"invalid database URL {final!r}: {exc}") from exc
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(parsed.database).expanduser())
         engine = create_engine(parsed, **kwargs)
         _sqlite_setup(engine, synchronous.upper())
     else:
@@ -88,6 +88,16 @@ def make_engine(url: str | None = None, synchronous: str = "NORMAL", **kwargs: A
         engine = create_engine(parsed, **kwargs)
     log.debug("stats database %s", engine.url.render_as_string(hide_password=True))
     return engine
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (it holds password and token hashes); SQLite gives
+    its -wal and -shm files the same mode. An existing file keeps its mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def writer(engine: Engine) -> Engine:

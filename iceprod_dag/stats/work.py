@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from iceprod_dag.common import names
-from iceprod_dag.common.exceptions import StaleUpdateError, UnknownNodeError
+from iceprod_dag.common.exceptions import ConfigError, StaleUpdateError, UnknownNodeError
+from iceprod_dag.common.graph import topological_order
 from iceprod_dag.common.states import FailureCategory, JobState
 from iceprod_dag.stats import reports
 from iceprod_dag.stats.db import writer
@@ -60,15 +61,10 @@ def _parents(config: dict[str, Any] | None) -> dict[str, list[str]]:
 
 
 def _topo(parents: dict[str, list[str]]) -> list[str]:
-    order: list[str] = []
-    pending = list(parents)
-    while pending:
-        ready = [t for t in pending if all(p in order for p in parents[t])]
-        if not ready:
-            break
-        order += ready
-        pending = [t for t in pending if t not in order]
-    return order
+    try:
+        return topological_order(parents)
+    except ConfigError:
+        return []  # a stored config with a broken graph: claim from any task
 
 
 def _apply_queued(conn: Connection) -> None:

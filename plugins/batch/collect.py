@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import IceprodDagError
 from iceprod_dag.plugins.batch import state as st
-
-if TYPE_CHECKING:
-    from iceprod_dag.plugins.batch.site import BatchSite
+from iceprod_dag.plugins.batch.system import BatchSystem
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +25,7 @@ def accounting_path(run_dir: Path, node: str, attempt: int) -> Path:
 
 
 def fetch_accounting(
-    site: BatchSite, run_dir: Path, state: st.RunState
+    site: BatchSystem, run_dir: Path, state: st.RunState
 ) -> dict[tuple[str, int], dict[str, Any]]:
     """Accounting of every ended attempt, from history/ or (once) from the batch system."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
@@ -75,7 +73,7 @@ def _as_ad(site: str, job_id: str, array_id: str, row: dict[str, Any]) -> dict[s
     return ad
 
 
-def collect_run(site: BatchSite, run_dir: Path) -> int:
+def collect_run(site: BatchSystem, run_dir: Path) -> int:
     """Record the run's finished attempts in the stats database; how many records were new."""
     from iceprod_dag.stats.classads import format_ad
     from iceprod_dag.stats.db import init_db

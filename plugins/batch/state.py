@@ -1,7 +1,7 @@
-"""The watcher's rescue state: one JSON file in the run folder, rewritten atomically after every change.
+"""A batch run's state: one JSON file in the run folder, rewritten atomically when a round changed it.
 
-Everything the watcher knows lives here, so a watcher that stops (cancel, crash, reboot) can be started
-again from disk alone: done nodes are skipped, nodes still queued in the batch system are followed again.
+The watcher's recorder (recorder.py) keeps it in step with the engine; status, cancel and collect read it, and
+a resubmitted run starts from it: done nodes are skipped, attempt numbers continue.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,9 @@ class NodeState:
 
     status: str = WAITING
     attempt: int = 0  # attempt number of the current/last job; grows across resubmits (stats never collide)
-    failures: int = 0  # failed attempts counted against RETRY since the last (re)submit
     job_id: str | None = None
-    memory_mb: int | None = None  # request override for the next attempt (after an over-memory kill)
-    walltime_s: int | None = None  # likewise after an over-time kill
-    disk_mb: int | None = None  # likewise after an over-disk kill
     exit_codes: list[int | None] = dataclasses.field(default_factory=list)
     reason: str = ""
-    missing_polls: int = 0  # polls the job was absent from the queue without an exit marker
-    missing_since: float | None = None  # when the job was first seen ended without an exit marker
     jobs: dict[str, str] = dataclasses.field(default_factory=dict)  # attempt -> batch job id, for accounting
     acct_ids: dict[str, str] = dataclasses.field(default_factory=dict)  # attempt -> id in the accounting
 
@@ -67,13 +62,14 @@ class RunState:
         data["nodes"] = {name: vars(ns) for name, ns in self.nodes.items()}
         return data
 
-    def signature(self) -> int:
-        """Changes whenever a node changes status, attempt or job: cheap enough to compute every poll."""
-        return hash(tuple((n, s.status, s.attempt, s.job_id, s.missing_polls) for n, s in self.nodes.items()))
-
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunState:
-        nodes = {k: NodeState(**v) for k, v in data.get("nodes", {}).items()}
+        known = {f.name for f in dataclasses.fields(NodeState)}
+        # fields an older version wrote and this one no longer keeps are dropped
+        nodes = {
+            k: NodeState(**{f: x for f, x in v.items() if f in known})
+            for k, v in data.get("nodes", {}).items()
+        }
         return cls(**{**data, "nodes": nodes})
 
 
@@ -117,3 +113,21 @@ def read_exit(run_dir: Path, node: str, attempt: int) -> tuple[int | None, str]:
         return int(words[0]), (words[1] if len(words) > 1 else "")
     except (FileNotFoundError, ValueError, IndexError):
         return None, ""
+
+
+def watcher_alive(state: RunState) -> bool:
+    """Whether the run's watcher process is running on this host."""
+    if not state.watcher_pid or state.watcher_host not in (None, socket.gethostname()):
+        return False
+    try:
+        os.kill(state.watcher_pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as gone
+    try:
+        with open(f"/proc/{state.watcher_pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import htcondor2
 
 from iceprod_dag.common import names
-from iceprod_dag.common.exceptions import RunNotFoundError, SiteError
+from iceprod_dag.common.exceptions import ActionRefusedError, RunNotFoundError, SiteError
 from iceprod_dag.common.states import JobState
 from iceprod_dag.plugins.condor import prepare, translate
 from iceprod_dag.plugins.condor.follow import DagFollower, rescue_done_nodes
 from iceprod_dag.plugins.condor.schedd import locate_schedd
 from iceprod_dag.plugins.condor.siteconfig import SiteConfig, load_site_config
 from iceprod_dag.sites.base import Action, RunStatus, Site
+from iceprod_dag.sites.runlock import RunLock
 
 if TYPE_CHECKING:
     # collect pulls in SQLAlchemy and the stats models (~0.4 s): imported when first needed, after the
@@ -106,10 +107,16 @@ class CondorSite(Site):
         run_dir = Path(run_dir).resolve()
         if not run_dir.is_dir():
             raise RunNotFoundError(f"{run_dir}: no such run folder")
-        if (run_dir / names.RUN_INFO).exists():
-            # `submit` into a run folder that ran before resumes it from DAGMan's rescue DAG
-            self.resubmit(run_dir)
-            return self.watch(run_dir) if wait else None
+        # DAGMan runs it; the lock keeps a second submit from handing the schedd a second DAGMan meanwhile
+        with RunLock(run_dir).acquire():
+            if (run_dir / names.RUN_INFO).exists():
+                # `submit` into a run folder that ran before resumes it from DAGMan's rescue DAG
+                self.resubmit(run_dir)
+            else:
+                self._submit_new(run_dir)
+        return self.watch(run_dir) if wait else None
+
+    def _submit_new(self, run_dir: Path) -> None:
         cfg = self.config
         dag_name = Path(self.options["dag_file"]).name if self.options.get("dag_file") else None
         try:
@@ -138,7 +145,6 @@ class CondorSite(Site):
         self._write_info(run_dir, info)
         self._register(run_dir, dag_file, dataset)
         log.info("submitted %s as DAGMan job %s", dag_file, info["cluster"])
-        return self.watch(run_dir) if wait else None
 
     def _submit_dag(self, dag_file: Path, submit_dir: Path, batch: str, resubmit: bool) -> int:
         options = translate.from_dag_options(self.config, batch_name=batch, resubmit=resubmit)
@@ -256,7 +262,9 @@ class CondorSite(Site):
         info = self.run_info(run_dir)
         status = self.status(run_dir)
         if not status.finished:
-            raise SiteError(f"{run_dir}: DAGMan job {info['cluster']} is still running; remove it first")
+            raise ActionRefusedError(
+                "resubmit", f"{run_dir}: DAGMan job {info['cluster']} is still running; remove it first"
+            )
         dag_file = self._dag_of(info)
         from iceprod_dag.dagman.rescue import find_rescue
 

@@ -18,7 +18,7 @@ import classad2
 from iceprod_dag.common import units
 from iceprod_dag.common.exceptions import ConfigError
 from iceprod_dag.dataset.schema import format_path, iter_problems
-from iceprod_dag.dataset.yamlsource import LineMap, load_yaml_with_lines
+from iceprod_dag.dataset.yamlsource import LineMap, load_yaml_with_lines, read_document
 
 SITE_SCHEMA = "site.schema.yaml"
 
@@ -204,8 +204,7 @@ def load_site_config(spec: str | Path | None) -> SiteConfig:
         if shipped is None:
             raise ConfigError(f"{spec}: no such site configuration file or shipped site name", path=str(spec))
         path = shipped
-    text = path.read_text(encoding="utf-8")
-    data, lines = load_yaml_with_lines(text, str(path))
+    data, lines = load_yaml_with_lines(read_document(path), str(path))
     if data is not None and not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping of site settings, got {type(data).__name__}", path=str(path)

@@ -18,8 +18,8 @@ from typing import Any
 
 from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import DagSyntaxError
+from iceprod_dag.dagman.engine.executor import Launch
 from iceprod_dag.dagman.model import Dag, Node
-from iceprod_dag.plugins.local.executor import Launch
 
 _UNITS = {"k": 1 / 1024, "kb": 1 / 1024, "m": 1, "mb": 1, "g": 1024, "gb": 1024, "t": 1024**2, "tb": 1024**2}
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from iceprod_dag.common import names
+from iceprod_dag.dagman.engine.processes import die_with_parent
 from iceprod_dag.pilot.multijob import Pilot
 from iceprod_dag.pilot.spec import Resources
 from iceprod_dag.pilot.worksource import WorkItem, WorkSource
@@ -188,7 +189,7 @@ class PilotClient:
         try:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, cwd=cwd, start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )  # fmt: skip
         finally:
             if not isinstance(err, int):  # subprocess.DEVNULL is an int
@@ -255,12 +256,6 @@ class PilotClient:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def _die_with_parent() -> None:
-    from iceprod_dag.plugins.local.executor import _die_with_parent as die
-
-    die()
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import RunNotFoundError, SiteError
 from iceprod_dag.common.states import DAG_REMOVED_EXIT, JobState
 from iceprod_dag.dagman.nodestatus import read_node_status
-from iceprod_dag.plugins.local.runner import collect_records, read_run_info, run_dag, write_run_info
+from iceprod_dag.plugins.local.runner import collect_records, lock_run, read_run_info, run_dag
 from iceprod_dag.sites.base import Action, RunStatus, Site
+from iceprod_dag.sites.runinfo import update_run_info
+from iceprod_dag.sites.runlock import RunLock
 
 logger = logging.getLogger(__name__)
 
@@ -40,18 +42,26 @@ class LocalSite(Site):
     capabilities: ClassVar[frozenset[Action]] = frozenset({Action.SUSPEND, Action.RESUBMIT})
 
     def submit(self, run_dir: Path, wait: bool = False) -> int | None:
+        """Run the DAG here (wait=True) or in a detached engine; either holds the run folder's lock, so a
+        second submit of the same folder is refused (RunLockedError, naming the pid) while one runs."""
         run_dir = Path(run_dir).resolve()
         if not self.options.get("dag_file"):
             _dag_file(run_dir)
-        # the options later controls (suspend, resume, retry) rebuild the site with, as other sites keep them
-        kept = {k: self.options[k] for k in ("cpus", "memory_mb", "db", "dag_file") if self.options.get(k)}
-        if kept.get("dag_file"):
-            kept["dag_file"] = str(Path(kept["dag_file"]).resolve())
-        write_run_info(run_dir, site=self.name, options={**kept, "quiet": True})
-        if wait:
-            return run_dag(run_dir, **self._engine_options())
-        self._detach(run_dir)
-        return None
+        lock = lock_run(run_dir)
+        try:
+            # the options later controls (suspend, resume, retry) rebuild the site with, as other sites keep them
+            kept = {
+                k: self.options[k] for k in ("cpus", "memory_mb", "db", "dag_file") if self.options.get(k)
+            }
+            if kept.get("dag_file"):
+                kept["dag_file"] = str(Path(kept["dag_file"]).resolve())
+            update_run_info(run_dir, site=self.name, options={**kept, "quiet": True})
+            if wait:
+                return run_dag(run_dir, **self._engine_options(), lock=lock)
+            self._detach(run_dir, lock)
+            return None
+        finally:
+            lock.release()  # a no-op once run_dag released it or the engine took it over
 
     def resubmit(self, run_dir: Path) -> None:
         """Start the engine again on the run in the background: its rescue DAG says which nodes are done."""
@@ -67,8 +77,10 @@ class LocalSite(Site):
             "dag_file": o.get("dag_file"),
         }
 
-    def _detach(self, run_dir: Path) -> None:
-        cmd = [sys.executable, "-m", "iceprod_dag.plugins.local", str(run_dir)]
+    def _detach(self, run_dir: Path, lock: RunLock) -> None:
+        """Start the engine as a detached process that inherits the run folder's lock from us."""
+        assert lock.fd is not None
+        cmd = [sys.executable, "-m", "iceprod_dag.plugins.local", str(run_dir), "--lock-fd", str(lock.fd)]
         opts = self._engine_options()
         for flag, key in (
             ("--cpus", "cpus"),
@@ -81,11 +93,19 @@ class LocalSite(Site):
         log = run_dir / "local.out"
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, cwd=run_dir
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                cwd=run_dir,
+                pass_fds=(lock.fd,),
             )
+        lock.set_holder(proc.pid)
+        lock.hand_over()
         # the run is live from now on, not from when the engine gets going: a status or watch in between must
         # not read the previous run's end
-        write_run_info(run_dir, pid=proc.pid, exit_code=None, halted=False)
+        update_run_info(run_dir, pid=proc.pid, exit_code=None, halted=False)
         logger.info("started the local engine for %s as pid %d (output in %s)", run_dir, proc.pid, log)
         return None
 

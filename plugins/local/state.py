@@ -19,19 +19,18 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from iceprod_dag.common import names
 from iceprod_dag.common.states import FailureCategory, NodeStatus
+from iceprod_dag.dagman.engine.executor import Exit, Launch
+from iceprod_dag.dagman.engine.nodestate import RunView
+from iceprod_dag.dagman.engine.recorder import Recorder
 from iceprod_dag.dagman.eventlog import EventLogWriter, Usage
 from iceprod_dag.dagman.jobstate import JobstateLogWriter, read_jobstate
 from iceprod_dag.dagman.model import Dag, Node
 from iceprod_dag.dagman.nodestatus import DagStatusReport, NodeEntry, write_node_status
-from iceprod_dag.plugins.local.executor import Exit, Launch
 from iceprod_dag.stats import classads
-
-if TYPE_CHECKING:
-    from iceprod_dag.plugins.local.engine import DagEngine
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ logger = logging.getLogger(__name__)
 RUNNING_DETAILS = "not_idle"
 
 
-def status_report(engine: DagEngine, interval: float) -> DagStatusReport:
+def status_report(engine: RunView, interval: float) -> DagStatusReport:
     """The engine's view of every node as DAGMan's NODE_STATUS_FILE reports it (the local engine's node
     states are DAGMan's, by name)."""
     nodes = []
@@ -58,7 +57,7 @@ def status_report(engine: DagEngine, interval: float) -> DagStatusReport:
     return DagStatusReport([str(engine.dag.path)], dag_status, note, nodes, next_update=next_update)
 
 
-class RunRecorder:
+class RunRecorder(Recorder):
     """The engine's Recorder: event log, jobstate log, node status, history ads, stats records and DB."""
 
     def __init__(
@@ -76,7 +75,7 @@ class RunRecorder:
         self.db = db
         self.site = site
         self.dag_cluster = dag_cluster
-        self.records = records  # pilot records by executor key (ProcessExecutor.records)
+        self.records = records  # pilot records by executor key (LocalExecutor.records)
         dag_file = str(dag.path)
         self.events = EventLogWriter(names.nodes_log(dag_file))
         jobstate = str(dag.directory / dag.jobstate_log) if dag.jobstate_log else names.jobstate_log(dag_file)
@@ -155,7 +154,7 @@ class RunRecorder:
     def node_finished(self, node: Node, ok: bool) -> None:
         pass  # the events above already say it; the status file is rewritten by flush()
 
-    def flush(self, engine: DagEngine, force: bool = False) -> None:
+    def flush(self, engine: RunView, force: bool = False) -> None:
         """End of a scheduling round: flush the logs, commit the round's attempts, maybe rewrite the status."""
         now = time.time()
         # one transaction per round, but rounds of one job each would make the DB the bottleneck: commit

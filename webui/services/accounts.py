@@ -75,15 +75,35 @@ def add_user(engine: Engine, name: str, role: str = "user", password: str | None
         return int(conn.execute(row.returning(User.id)).scalar_one())
 
 
-def set_password(engine: Engine, name: str, password: str) -> None:
+def _update_user(engine: Engine, name: str, **values: Any) -> None:
+    """Change a user and end every login session of theirs (a new session generation)."""
     with engine.begin() as conn:
         done = conn.execute(
-            update(User)
-            .where(User.name == name)
-            .values(password_hash=generate_password_hash(password, method=PASSWORD_METHOD))
+            update(User).where(User.name == name).values(session_gen=User.session_gen + 1, **values)
         )
         if not done.rowcount:
             raise IceprodDagError(f"no user named {name!r}")
+
+
+def set_password(engine: Engine, name: str, password: str) -> None:
+    """A new password; every session logged in with the old one ends."""
+    _update_user(engine, name, password_hash=generate_password_hash(password, method=PASSWORD_METHOD))
+
+
+def set_disabled(engine: Engine, name: str, disabled: bool) -> None:
+    """Disable (or enable again) a user: their sessions end at once, their tokens within TOKEN_CACHE's TTL."""
+    _update_user(engine, name, disabled=disabled)
+    TOKEN_CACHE.clear()
+
+
+def end_sessions(engine: Engine, name: str) -> None:
+    """Log a user out everywhere: every copy of every session cookie of theirs stops working."""
+    _update_user(engine, name)
+
+
+def session_generation(engine: Engine, user_id: int) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(User.session_gen).where(User.id == user_id)) or 0)
 
 
 def list_users(engine: Engine) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, func, select
 
+from iceprod_dag.common.states import JobState
 from iceprod_dag.stats.accounts import DatasetAccess
 from iceprod_dag.stats.models import Attempt, Dataset, Job, JobAd
 from iceprod_dag.webui.services.accounts import Principal, can_read
@@ -154,6 +155,21 @@ def task_counts(conn: Connection, pk: int) -> dict[str, dict[str, int]]:
     return out
 
 
+#: job states that no longer count against a quota
+FINISHED_JOB_STATES = tuple(s.value for s in JobState if s.finished)
+
+
+def unfinished_jobs(conn: Connection, owner: str) -> int:
+    """Jobs not yet done, failed or cancelled in the server's datasets of an owner (their quota's use)."""
+    q = (
+        select(func.count())
+        .select_from(Job)
+        .join(Dataset, Dataset.id == Job.dataset_pk)
+        .where(Dataset.owner == owner, Dataset.site == "server", Job.state.not_in(FINISHED_JOB_STATES))
+    )
+    return int(conn.scalar(q) or 0)
+
+
 def encode_cursor(value: Any, row_id: int) -> str:
     """An opaque, URL-safe cursor: base64url of the JSON ``[sort value, id]`` of the last row shown."""
     raw = json.dumps([value, row_id], separators=(",", ":")).encode()
@@ -166,6 +182,11 @@ def decode_cursor(text: str) -> tuple[Any, int]:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         value, row_id = json.loads(raw)
         if not isinstance(value, str | int | float) or not isinstance(row_id, int):
+            raise ValueError
+        # the database's integers are 64-bit: a bigger one would be an OverflowError (500) in the driver
+        if any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in (value, row_id)):
+            raise ValueError
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError
         return value, row_id
     except (ValueError, TypeError):

@@ -11,7 +11,15 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from iceprod_dag.common.exceptions import AuthError, ConfigError, IceprodDagError, RunNotFoundError, SiteError
+from iceprod_dag.common.exceptions import (
+    AuthError,
+    ConfigError,
+    IceprodDagError,
+    QuotaError,
+    RunNotFoundError,
+    SiteError,
+)
+from iceprod_dag.dataset.limits import InputLimits
 from iceprod_dag.webui.config import runs_dir
 from iceprod_dag.webui.services import accounts, actions, logfiles, queries
 from iceprod_dag.webui.services.openapi import openapi_document
@@ -63,24 +71,34 @@ def list_datasets() -> Any:
     return jsonify(datasets=[_public(r) for r in rows])
 
 
-def _submitted_body() -> tuple[Any, Any, bool, str]:
-    """(dataset data, line map, private, source) from a JSON, YAML or multipart-file request."""
-    from iceprod_dag.dataset.yamlsource import load_yaml_with_lines
+def _submitted_body(limits: InputLimits) -> tuple[Any, Any, bool, str]:
+    """(dataset data, line map, private, source) from a JSON, YAML or multipart-file request; bodies past
+    the input limits are refused before they are read (413) or parsed (400)."""
+    from iceprod_dag.dataset.yamlsource import check_size, decode_text, load_yaml_with_lines
 
+    if (request.content_length or 0) > limits.max_document_bytes + 64 * 1024:  # room for multipart framing
+        raise ApiError(
+            413,
+            f"body: a dataset may have at most {limits.max_document_bytes} bytes (MAX_DOCUMENT_BYTES)",
+            "body",
+        )
     private = request.args.get("private", "").lower() in ("1", "true", "yes")
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
             raise ApiError(400, "field 'file': attach the dataset file as form field 'file'", "file")
         source = upload.filename or "<upload>"
-        text = upload.read().decode("utf-8", errors="replace")
+        raw = upload.read(limits.max_document_bytes + 1)
+        check_size(len(raw), source, limits)
         private = private or request.form.get("private", "").lower() in ("1", "true", "yes")
-        data, lines = load_yaml_with_lines(text, source)
+        data, lines = load_yaml_with_lines(decode_text(raw, source), source, limits)
         return data, lines, private, source
     if request.mimetype in ("application/yaml", "application/x-yaml", "text/yaml", "text/plain"):
-        text = request.get_data(as_text=True)
-        data, lines = load_yaml_with_lines(text, "<body>")
+        raw = request.get_data()
+        check_size(len(raw), "<body>", limits)
+        data, lines = load_yaml_with_lines(decode_text(raw, "<body>"), "<body>", limits)
         return data, lines, private, "<body>"
+    check_size(len(request.get_data()), "<body>", limits)
     body = json_body()
     if "dataset" in body and isinstance(body["dataset"], dict):
         private = private or bool(body.get("private"))
@@ -91,9 +109,22 @@ def _submitted_body() -> tuple[Any, Any, bool, str]:
 @bp.post("/datasets")
 @login_required
 def submit() -> Any:
+    limits = current_app.extensions["iceprod_dag_limits"]
     try:
-        data, lines, private, source = _submitted_body()
-        pk = actions.submit(engine(), who(), data, runs_dir(current_app.config), private, source, lines)
+        data, lines, private, source = _submitted_body(limits)
+        pk = actions.submit(
+            engine(),
+            who(),
+            data,
+            runs_dir(current_app.config),
+            private,
+            source,
+            lines,
+            limits=limits,
+            quota=int(current_app.config["MAX_UNFINISHED_JOBS_PER_USER"]),
+        )
+    except QuotaError as exc:
+        raise ApiError(429, str(exc), "jobs") from None
     except ConfigError as exc:
         match = _PROBLEM_FIELD.match(exc.problems[0]) if exc.problems else None
         body = {"error": "; ".join(exc.problems), "problems": exc.problems, "status": 400}

@@ -1,4 +1,5 @@
-"""Log in and out, and manage one's API tokens; failed logins are throttled per user name and address."""
+"""Log in and out, and manage one's API tokens; failed logins are throttled per user name and address, per
+address and per user name."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from iceprod_dag.common.exceptions import IceprodDagError
 from iceprod_dag.webui.services import accounts
@@ -16,7 +17,8 @@ bp = Blueprint("auth", __name__)
 
 
 class LoginThrottle:
-    """Failed logins per (user name, address); after too many in the window the login is refused.
+    """Failed logins per key (user name and address, address, user name); after too many in the window
+    the login is refused.
 
     Kept in memory: one server process serves the UI (waitress threads share it).
     """
@@ -41,6 +43,8 @@ class LoginThrottle:
 
     def fail(self, key: tuple[str, str]) -> None:
         with self._lock:
+            if len(self._failures) > 100_000:  # a spray over many names must not grow this without end
+                self._failures = {k: v for k, v in self._failures.items() if len(v) > 1}
             self._failures.setdefault(key, []).append(time.monotonic())
 
     def forget(self, key: tuple[str, str]) -> None:
@@ -62,10 +66,17 @@ def login() -> Any:
     name = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     throttle: LoginThrottle = current_app.extensions["iceprod_dag_throttle"]
-    key = (name.lower(), request.remote_addr or "?")
-    wait = throttle.blocked_for(
-        key, current_app.config["LOGIN_MAX_FAILURES"], current_app.config["LOGIN_LOCK_S"]
-    )
+    address = request.remote_addr or "?"
+    key = (name.lower(), address)
+    # one name from one address; one address over many names (a password sprayed); one name from many
+    # addresses: whichever is over its limit refuses the login (" " is in no user name: it stands for any)
+    cfg = current_app.config
+    limits = {
+        key: cfg["LOGIN_MAX_FAILURES"],
+        (" ", address): cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"],
+        (name.lower(), " "): cfg["LOGIN_MAX_FAILURES_PER_NAME"],
+    }
+    wait = max(throttle.blocked_for(k, limit, cfg["LOGIN_LOCK_S"]) for k, limit in limits.items())
     if wait:
         return render_template(
             "login.html",
@@ -74,7 +85,8 @@ def login() -> Any:
         ), 429
     principal = accounts.check_password(engine(), name, password) if name and password else None
     if principal is None:
-        throttle.fail(key)
+        for k in limits:
+            throttle.fail(k)
         return render_template(
             "login.html", next=request.form.get("next", ""), error="Wrong user name or password."
         ), 401
@@ -82,11 +94,16 @@ def login() -> Any:
     session.clear()  # a fresh session (and CSRF token) on login: no session fixation
     session.permanent = True
     session["uid"] = principal.user_id
+    session["gen"] = accounts.session_generation(engine(), principal.user_id)
     return redirect(_safe_next(request.form.get("next")))
 
 
 @bp.post("/logout")
 def logout() -> Any:
+    principal = g.get("who")
+    if principal is not None and not g.get("by_token"):
+        # the cookie is signed, not stored: only a new generation makes a copy of it stop working
+        accounts.end_sessions(engine(), principal.name)
     session.clear()
     return redirect(url_for("auth.login"))
 

@@ -79,7 +79,8 @@ def show(pk: int, attempt: int, kind: str) -> Any:
     count = min(int(lines), 100_000) if lines.isdigit() else current_app.config["TAIL_LINES"]
     q = request.args.get("q", "")
     f = open_or_none(ds, rel)
-    exists, size, tail, matches, cut = False, 0, [], [], False
+    matches: list[tuple[int, str]] = []
+    exists, size, tail, cut = False, 0, [], False
     if f is not None:
         with f:
             exists, size = True, os.fstat(f.fileno()).st_size

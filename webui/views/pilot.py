@@ -168,7 +168,7 @@ def report(pk: int) -> Any:
         )
         body_out["field"] = "attempt"
     elif status == 404:
-        body_out["error"] = "; ".join(r["reason"] for r in rejected[:5])
+        body_out["error"] = "; ".join(str(r["reason"]) for r in rejected[:5])
         body_out["field"] = "node"
     return jsonify(body_out), status
 

@@ -32,9 +32,11 @@ import json
 import logging
 import posixpath
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from iceprod_dag.common import expressions
+from iceprod_dag.common.exceptions import ConfigError
 from iceprod_dag.dataset.iceprod import parts
 from iceprod_dag.dataset.iceprod.parts import RUN_CLASS_CODE, RUN_CLASS_PARAMETER
 
@@ -72,7 +74,64 @@ def convert(
     ``jobs`` is used when the config has no ``jobs_submitted``; ``name`` defaults to ``iceprod-<dataset>``;
     ``temp_url`` is where IceProd's temporary data (job_temp...) lives, e.g. ``file:///scratch/tmp``.
     """
+    problems = list(_shape_problems(config, _SHAPE, ""))
+    if problems:
+        raise ConfigError(problems)
     return _Converter(config, temp_url.rstrip("/") if temp_url else None).run(jobs, name)
+
+
+#: the containers the converter walks, by JSON path: what each must be when present (and not null)
+_OBJ, _LIST = "an object", "a list"
+_DATA: dict[str, Any] = {"[]": _OBJ}
+_PARAMS: dict[str, Any] = {"": _OBJ}
+_SHAPE: dict[str, Any] = {
+    "": _OBJ,
+    "steering": {"": _OBJ, "parameters": _PARAMS, "data": {"": _LIST, **_DATA}},
+    "options": {"": _OBJ},
+    "tasks": {
+        "": _LIST,
+        "[]": {
+            "": _OBJ,
+            "depends": {"": _LIST},
+            "requirements": {"": _OBJ},
+            "parameters": _PARAMS,
+            "data": {"": _LIST, **_DATA},
+            "trays": {
+                "": _LIST,
+                "[]": {
+                    "": _OBJ,
+                    "parameters": _PARAMS,
+                    "data": {"": _LIST, **_DATA},
+                    "modules": {
+                        "": _LIST,
+                        "[]": {"": _OBJ, "parameters": _PARAMS, "data": {"": _LIST, **_DATA}},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def _shape_problems(value: Any, shape: Any, path: str) -> Iterator[str]:
+    """``PATH: expected an object, got null`` for each container of the wrong type (list items must be
+    present; other fields may be missing or null)."""
+    if isinstance(shape, str):
+        shape = {"": shape}
+    want = shape.get("")
+    if want is not None:
+        ok = isinstance(value, dict) if want == _OBJ else isinstance(value, list)
+        if not ok:
+            got = "null" if value is None else type(value).__name__
+            yield f"{path or '(top level)'}: expected {want}, got {got}"
+            return
+    if isinstance(value, list) and "[]" in shape:
+        for i, item in enumerate(value):
+            yield from _shape_problems(item, shape["[]"], f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, sub in shape.items():
+            if key not in ("", "[]") and value.get(key) is not None:
+                yield from _shape_problems(value[key], sub, f"{path}.{key}" if path else key)
 
 
 class _Converter:

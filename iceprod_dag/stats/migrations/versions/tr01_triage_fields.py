@@ -2,7 +2,7 @@
 time, hold reason and code, error)
 
 Revision ID: tr01
-Revises: ix02
+Revises: inb2
 Create Date: 2026-12-04 16:30:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "tr01"
-down_revision: str | None = "ix02"
+down_revision: str | None = "inb2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,9 +1,10 @@
-"""The local DAGMan: walk a parsed DAG with DAGMan's semantics, one event at a time.
+"""The DAG engine: walk a parsed DAG with DAGMan's semantics, one event at a time, on any executor.
 
 Cost per event is O(log n) whatever the DAG's size: every node keeps a counter of unfinished parents, ready
 jobs wait in a heap ordered by PRIORITY, and a CATEGORY at its MAXJOBS parks its jobs in a heap of its own
-until one of its jobs ends. Processes are started and reaped by the executor; everything worth keeping is
-written through the recorder (state.py) as it happens, and committed once per scheduling round.
+until one of its jobs ends. Jobs and scripts are started and reaped by the executor (local processes, or batch
+jobs with the scripts run on the submit host, as DAGMan runs them); everything worth keeping is written
+through the recorder as it happens, and made durable once per scheduling round.
 
 Semantics follow condor_dagman where its manual leaves a doubt:
 
@@ -24,23 +25,20 @@ from __future__ import annotations
 import heapq
 import logging
 import os
-import re
-import shlex
 import time
 from collections.abc import Callable, Iterable
 
+from iceprod_dag.dagman.engine.executor import Executor, Exit, JobBuilder, Launch
+from iceprod_dag.dagman.engine.knobs import Knobs, read_knobs
+from iceprod_dag.dagman.engine.nodestate import PRE_FAILED_RETURN, DagStatus, JobEnd, NodeRun, NodeState
+from iceprod_dag.dagman.engine.recorder import Recorder
+from iceprod_dag.dagman.engine.scripts import ScriptSlots, script_launch
 from iceprod_dag.dagman.model import Dag, Script
-from iceprod_dag.plugins.local.executor import Exit, Launch
-from iceprod_dag.plugins.local.nodestate import DagStatus, Executor, JobBuilder, NodeRun, NodeState, Recorder
+from iceprod_dag.dagman.rescue import write_rescue
 
 __all__ = ["DagEngine", "DagStatus", "NodeState"]
 
 logger = logging.getLogger(__name__)
-
-
-_MACRO = re.compile(
-    r"\$(JOBID|JOB|RETRY|MAX_RETRIES|RETURN|PRE_SCRIPT_RETURN|DAG_STATUS|FAILED_COUNT|NODE_NAME)"
-)
 
 
 class DagEngine:
@@ -59,6 +57,7 @@ class DagEngine:
         dag_cluster: int = 0,
         tick: float = 1.0,
         halt_file: str | None = None,
+        knobs: Knobs | None = None,
     ) -> None:
         self.dag = dag
         self.executor = executor
@@ -66,6 +65,8 @@ class DagEngine:
         self.build_job = build_job
         self.dag_cluster = dag_cluster
         self.tick = tick
+        self.knobs = knobs if knobs is not None else read_knobs(dag)
+        self._slots = ScriptSlots(self.knobs.max_pre_scripts, self.knobs.max_post_scripts)
         self.runs: dict[str, NodeRun] = {name: NodeRun(node) for name, node in dag.nodes.items()}
         self._next_cluster = first_cluster
         self._seq = 0
@@ -144,6 +145,15 @@ class DagEngine:
         """Stop at the next round (signal handler): kill what runs, leave the rest for a resubmit."""
         self.stopping = True
 
+    def drain(self, grace_s: float) -> None:
+        """After a stop and the executor's kill_all: wait up to grace_s for the killed launches, so that their
+        attempts are recorded, not lost (the stopping flag keeps their nodes undone)."""
+        deadline = time.time() + grace_s
+        while self._by_key and time.time() < deadline:
+            for ex in self.executor.wait(0.2):
+                self.handle_exit(ex)
+        self.recorder.flush(self, force=True)
+
     # ---- scheduling -----------------------------------------------------------------------------------------
 
     # ---- halt file ------------------------------------------------------------------------------------------
@@ -174,15 +184,17 @@ class DagEngine:
         self._ready.clear()
         self._blocked.clear()
         self._timers.clear()
-        for run in self._held_pres:
+        for run in [*self._held_pres, *self._slots.drop("PRE")]:
             run.state = NodeState.NOT_READY
         self._held_pres = []
 
     def _busy(self) -> bool:
-        return bool(self._by_key or self._ready or self._timers) and not self.stopping
+        return (
+            bool(self._by_key or self._ready or self._timers or self._slots.waiting()) and not self.stopping
+        )
 
     def _may_finish(self) -> bool:
-        return not self._by_key and not self._timers
+        return not self._by_key and not self._timers and not self._slots.waiting()
 
     def _start_roots(self) -> None:
         # DONE nodes count as finished parents for their children
@@ -220,7 +232,10 @@ class DagEngine:
         if self._holding():
             return  # queued jobs wait for the halt file to go
         max_jobs = self.dag.max_jobs
+        max_submitted = self.knobs.max_jobs_submitted
         while self._ready:
+            if max_submitted and self.running_jobs >= max_submitted:
+                break  # DAGMAN_MAX_JOBS_SUBMITTED: the rest waits for a job to end
             prio, seq, name = self._ready[0]
             run = self.runs[name]
             cat = run.node.category
@@ -243,6 +258,7 @@ class DagEngine:
     def _noop(self, run: NodeRun) -> None:
         # NOOP: the job is never run; scripts still are, and $RETURN is 0
         run.job_rc = 0
+        run.job_end = JobEnd.EXIT
         self._after_job(run, 0)
 
     def _start_job(self, run: NodeRun, launch: Launch) -> None:
@@ -271,26 +287,11 @@ class DagEngine:
 
     # ---- scripts --------------------------------------------------------------------------------------------
 
-    def _macros(self, run: NodeRun, kind: str) -> dict[str, str]:
-        return {
-            "JOB": run.node.name,
-            "NODE_NAME": run.node.name,
-            "RETRY": str(run.retries),
-            "MAX_RETRIES": str(run.node.retry),
-            "RETURN": str(run.job_rc),
-            "PRE_SCRIPT_RETURN": str(run.pre_rc),
-            "JOBID": f"{run.cluster}.0" if kind == "POST" else "",
-            "DAG_STATUS": str(int(self.status)),
-            "FAILED_COUNT": str(len(self.failed)),
-        }
-
     def _start_script(self, run: NodeRun, script: Script) -> None:
-        macros = self._macros(run, script.kind)
-        argv = [_MACRO.sub(lambda m: macros[m.group(1)], arg) for arg in shlex.split(script.command)]
-        cwd = str(self.dag.directory / run.node.directory) if run.node.directory else str(self.dag.directory)
-        if argv and not os.path.isabs(argv[0]) and os.path.exists(os.path.join(cwd, argv[0])):
-            argv[0] = os.path.join(cwd, argv[0])  # DAGMan finds a script relative to the DAG's directory
-        launch = Launch(argv=argv, cwd=cwd, key=f"{script.kind}:{run.node.name}", script=True)
+        if not self._slots.take(script.kind):
+            self._slots.park(script.kind, run)  # DAGMAN_MAX_PRE_SCRIPTS / MAX_POST_SCRIPTS
+            return
+        launch = script_launch(self.dag, run, script, self._dag_macros)
         self._by_key[launch.key] = run
         if script.kind == "PRE":
             run.state = NodeState.PRERUN
@@ -299,6 +300,42 @@ class DagEngine:
             run.state = NodeState.POSTRUN
             self.recorder.post_started(run.node, run.cluster)
         self.executor.start(launch)
+
+    def _dag_macros(self, command: str) -> dict[str, str]:
+        """The DAG-wide script macros, counted now (DAGMan's values when the script starts)."""
+        values = {
+            "NODE_COUNT": str(len(self.runs)),
+            "QUEUED_COUNT": str(self.running_jobs),
+            "DONE_COUNT": str(self.done_count),
+            "FAILED_COUNT": str(len(self.failed)),
+            "DAGID": str(self.dag_cluster),
+            "DAG_STATUS": str(int(self.status)),
+        }
+        if "$FUTILE_COUNT" in command:  # a walk over the failed nodes' descendants: only when asked
+            values["FUTILE_COUNT"] = str(self._futile_count())
+        return values
+
+    def _futile_count(self) -> int:
+        """Nodes that can never run because an ancestor failed for good."""
+        seen: set[str] = set()
+        todo = [c for name in self.failed for c in self.runs[name].node.children]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            todo.extend(self.runs[name].node.children)
+        return sum(1 for name in seen if self.runs[name].state is not NodeState.DONE)
+
+    def _next_script(self, kind: str) -> None:
+        """A script ended: start the one waiting for its slot, if any (PRE scripts wait out a halt)."""
+        run = self._slots.release(kind)
+        if run is None or self.aborting or self.stopping:
+            return
+        if kind == "PRE" and self._holding():
+            self._held_pres.append(run)
+            return
+        self._start_script(run, run.node.pre if kind == "PRE" else run.node.post)  # type: ignore[arg-type]
 
     def _fire_timers(self) -> None:
         now = time.time()
@@ -328,6 +365,8 @@ class DagEngine:
         """One process of the run ended: move its node on."""
         run = self._by_key.pop(ex.key)
         kind = ex.key.partition(":")[0]
+        if kind in ("PRE", "POST"):
+            self._next_script(kind)
         if kind == "PRE":
             self._on_pre(run, ex)
         elif kind == "POST":
@@ -349,6 +388,10 @@ class DagEngine:
             self._queue_job(run)
         elif run.node.pre_skip is not None and rc == run.node.pre_skip:
             self._node_succeeded(run)
+        elif self.knobs.always_run_post and run.node.post is not None:
+            # DAGMAN_ALWAYS_RUN_POST: the job is not run, the POST script decides with $RETURN -1004
+            run.job_rc, run.job_end = PRE_FAILED_RETURN, JobEnd.NONE
+            self._start_script(run, run.node.post)
         else:
             self._node_failed(run, rc)
 
@@ -361,6 +404,7 @@ class DagEngine:
         run.launch = None
         self.recorder.job_finished(run.node, run.attempt, run.cluster, launch, ex)
         run.job_rc = ex.value
+        run.job_end = JobEnd.ABORTED if ex.error is not None else JobEnd.EXIT
         if self.stopping or self.aborting:
             return  # removed by an abort or an interrupt: the node stays undone
         self._after_job(run, ex.value)
@@ -442,6 +486,8 @@ class DagEngine:
         self._ready.clear()
         self._blocked.clear()
         self._timers.clear()
+        self._slots.drop("PRE")
+        self._slots.drop("POST")
         self.executor.kill_all()
         return True
 
@@ -470,3 +516,10 @@ class DagEngine:
 
     def done_nodes(self) -> list[str]:
         return [name for name, run in self.runs.items() if run.state is NodeState.DONE]
+
+    def write_rescue(self) -> None:
+        """DAGMan's rescue DAG, when the run ended with nodes undone (failed, halted, stopped)."""
+        undone = [n for n, r in self.runs.items() if r.state is not NodeState.DONE and not r.node.final]
+        if undone:
+            retries = {n: r.retries for n, r in self.runs.items()}
+            write_rescue(self.dag, self.done_nodes(), self.failed, retries_used=retries)

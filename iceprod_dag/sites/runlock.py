@@ -1,0 +1,97 @@
+"""One process runs a run folder at a time: it holds an fcntl lock on the folder's ``run.lock``.
+
+The lock belongs to the open file, not to a pid, so it ends with its holder however that dies (``kill -9``
+included) and never goes stale. A site that starts its runner in the background takes the lock first and
+hands the open file to the child (``pass_fds``), so a second submit is refused from the moment the first one
+is accepted. The file holds the holder's pid, for the refusal's message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from iceprod_dag.common import names
+from iceprod_dag.common.exceptions import RunLockedError
+
+log = logging.getLogger(__name__)
+
+#: seconds between tries while waiting for a holder that has recorded its end to exit
+RETRY_S = 0.05
+
+
+class RunLock:
+    """The lock of one run folder; ``acquire`` it, or ``adopt`` the open file a parent passed down."""
+
+    def __init__(self, run_dir: Path, fd: int | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / names.RUN_LOCK
+        self.fd = fd
+
+    @classmethod
+    def adopt(cls, run_dir: Path, fd: int) -> RunLock:
+        """The lock a parent took and passed to this process as file descriptor fd; records our pid."""
+        lock = cls(run_dir, fd)
+        os.set_inheritable(fd, False)  # our jobs must not keep the run locked after we end
+        lock.set_holder(os.getpid())
+        return lock
+
+    def acquire(self, wait_s: float = 0.0) -> RunLock:
+        """Take the lock, or raise RunLockedError naming the holder's pid. wait_s: how long to wait for a
+        holder that is on its way out (its run has ended)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    pid = _read_pid(fd)
+                    os.close(fd)
+                    who = f"process {pid}" if pid else "another process"
+                    raise RunLockedError(
+                        f"{self.run_dir} is being run by {who} (it holds {self.path}); wait for it to end, or"
+                        " stop it with `iceprod-dag remove`",
+                        pid,
+                    ) from None
+                time.sleep(RETRY_S)
+        self.fd = fd
+        self.set_holder(os.getpid())
+        return self
+
+    def set_holder(self, pid: int) -> None:
+        """Record the pid that runs the folder (a parent records its child's)."""
+        if self.fd is None:
+            raise RuntimeError("the run lock is not held")
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{pid}\n".encode(), 0)
+
+    def hand_over(self) -> None:
+        """Close this process's copy after passing the open file to a child: the child keeps the lock."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self if self.fd is not None else self.acquire()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None

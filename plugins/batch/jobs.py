@@ -1,0 +1,69 @@
+"""The engine's job builder on a batch site: one node attempt as a batch job request, wrapped in a Launch.
+
+A retry of an attempt the pilot killed over its memory, wall time or disk asks for what that attempt's stats
+record learned (iceprod_dag.pilot.record.LEARNED), and keeps asking for it on later attempts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from iceprod_dag.common import names
+from iceprod_dag.dagman.engine.executor import Launch
+from iceprod_dag.dagman.model import Dag, Node
+from iceprod_dag.pilot import record as records
+from iceprod_dag.plugins.batch.jobdesc import job_request, read_submit
+
+
+class BatchJobBuilder:
+    """Builds the launch of one attempt (request in ``info["request"]``), reading each submit file once."""
+
+    def __init__(self, dag: Dag, run_dir: Path, site: str) -> None:
+        self.dag = dag
+        self.run_dir = Path(run_dir)
+        self.site = site
+        self._submits: dict[tuple[str | None, str], tuple[Path, dict[str, str]]] = {}
+        self._learned: dict[str, dict[str, int]] = {}  # node -> request field -> what a kill taught
+
+    def __call__(self, node: Node, attempt: int) -> Launch:
+        key = (node.directory, node.submit_file)
+        if key not in self._submits:
+            path = self.dag.directory / (node.directory or "") / node.submit_file
+            self._submits[key] = (path, read_submit(path))
+        path, submit = self._submits[key]
+        learned = self._learned.setdefault(node.name, {})
+        if attempt:
+            learned.update(self._learn(node.name, attempt - 1))
+        req = job_request(
+            node.name,
+            attempt,
+            submit,
+            node.vars,
+            learned.get("memory_mb"),
+            where=str(path),
+            site=self.site,
+            walltime_s=learned.get("walltime_s"),
+            disk_mb=learned.get("disk_mb"),
+        )
+        cwd = (self.dag.directory / node.directory).resolve() if node.directory else self.run_dir
+        info: dict[str, object] = {"request": req, "Cmd": req.argv[0], "Args": " ".join(req.argv[1:])}
+        if node.directory:
+            info["cwd"] = str(cwd)
+        return Launch(argv=list(req.argv), cwd=str(cwd), cpus=req.cpus, memory_mb=req.memory_mb, info=info)
+
+    def _learn(self, node: str, attempt: int) -> dict[str, int]:
+        """What an attempt killed over a limit asks its successor for (its record's next_memory_mb, ...):
+        the batch request must grow too, not only the pilot's limit; it holds for later attempts."""
+        try:
+            record = json.loads((self.run_dir / names.stats_record(node, attempt)).read_text())
+        except (OSError, ValueError):
+            return {}
+        out: dict[str, int] = {}
+        for field, wanted, _measured in records.LEARNED.values():
+            try:
+                if record.get(wanted):
+                    out[field] = int(record[wanted])
+            except (TypeError, ValueError):
+                continue
+        return out

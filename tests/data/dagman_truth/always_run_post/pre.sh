@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "PRE $*" >> macros.txt
+exit $2

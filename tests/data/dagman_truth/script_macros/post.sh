@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "POST $*" >> macros.txt
+exit ${16}

@@ -78,7 +78,7 @@ def shot(page: object, name: str) -> None:
 
 
 def test_dataset_page_follows_a_local_run_without_reloading(home: dict[str, str], tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     dataset = tmp_path / "slow.yaml"
     dataset.write_text(SLOW)
@@ -112,20 +112,17 @@ def test_dataset_page_follows_a_local_run_without_reloading(home: dict[str, str]
             page.evaluate("window.notReloaded = true")
             shot(page, "running")
 
-            page.wait_for_function("document.getElementById('live').dataset.updated", timeout=30_000)
-            page.wait_for_function(
-                "document.getElementById('job-totals').textContent.includes('done 6')", timeout=120_000
-            )
+            # selectors, not wait_for_function: the Content-Security-Policy forbids the eval it polls with
+            page.wait_for_selector("#live[data-updated]", state="attached", timeout=30_000)
+            page.wait_for_selector("#job-totals:has-text('done 6')", timeout=120_000)
             assert page.evaluate("window.notReloaded === true"), "the page was reloaded"
-            page.wait_for_function("document.getElementById('live').dataset.ended === 'done'", timeout=30_000)
+            page.wait_for_selector("#live[data-ended='done']", state="attached", timeout=30_000)
             assert page.inner_text("#ds-state") == "done"
             assert page.text_content("svg#dag g[data-task='wake'] .task-counts") == "3 jobs · done 3"
             assert page.inner_text("#task-counts tr[data-task='nap'] td[data-state='done']") == "3"
             assert page.locator("#ds-progress .progress span.st-done").count() == 1
             # the job list is rendered again by the server as the counts change
-            page.wait_for_function(
-                "document.querySelectorAll('#jobs .badge.st-done').length === 6", timeout=30_000
-            )
+            expect(page.locator("#jobs .badge.st-done")).to_have_count(6, timeout=30_000)
             shot(page, "done")
         finally:
             browser.close()

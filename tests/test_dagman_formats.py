@@ -24,13 +24,8 @@ from iceprod_dag.dagman.eventlog import EventLogWriter, Usage
 from iceprod_dag.dagman.jobstate import JobstateLogWriter, read_jobstate
 from iceprod_dag.dagman.parser import load_rescue, parse_dag
 from iceprod_dag.dagman.rescue import find_rescue, next_rescue_path, write_rescue
-from iceprod_dag.dagman.submitdesc import (
-    _split_new,
-    parse_environment,
-    parse_quantity,
-    read_submit,
-    split_arguments,
-)
+from iceprod_dag.dagman.submitdesc import read_submit
+from iceprod_dag.dagman.submitsyntax import _split_new, parse_environment, parse_quantity, split_arguments
 
 htcondor2 = pytest.importorskip("htcondor2")
 classad2 = pytest.importorskip("classad2")

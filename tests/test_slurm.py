@@ -14,9 +14,10 @@ import pytest
 
 from iceprod_dag.common.exceptions import ConfigError
 from iceprod_dag.common.states import JobState
+from iceprod_dag.dagman.parser import parse_dag
 from iceprod_dag.plugins.batch import state as st
 from iceprod_dag.plugins.batch.conformance import BatchConformance
-from iceprod_dag.plugins.batch.jobdesc import JobRequest, job_request, read_submit
+from iceprod_dag.plugins.batch.jobdesc import JobRequest, node_request
 from iceprod_dag.plugins.batch.translate import JobGroup, group_requests, hm, hms
 from iceprod_dag.plugins.slurm import translate
 from iceprod_dag.plugins.slurm.states import to_state
@@ -91,14 +92,15 @@ def test_state_table_is_explicit_and_unknown_is_unknown() -> None:
 
 
 def test_submit_description_with_vars_job_and_retry(tmp_path: Path) -> None:
-    sub = tmp_path / "gen.sub"
-    sub.write_text(
+    (tmp_path / "gen.sub").write_text(
         "executable = pilot.pyz\n"
         'arguments = "run --spec specs/gen.json --job $(job) --attempt $(retry)"\n'
         "request_cpus = 2\nrequest_memory = 2 GB\nrequest_disk = 512000\nrequest_gpus = 1\n"
-        "+IceProdWalltime = 5400\nqueue\n"
+        "output = logs/$(JOB).out\ninitialdir = work\n+IceProdWalltime = 5400\nqueue\n"
     )
-    req = job_request("gen_3", 1, read_submit(sub), {"job": "3", "retry": "$(RETRY)"}, site="slurm")
+    (tmp_path / "x.dag").write_text('JOB gen_3 gen.sub\nVARS gen_3 job="3" retry="$(RETRY)"\n')
+    dag = parse_dag(tmp_path / "x.dag")
+    req = node_request(dag, "gen_3", 1, tmp_path, site="slurm")
     assert req.argv == (
         "pilot.pyz",
         "run",
@@ -112,15 +114,18 @@ def test_submit_description_with_vars_job_and_retry(tmp_path: Path) -> None:
         "slurm",
     )
     assert (req.cpus, req.memory_mb, req.disk_mb, req.gpus, req.walltime_s) == (2, 2048, 500, 1, 5400)
-    more = job_request("gen_3", 2, read_submit(sub), {"job": "3", "retry": "$(RETRY)"}, memory_mb=3000)
+    # VARS job="3" is the macro job, and macro names ignore case: $(JOB) is 3 too, as on the real pool
+    assert (req.stdout, req.stderr, req.stdin) == ("work/logs/3.out", None, None)
+    more = node_request(dag, "gen_3", 2, tmp_path, memory_mb=3000)
     assert more.memory_mb == 3000 and more.argv[-2:] == ("--memory-mb", "3000")
 
 
 def test_a_submit_description_without_executable_is_a_config_error(tmp_path: Path) -> None:
-    sub = tmp_path / "bad.sub"
-    sub.write_text("arguments = x\nqueue\n")
-    with pytest.raises(ConfigError, match="no executable"):
-        job_request("n", 0, read_submit(sub), {}, where=str(sub))
+    (tmp_path / "bad.sub").write_text("arguments = x\nqueue\n")
+    (tmp_path / "x.dag").write_text("JOB n bad.sub\n")
+    with pytest.raises(ConfigError, match="no executable") as e:
+        node_request(parse_dag(tmp_path / "x.dag"), "n", 0, tmp_path)
+    assert e.value.path == str(tmp_path / "bad.sub")
 
 
 def test_wide_layers_become_arrays_split_at_max_array() -> None:

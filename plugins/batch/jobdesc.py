@@ -1,21 +1,27 @@
 """What a batch system needs from one DAG node's attempt: the command line and the resources it asks for.
 
-Reads the few keys of an HTCondor submit description that a batch job needs (executable, arguments,
-request_*, walltime, environment), with the node's VARS and DAGMan's $(JOB)/$(RETRY) applied.
+The node's submit file is read by iceprod_dag.dagman.submitdesc, the one reader every site uses (DAGMan's node
+macros, VARS, HTCondor's quoting rules); here its description becomes a batch job: argv, request_*, walltime,
+environment, and the input/output/error files condor would have given the job.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-import shlex
+import os
 from pathlib import Path
 
-from iceprod_dag.common.exceptions import ConfigError
-from iceprod_dag.common.units import parse_duration_s, parse_size_mb
+from iceprod_dag.common.exceptions import ConfigError, DagSyntaxError
+from iceprod_dag.common.units import parse_duration_s
+from iceprod_dag.dagman.model import Dag
+from iceprod_dag.dagman.submitdesc import SubmitDescription, read_node_submit
+from iceprod_dag.dagman.submitsyntax import resolve_executable
 
-_MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)")
 _DEFAULT_WALLTIME_S = 3600
+_DEFAULT_MEMORY_MB = 1024
+_DEFAULT_DISK_MB = 1024
+#: submit keys (as htcondor2 names them: +Attr is MY.Attr) that give a job's walltime, first found wins
+_WALLTIME_KEYS = ("my.iceprodwalltime", "my.walltime", "walltime", "my.maxwalltime")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,11 +32,15 @@ class JobRequest:
     attempt: int
     argv: tuple[str, ...]
     cpus: int = 1
-    memory_mb: int = 1024
-    disk_mb: int = 1024
+    memory_mb: int = _DEFAULT_MEMORY_MB
+    disk_mb: int = _DEFAULT_DISK_MB
     gpus: int = 0
     walltime_s: int = _DEFAULT_WALLTIME_S
     environment: tuple[tuple[str, str], ...] = ()
+    # the submit file's input/output/error, relative to where the job runs (the node's DIR); None: the site's
+    stdin: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
 
     def shape(self) -> tuple[object, ...]:
         """What must be equal for two requests to share one array job."""
@@ -45,118 +55,70 @@ class JobRequest:
         )
 
 
-def read_submit(path: Path) -> dict[str, str]:
-    """The key = value pairs of a submit description (keys lower-cased, `+attr` kept with its plus)."""
-    values: dict[str, str] = {}
+def node_request(
+    dag: Dag,
+    name: str,
+    attempt: int,
+    run_dir: Path,
+    memory_mb: int | None = None,
+    site: str | None = None,
+    dag_status: int = 0,
+    failed_count: int = 0,
+    walltime_s: int | None = None,
+    disk_mb: int | None = None,
+) -> JobRequest:
+    """The batch job of one attempt of a node, its submit file read as DAGMan would submit it.
+
+    run_dir is the folder of the DAG file (a node's DIR is relative to it); memory_mb, walltime_s and
+    disk_mb as for job_request.
+    """
+    node = dag.nodes[name]
+    subdir = run_dir / node.directory if node.directory else run_dir
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read submit file: {exc}", path=str(path)) from None
-    pending = ""
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = pending + raw.strip()
-        pending = ""
-        if line.endswith("\\"):  # continuation line
-            pending = line[:-1] + " "
-            continue
-        if not line or line.startswith("#"):
-            continue
-        if line.lower().startswith("queue"):
-            break
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise ConfigError(f"{path}:{number}: expected 'key = value', got {line!r}", path=str(path))
-        values[key.strip().lower()] = value.strip()
-    return values
-
-
-def expand(value: str, macros: dict[str, str], depth: int = 0) -> str:
-    """Replace $(name) macros (case-insensitive, like HTCondor); unknown macros are left as they are."""
-    if "$(" not in value:
-        return value
-    lowered = {k.lower(): v for k, v in macros.items()}
-
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1).lower()
-        return lowered[name] if name in lowered else match.group(0)
-
-    out = _MACRO.sub(sub, value)
-    # a VARS value may itself hold a macro ($(RETRY) inside retry="$(RETRY)")
-    return expand(out, lowered, depth + 1) if out != value and depth < 5 else out
-
-
-def split_arguments(value: str) -> list[str]:
-    """HTCondor arguments: the new syntax is double-quoted with single quotes grouping words."""
-    value = value.strip()
-    if "'" not in value and '""' not in value:  # the common case, without shlex's cost
-        return value.strip('"').split()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return shlex.split(value[1:-1].replace('""', '"'))
-    return value.split()
-
-
-def _environment(value: str) -> tuple[tuple[str, str], ...]:
-    value = value.strip()
-    if not value:
-        return ()
-    if value.startswith('"') and value.endswith('"'):
-        words = shlex.split(value[1:-1])
-    else:
-        words = value.split(";")
-    pairs = []
-    for word in words:
-        key, sep, val = word.strip().partition("=")
-        if sep and key:
-            pairs.append((key, val))
-    return tuple(pairs)
+        desc = read_node_submit(subdir / node.submit_file, node, attempt, dag_status, failed_count)
+    except DagSyntaxError as exc:
+        raise ConfigError(f"node {name}: {exc}", path=exc.path) from None
+    return job_request(
+        name, attempt, desc, subdir, memory_mb=memory_mb, site=site, walltime_s=walltime_s, disk_mb=disk_mb
+    )
 
 
 def job_request(
     node: str,
     attempt: int,
-    submit: dict[str, str],
-    node_vars: dict[str, str],
+    desc: SubmitDescription,
+    subdir: Path,
     memory_mb: int | None = None,
-    where: str = "",
     site: str | None = None,
     walltime_s: int | None = None,
     disk_mb: int | None = None,
 ) -> JobRequest:
-    """The batch job of one attempt: submit keys with VARS, $(JOB) and $(RETRY) expanded.
+    """The batch job of one attempt from its submit description (subdir: the submit file's folder).
 
     memory_mb, walltime_s and disk_mb override the submit file's requests (the retry of an attempt killed
     over that limit asks for more); the pilot is told too, since it enforces them.
     """
-    # DAGMan expands $(JOB) and $(RETRY) inside VARS values; then VARS are submit macros, and since submit
-    # macros ignore case, VARS job="3" wins over the node name for $(job)
-    dagman = {"JOB": node, "RETRY": str(attempt)}
-    macros = {k.lower(): v for k, v in dagman.items()}
-    macros.update({k.lower(): expand(v, dagman) for k, v in node_vars.items()})
-
-    def get(key: str, default: str | None = None) -> str | None:
-        raw = submit.get(key)
-        return default if raw is None else expand(raw, macros)
-
-    executable = get("executable")
-    if not executable:
-        raise ConfigError(f"{where or node}: submit description has no executable")
-    argv = [executable, *split_arguments(get("arguments", "") or "")]
+    argv = [resolve_executable(desc.executable, subdir), *desc.arguments]
+    walltime = next((desc.macros[k] for k in _WALLTIME_KEYS if desc.macros.get(k)), None)
     try:
-        walltime = get("+iceprodwalltime") or get("+walltime") or get("walltime") or get("+maxwalltime")
-        req = JobRequest(
-            node=node,
-            attempt=attempt,
-            argv=tuple(argv),
-            cpus=int(float(get("request_cpus", "1") or 1)),
-            memory_mb=memory_mb or parse_size_mb(get("request_memory", "1024") or "1024"),
-            disk_mb=disk_mb or parse_size_mb(_kib_to_mb(get("request_disk"))),
-            gpus=int(float(get("request_gpus", "0") or 0)),
-            walltime_s=walltime_s
-            or (parse_duration_s(walltime.strip('"')) if walltime else _DEFAULT_WALLTIME_S),
-            environment=_environment(get("environment", "") or ""),
-        )
+        asked_s = parse_duration_s(walltime.strip('"')) if walltime else _DEFAULT_WALLTIME_S
     except ValueError as exc:
-        raise ConfigError(f"{where or node}: {exc}") from None
+        raise ConfigError(f"node {node}: {exc}", path=str(desc.path)) from None
+    disk_kb = desc.request_disk_kb
+    req = JobRequest(
+        node=node,
+        attempt=attempt,
+        argv=tuple(argv),
+        cpus=desc.request_cpus,
+        memory_mb=memory_mb or desc.request_memory_mb or _DEFAULT_MEMORY_MB,
+        disk_mb=disk_mb or (-(-disk_kb // 1024) if disk_kb else _DEFAULT_DISK_MB),
+        gpus=desc.request_gpus,
+        walltime_s=walltime_s or asked_s,
+        environment=tuple(desc.environment.items()),
+        stdin=_in_initialdir(desc, desc.input),
+        stdout=_in_initialdir(desc, desc.output),
+        stderr=_in_initialdir(desc, desc.error),
+    )
     if argv[0].endswith(".pyz"):  # only the pilot knows --memory-mb, --walltime, --disk and --site
         extra = ["--memory-mb", str(memory_mb)] if memory_mb else []
         extra += ["--walltime", f"{walltime_s}s"] if walltime_s else []
@@ -167,9 +129,8 @@ def job_request(
     return req
 
 
-def _kib_to_mb(value: str | None) -> str:
-    # HTCondor's request_disk without a unit is KiB, unlike request_memory
-    if not value:
-        return "1024"
-    value = value.strip()
-    return f"{value}K" if re.fullmatch(r"\d+(\.\d+)?", value) else value
+def _in_initialdir(desc: SubmitDescription, path: str | None) -> str | None:
+    # condor reads input/output/error relative to initialdir, itself relative to the submit file's folder
+    if not path or os.path.isabs(path) or not desc.initialdir:
+        return path
+    return os.path.join(desc.initialdir, path)

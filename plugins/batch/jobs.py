@@ -7,42 +7,41 @@ record learned (iceprod_dag.pilot.record.LEARNED), and keeps asking for it on la
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from iceprod_dag.common import names
 from iceprod_dag.dagman.engine.executor import Launch
 from iceprod_dag.dagman.model import Dag, Node
 from iceprod_dag.pilot import record as records
-from iceprod_dag.plugins.batch.jobdesc import job_request, read_submit
+from iceprod_dag.plugins.batch.jobdesc import node_request
 
 
 class BatchJobBuilder:
-    """Builds the launch of one attempt (request in ``info["request"]``), reading each submit file once."""
+    """Builds the launch of one attempt (request in ``info["request"]``); submitdesc parses each file once."""
 
     def __init__(self, dag: Dag, run_dir: Path, site: str) -> None:
         self.dag = dag
         self.run_dir = Path(run_dir)
         self.site = site
-        self._submits: dict[tuple[str | None, str], tuple[Path, dict[str, str]]] = {}
+        #: the DAG's ($(DAG_STATUS), $(FAILED_COUNT)) when a node is submitted; the watcher wires it to the engine
+        self.dag_state: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self._learned: dict[str, dict[str, int]] = {}  # node -> request field -> what a kill taught
 
     def __call__(self, node: Node, attempt: int) -> Launch:
-        key = (node.directory, node.submit_file)
-        if key not in self._submits:
-            path = self.dag.directory / (node.directory or "") / node.submit_file
-            self._submits[key] = (path, read_submit(path))
-        path, submit = self._submits[key]
         learned = self._learned.setdefault(node.name, {})
         if attempt:
             learned.update(self._learn(node.name, attempt - 1))
-        req = job_request(
+        status, failed = self.dag_state()
+        req = node_request(
+            self.dag,
             node.name,
             attempt,
-            submit,
-            node.vars,
+            self.dag.directory,
             learned.get("memory_mb"),
-            where=str(path),
             site=self.site,
+            dag_status=status,
+            failed_count=failed,
             walltime_s=learned.get("walltime_s"),
             disk_mb=learned.get("disk_mb"),
         )

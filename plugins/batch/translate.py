@@ -82,11 +82,15 @@ def _task_of(node: str) -> str:
 
 
 def command_line(req: JobRequest, python: str) -> str:
-    """The shell words of one attempt; a zipapp runs under the site's python."""
+    """The shell words of one attempt, with the submit file's input/output/error; a zipapp runs under python."""
     argv = list(req.argv)
     if argv[0].endswith(".pyz"):
         argv.insert(0, python)
-    return " ".join(shlex.quote(a) for a in argv)
+    words = [shlex.quote(a) for a in argv]
+    for op, path in (("<", req.stdin), (">", req.stdout), ("2>", req.stderr)):
+        if path:
+            words += [op, shlex.quote(path)]
+    return " ".join(words)
 
 
 def job_body(group: JobGroup, index_expr: str, fail_exit: int | None = None, job_ref: str = "") -> str:

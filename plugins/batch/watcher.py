@@ -80,15 +80,17 @@ class Watcher:
         # attempt numbers continue across resubmits, so stats records and accounting never collide
         attempts = {n: 1 + max(map(int, s.jobs)) for n, s in self.state.nodes.items() if s.jobs}
         executor = BatchExecutor(self.site, self.run_dir)
+        jobs = BatchJobBuilder(self.dag, self.run_dir, self.site.name)
         engine = self.engine = DagEngine(
             self.dag,
             executor,
             BatchRecorder(self.run_dir, self.state),
-            BatchJobBuilder(self.dag, self.run_dir, self.site.name),
+            jobs,
             done=done,
             attempts=attempts,
             halt_file=str(self.halt_file),
         )
+        jobs.dag_state = lambda: (int(engine.status), len(engine.failed))
         engine.on_halt_exit = lambda: update_run_info(self.run_dir, halted=True)
         update_run_info(self.run_dir, halted=False)
         stopped: list[int] = []

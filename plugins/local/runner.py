@@ -26,12 +26,10 @@ from iceprod_dag.plugins.local.executor import LocalExecutor
 from iceprod_dag.plugins.local.jobs import JobFactory
 from iceprod_dag.plugins.local.state import RunRecorder
 from iceprod_dag.sites.runinfo import update_run_info
-from iceprod_dag.sites.runlock import RunLock
+from iceprod_dag.sites.runlock import ENDING_WAIT_S, RunLock
 
 logger = logging.getLogger(__name__)
 
-#: seconds a new run waits for the previous engine of its folder to exit once that one recorded its end
-ENDING_WAIT_S = 30.0
 _EVENT_RE = re.compile(r"^(\d{3}) \((\d+)\.\d+\.\d+\) ")
 _RETURN_RE = re.compile(r"\(return value (-?\d+)\)")
 
@@ -198,17 +196,19 @@ def _run_dag(
     recorder = RunRecorder(dag, run_dir, db, dag_cluster, executor.records)
     recorder.jobstate.dagman_started(dag_cluster)
     update_run_info(run_dir, status_file=recorder.status_path)
+    jobs = JobFactory(dag, run_dir, dagman_job_id=dag_cluster)
     engine = DagEngine(
         dag,
         executor,
         recorder,
-        JobFactory(dag, run_dir),
+        jobs,
         done=done,
         attempts=attempts,
         first_cluster=dag_cluster + 1,
         dag_cluster=dag_cluster,
         halt_file=halt_file,
     )
+    jobs.dag_state = lambda: (int(engine.status), len(engine.failed))
     # from here on the run ends halted whatever happens to the halt file: a resume must resubmit it
     engine.on_halt_exit = lambda: update_run_info(run_dir, halted=True)
     stopped: list[int] = []

@@ -49,6 +49,7 @@ setup(
             "ruff>=0.6",
             "playwright>=1.45",
             "psycopg[binary]>=3.1",
+            "schemathesis>=4",  # tests/test_webui_fuzz.py: the API fuzzed from its OpenAPI document
             # scripts/typecheck.sh: mypy and the stubs of the dependencies that do not ship their own types
             "mypy>=1.10",
             "types-PyYAML",

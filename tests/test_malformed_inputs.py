@@ -168,6 +168,16 @@ def test_integers_beyond_64_bits_in_paths_and_cursors_are_4xx(alice, demo) -> No
         response = alice.get(f"/api/jobs?after={text}")
         assert response.status_code == 400 and response.get_json()["field"] == "after", response.text
     assert alice.get(f"/api/jobs?limit={'9' * 5000}").status_code == 400
+    # and in JSON bodies
+    from webui_support import csrf_of
+
+    h = {"X-CSRF-Token": csrf_of(alice)}
+    for dataset in (2**63, -(2**63) - 1):
+        response = alice.post("/api/tokens", json={"kind": "pilot", "dataset": dataset}, headers=h)
+        assert response.status_code == 404, response.text
+    body = {"name": "x", "jobs": 1, "dataset_id": 2**63, "tasks": [{"name": "t", "command": "true"}]}
+    response = alice.post("/api/datasets", json=body, headers=h)
+    assert response.status_code == 400 and response.get_json()["field"] == "dataset_id", response.text
 
 
 def test_expressions_resolved_per_job_are_bounded() -> None:

@@ -81,6 +81,22 @@ def test_a_second_lock_on_a_run_folder_is_refused_with_the_holders_pid(tmp_path:
     RunLock(tmp_path).acquire().release()  # released with its holder
 
 
+@pytest.mark.parametrize("site", ["local", "condor", "slurm", "sge", "pbs", "lsf"])
+def test_every_site_refuses_a_folder_another_process_runs(tmp_path: Path, site: str) -> None:
+    """Checked before any batch system is asked: the lock is the first thing a submit takes."""
+    from iceprod_dag.compile.compiler import compile_dataset
+    from iceprod_dag.dataset.loader import load_dataset
+    from iceprod_dag.sites.registry import load_site
+
+    source, _ = write_dataset(tmp_path)
+    run = tmp_path / "run"
+    compile_dataset(load_dataset(source), run, with_pilot=False)
+    with RunLock(run).acquire():
+        with pytest.raises(RunLockedError, match=f"is being run by process {os.getpid()}"):
+            load_site(site, {"db": f"sqlite:///{tmp_path / 's.sqlite'}"}).submit(run, wait=False)
+    assert not (run / names.RUN_INFO).exists()  # refused before anything was written
+
+
 def test_two_submits_at_once_run_the_folder_once(tmp_path: Path) -> None:
     source, gate = write_dataset(tmp_path)
     run = tmp_path / "run"
@@ -135,7 +151,9 @@ def test_a_compile_killed_midway_is_never_resumed(tmp_path: Path) -> None:
     assert compiling.wait(30) == -signal.SIGKILL
     assert not run.exists(), "a killed compile left a run folder behind"
 
+    assert len(list(tmp_path.glob(names.COMPILING_PREFIX + "*"))) == 1  # what the killed compile left
     prepare_run_dir(source, run, quiet=True)
+    assert not list(tmp_path.glob(names.COMPILING_PREFIX + "*"))  # removed: its process is gone
     lines = (run / names.DAG_FILE).read_text().splitlines()
     assert sum(1 for line in lines if line.startswith("JOB ")) == jobs
     assert f"FINAL {names.FINAL_NODE} {names.FINAL_SUBMIT} NOOP" in lines

@@ -230,3 +230,19 @@ def test_a_user_past_their_quota_of_unfinished_jobs_gets_429(app, alice, bob):  
     assert len(alice.get("/api/datasets?owner=alice").get_json()["datasets"]) == 2  # the demo and the first
     # the quota is per owner: bob still may
     assert bob.post("/api/datasets", json=body, headers={"X-CSRF-Token": csrf_of(bob)}).status_code == 201
+
+
+def test_cli_user_logout_ends_sessions_but_keeps_tokens(app, alice, engine):  # noqa: F811
+    from click.testing import CliRunner
+
+    from iceprod_dag.cli.main import cli
+    from iceprod_dag.webui.services import accounts
+
+    thief = _copy_of(app, alice)
+    token = accounts.create_token(engine, "alice")[1]
+    result = CliRunner().invoke(cli, ["user", "logout", "alice", "--db", str(engine.url)])
+    assert result.exit_code == 0, result.output
+    assert thief.get("/api/me").status_code == 401 and alice.get("/api/me").status_code == 401
+    assert app.test_client().get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    missing = CliRunner().invoke(cli, ["user", "logout", "nobody", "--db", str(engine.url)])
+    assert missing.exit_code != 0 and "no user named 'nobody'" in str(missing.exception or missing.output)

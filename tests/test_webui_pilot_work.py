@@ -114,7 +114,7 @@ def test_lost_attempts_are_settled_and_the_dataset_state_follows_its_jobs(
             "SELECT a.state, a.failure, a.ended_at IS NOT NULL, j.state FROM attempts a "
             f"JOIN jobs j ON j.id = a.job_pk WHERE j.node = '{first['node']}' AND j.dataset_pk = {pk}"
         ).one()
-    assert tuple(lost) == ("failed", "killed", 1, "pending")
+    assert tuple(lost) == ("failed", "lost", 1, "pending")
     again = [claim(), claim()]
     assert (again[0]["node"], again[0]["attempt"]) == (first["node"], 1)
     for item in again:
@@ -122,3 +122,17 @@ def test_lost_attempts_are_settled_and_the_dataset_state_follows_its_jobs(
         rec = record(item["node"], item["attempt"], failed=failed, dataset="work-set")
         assert _report(anon, pk, h, {"records": [rec]}).status_code == 200
         assert dataset_state() == (final if item is again[-1] else "running")
+
+
+def test_a_queued_report_that_cannot_be_applied_does_not_block_direct_reports(anon, engine, pilot):  # noqa: F811
+    pk, h = pilot
+    app_drainer_off(anon)
+    with engine.begin() as conn:  # a row no drain can apply (accept() never queues such a record)
+        conn.exec_driver_sql(
+            "INSERT INTO report_inbox (dataset_pk, node, attempt, record_hash, record, received_at) "
+            f"VALUES ({pk}, 'gen_0', 0, 'x', '{{\"node\": \"gen_0\"}}', 0)"
+        )
+    done = _report(anon, pk, h, {"records": [record("gen_1", 0, dataset="work-set")]})
+    assert done.status_code == 200 and done.get_json()["inserted"] == 1
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM report_inbox").scalar() == 1

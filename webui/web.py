@@ -207,6 +207,8 @@ def dataset_or_404(pk: int, change: bool = False) -> dict[str, Any]:
     from iceprod_dag.webui.services import queries
 
     principal = who()
+    if not 0 <= pk < 2**63:  # an id from a JSON body: the database's integers are 64-bit
+        not_found(f"no dataset {pk}")
     with engine().connect() as conn:
         ds = queries.get_dataset(conn, pk)
     if ds is None or not accounts.can_read(principal, ds["owner"], bool(ds["private"]), ds["id"]):

@@ -55,6 +55,7 @@ def compile_dataset(
     dataset = apply_prestage(dataset)
     _refuse_submitted(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(run_dir)
     tmp = run_dir.parent / f"{names.COMPILING_PREFIX}{run_dir.name}-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
@@ -70,6 +71,26 @@ def compile_dataset(
         nodes=nodes,
         files=[run_dir / f.relative_to(tmp) for f in files],
     )
+
+
+def _remove_abandoned(run_dir: Path) -> None:
+    """Delete the temporary folders of compiles into run_dir whose process is gone (killed mid-way)."""
+    prefix = f"{names.COMPILING_PREFIX}{run_dir.name}-"
+    for folder in run_dir.parent.glob(prefix + "*"):
+        pid = folder.name[len(prefix) :].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.info("removing %s, left by a compile that did not finish", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _refuse_submitted(run_dir: Path) -> None:

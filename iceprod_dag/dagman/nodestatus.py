@@ -14,6 +14,7 @@ import dataclasses
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -72,13 +73,14 @@ _BY_STATUS = {
 
 
 def _compute_counts(nodes: Iterable[NodeEntry]) -> dict[str, int]:
+    nodes = nodes if isinstance(nodes, list) else list(nodes)
+    by_status = Counter(n.status for n in nodes)
     counts = dict.fromkeys(COUNT_KEYS, 0)
-    for n in nodes:
-        counts["NodesTotal"] += 1
-        counts[_BY_STATUS[n.status]] += 1
-        counts["JobProcsHeld"] += n.procs_held
-        if n.status == NodeStatus.SUBMITTED and n.details == "idle":
-            counts["JobProcsIdle"] += 1
+    counts["NodesTotal"] = len(nodes)
+    for status, key in _BY_STATUS.items():
+        counts[key] = by_status.get(status, 0)
+    counts["JobProcsHeld"] = sum(n.procs_held for n in nodes)
+    counts["JobProcsIdle"] = sum(1 for n in nodes if n.status is NodeStatus.SUBMITTED and n.details == "idle")
     return counts
 
 
@@ -88,6 +90,8 @@ _NEEDS_ESCAPE = re.compile(r'[\\"\x00-\x1f]')
 
 def quote(s: str) -> str:
     """A ClassAd string literal (what DAGMan's EscapeClassadString gives for ASCII text)."""
+    if not s:
+        return '""'
     if not _NEEDS_ESCAPE.search(s):
         return f'"{s}"'
     return '"' + _NEEDS_ESCAPE.sub(lambda m: _ESCAPES.get(m.group(), f"\\{ord(m.group()):03o}"), s) + '"'
@@ -97,6 +101,11 @@ def _ctime(t: int) -> str:
     # C's ctime(): "Wed Nov  5 01:06:03 2026", day of month padded with a space
     lt = time.localtime(t)
     return f"{time.strftime('%a %b', lt)} {lt.tm_mday:2d} {time.strftime('%H:%M:%S %Y', lt)}"
+
+
+_CODE = {s: str(int(s)) for s in NodeStatus}
+_DAGMAN_NAME = {s: s.dagman_name for s in NodeStatus}
+_BY_CODE = {str(int(s)): s for s in NodeStatus}
 
 
 def render(report: DagStatusReport) -> str:
@@ -118,18 +127,14 @@ def render(report: DagStatusReport) -> str:
         note = " /* includes held */" if key == "JobProcsIdle" else ""
         out.append(f"  {key} = {counts[key]};{note}")
     out.append("]")
-    for n in report.nodes:
-        out += [
-            "[",
-            '  Type = "NodeStatus";',
-            f"  Node = {quote(n.node)};",
-            f'  NodeStatus = {int(n.status)}; /* "{n.status.dagman_name}" */',
-            f"  StatusDetails = {quote(n.details)};",
-            f"  RetryCount = {n.retry_count};",
-            f"  JobProcsQueued = {n.procs_queued};",
-            f"  JobProcsHeld = {n.procs_held};",
-            "]",
-        ]
+    # one string per node: a 100,000-node DAG's file is rewritten while it runs
+    out.extend(
+        f'[\n  Type = "NodeStatus";\n  Node = {quote(n.node)};\n'
+        f'  NodeStatus = {_CODE[n.status]}; /* "{_DAGMAN_NAME[n.status]}" */\n'
+        f"  StatusDetails = {quote(n.details)};\n  RetryCount = {n.retry_count};\n"
+        f"  JobProcsQueued = {n.procs_queued};\n  JobProcsHeld = {n.procs_held};\n]"
+        for n in report.nodes
+    )
     next_note = quote(_ctime(report.next_update)) if report.next_update else '"none"'
     out += [
         "[",
@@ -220,9 +225,10 @@ def parse_node_status(text: str) -> list[dict[str, object]]:
 
 # DAGMan's exact layout of a NodeStatus ad, read by one regular expression (C speed); anything else goes
 # through the line parser above.
+_QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # a string literal, its escapes matched without backtracking
 _NODE_AD = re.compile(
-    r'\[\n  Type = "NodeStatus";\n  Node = "((?:[^"\\]|\\.)*)";\n  NodeStatus = (\d+);[^\n]*\n'
-    r'  StatusDetails = "((?:[^"\\]|\\.)*)";\n  RetryCount = (-?\d+);\n  JobProcsQueued = (-?\d+);\n'
+    rf"\[\n  Type = \"NodeStatus\";\n  Node = {_QUOTED};\n  NodeStatus = (\d+);[^\n]*\n"
+    rf"  StatusDetails = {_QUOTED};\n  RetryCount = (-?\d+);\n  JobProcsQueued = (-?\d+);\n"
     r"  JobProcsHeld = (-?\d+);\n\]\n"
 )
 
@@ -230,12 +236,22 @@ _NODE_AD = re.compile(
 def read_node_status(path: Path | str) -> DagStatusReport:
     """Read a NODE_STATUS_FILE written by DAGMan or by write_node_status."""
     text = Path(path).read_text()
-    fast = list(_NODE_AD.finditer(text))
+    fast = _NODE_AD.findall(text)
     if fast and len(fast) == text.count('Type = "NodeStatus"'):
-        ads = parse_node_status(text[: fast[0].start()] + text[fast[-1].end() :])
+        first = text.find('[\n  Type = "NodeStatus"')
+        last = text.rfind('[\n  Type = "StatusEnd"')
+        ads = parse_node_status(text[:first] + (text[last:] if last > first else ""))
+        by_code, unquote = _BY_CODE, _unquote
         nodes = [
-            NodeEntry(_unquote(n), NodeStatus(int(st)), _unquote(d), int(r), int(q), int(h))
-            for n, st, d, r, q, h in (m.groups() for m in fast)
+            NodeEntry(
+                unquote(n) if "\\" in n else n,
+                by_code[st],
+                unquote(d) if "\\" in d else d,
+                int(r),
+                int(q),
+                int(h),
+            )
+            for n, st, d, r, q, h in fast
         ]
     else:
         ads = parse_node_status(text)

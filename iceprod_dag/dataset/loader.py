@@ -73,6 +73,7 @@ def load_dataset_dict(
     if not lines.known():  # plain data (a JSON body): not walked by the YAML loader
         check_data(data, source, limits)
     problems: list[Problem] = list(schema.iter_problems(data))
+    problems.extend(_big_integer_problems(data))
     jobs = data.get("jobs")
     if isinstance(jobs, int) and jobs > limits.max_jobs:
         problems.append(
@@ -87,6 +88,21 @@ def load_dataset_dict(
             [_format(source, lines, path, msg) for path, msg in _sorted(problems, lines)], source
         )
     return _normalize(data, source)
+
+
+def _big_integer_problems(data: Any) -> list[Problem]:
+    """Integers a 64-bit column, DAGMan or HTCondor cannot hold (``dataset_id: 9223372036854775808``)."""
+    problems: list[Problem] = []
+    todo: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while todo:
+        value, path = todo.pop()
+        if isinstance(value, dict):
+            todo.extend((v, (*path, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            todo.extend((v, (*path, i)) for i, v in enumerate(value))
+        elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+            problems.append((path, "integer out of range (a 64-bit integer is at most 9223372036854775807)"))
+    return problems
 
 
 def _sorted(problems: list[Problem], lines: LineMap) -> list[Problem]:

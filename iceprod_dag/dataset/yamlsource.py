@@ -83,7 +83,7 @@ def _check_shape(text: str, limits: InputLimits) -> None:
     sizes: dict[str, int] = {}  # expanded values of each finished anchored node
     total = 0  # expanded values of the whole document so far
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        line = event.start_mark.line + 1
+        line = event.start_mark.line + 1 if event.start_mark else 0
         if isinstance(event, yaml.CollectionStartEvent):
             if len(stack) >= limits.max_nesting:
                 raise ConfigError(

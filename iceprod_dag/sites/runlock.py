@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: seconds between tries while waiting for a holder that has recorded its end to exit
 RETRY_S = 0.05
+#: seconds a new runner waits for the previous one to exit once that one has recorded the run's end
+ENDING_WAIT_S = 30.0
 
 
 class RunLock:
@@ -76,6 +79,26 @@ class RunLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+    def start_holder(self, argv: list[str], log_path: Path) -> int:
+        """Start argv as a detached process (its own session, output appended to log_path, in the run folder)
+        that takes this lock over: it inherits the open lock file, and this process lets go of its copy.
+        Returns its pid."""
+        if self.fd is None:
+            raise RuntimeError("the run lock is not held")
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                cwd=self.run_dir,
+                pass_fds=(self.fd,),
+            )
+        self.set_holder(proc.pid)
+        self.hand_over()
+        return proc.pid
 
     def release(self) -> None:
         if self.fd is not None:

@@ -104,7 +104,7 @@ def accept(
     connection: Any = None,
 ) -> str | None:
     """Queue one validated record; returns None when accepted, "unchanged" for an exact repeat, or raises
-    StaleUpdateError naming why it is refused.
+    StaleUpdateError naming why it is refused (UnknownNodeError for a node the dataset does not have).
 
     ``text`` is the record's JSON as received (else it is serialized here); ``connection`` a DB-API
     connection of this thread to use (``Drainer.connection``), else one comes from the engine's pool."""

@@ -64,8 +64,7 @@ def report(
         with WRITE_LOCK:
             cur.execute("BEGIN IMMEDIATE")
             try:
-                while apply_queued(cur) >= QUEUED_BATCH:
-                    pass
+                apply_queued_first(cur)
                 result = ingest_on_cursor(cur, int(dataset["id"]), records)
                 if result.inserted or result.updated:
                     cur.execute(SETTLE_SQL, {"pk": int(dataset["id"]), "now": time.time()})
@@ -108,6 +107,21 @@ SETTLE_SQL = (
 
 #: queued reports applied per transaction
 QUEUED_BATCH = 20_000
+
+
+def apply_queued_first(cur: Any) -> None:
+    """Inside a writer's transaction, before its own change: apply every queued report, so that they are judged
+    before it. A failure leaves them queued (for the drainer to retry and log) and the writer goes on."""
+    if cur.execute("SELECT 1 FROM report_inbox LIMIT 1").fetchone() is None:
+        return
+    cur.execute("SAVEPOINT queued_reports")
+    try:
+        while apply_queued(cur) >= QUEUED_BATCH:
+            pass
+    except Exception:
+        cur.execute("ROLLBACK TO queued_reports")
+        log.exception("applying the queued reports failed: they stay queued")
+    cur.execute("RELEASE queued_reports")
 
 
 def apply_queued(cur: Any, limit: int = QUEUED_BATCH) -> int:

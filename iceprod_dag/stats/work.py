@@ -4,7 +4,7 @@ attempts; and the state changes operators ask for on any dataset (suspend, resum
 A dataset's state follows its jobs: ``submitted`` until the first claim, ``running`` then, and ``done`` (or
 ``failed``, if a job failed) when every job has finished (``reports.SETTLE_SQL``, run by the report paths).
 An attempt whose pilot stopped heartbeating for the heartbeat timeout is lost: it is recorded failed
-(``killed``: its pilot died or was stopped) and its job is pending again, at the next claim or at the next
+(``lost``: its pilot died, or lost its way to the server) and its job is pending again, at the next claim or at the next
 ``settle_lost`` of the server's background thread, whichever comes first.
 """
 
@@ -28,7 +28,7 @@ from iceprod_dag.stats.models import Attempt, Dataset, Job
 NO_WORK_STATES = ("suspended", "cancelled", "done", "failed")
 #: the site name of datasets run by the web server's pilots
 SERVER_SITE = "server"
-LOST = FailureCategory.KILLED.value
+LOST = FailureCategory.LOST.value
 
 
 def set_state(engine: Engine, pk: int, state: str) -> None:
@@ -70,9 +70,7 @@ def _topo(parents: dict[str, list[str]]) -> list[str]:
 def _apply_queued(conn: Connection) -> None:
     """Reports queued in the inbox (SQLite) go first, in this transaction: a parent's report may be there."""
     if conn.dialect.name == "sqlite":
-        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        while reports.apply_queued(cur) >= reports.QUEUED_BATCH:
-            pass
+        reports.apply_queued_first(conn.connection.driver_connection.cursor())  # type: ignore[union-attr]
 
 
 def claim(engine: Engine, ds: dict[str, Any], host: str | None, timeout_s: float) -> dict[str, Any] | None:

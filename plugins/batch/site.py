@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from iceprod_dag.plugins.batch.system import BatchSystem
 from iceprod_dag.plugins.batch.watcher import Watcher
 from iceprod_dag.sites.base import Action, RunStatus, Site
 from iceprod_dag.sites.runinfo import update_run_info
+from iceprod_dag.sites.runlock import ENDING_WAIT_S, RunLock
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +46,23 @@ class BatchSite(Site, BatchSystem):
 
     def submit(self, run_dir: Path, wait: bool = False) -> int | None:
         run_dir = _run_dir(run_dir)
-        watcher = Watcher(self, run_dir)
-        watcher.prepare()
-        if wait:
-            _record_watcher(run_dir, self.name, os.getpid(), self.options)
-            return watcher.run()
-        log_path = run_dir / names.BATCH_WATCHER_LOG
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "iceprod_dag.plugins.batch.watcher", str(run_dir)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-                cwd=run_dir,
+        # the watcher runs the folder and holds its lock (the detached one inherits our open lock file), so a
+        # second submit is refused; a watcher that has recorded the run's end gets a moment to exit
+        before = st.load(run_dir)
+        with RunLock(run_dir).acquire(wait_s=ENDING_WAIT_S if before and before.finished else 0.0) as lock:
+            watcher = Watcher(self, run_dir)
+            watcher.prepare()
+            if wait:
+                _record_watcher(run_dir, self.name, os.getpid(), self.options)
+                return watcher.run()
+            log_path = run_dir / names.BATCH_WATCHER_LOG
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            pid = lock.start_holder(
+                [sys.executable, "-m", "iceprod_dag.plugins.batch.watcher", str(run_dir)], log_path
             )
-        watcher.adopt(proc.pid)
-        _record_watcher(run_dir, self.name, proc.pid, self.options)
-        log.info("watcher of %s started as pid %d (log %s)", run_dir, proc.pid, log_path)
+        watcher.adopt(pid)
+        _record_watcher(run_dir, self.name, pid, self.options)
+        log.info("watcher of %s started as pid %d (log %s)", run_dir, pid, log_path)
         return None
 
     def resubmit(self, run_dir: Path) -> None:

@@ -26,12 +26,10 @@ from iceprod_dag.plugins.local.executor import LocalExecutor
 from iceprod_dag.plugins.local.jobs import JobFactory
 from iceprod_dag.plugins.local.state import RunRecorder
 from iceprod_dag.sites.runinfo import update_run_info
-from iceprod_dag.sites.runlock import RunLock
+from iceprod_dag.sites.runlock import ENDING_WAIT_S, RunLock
 
 logger = logging.getLogger(__name__)
 
-#: seconds a new run waits for the previous engine of its folder to exit once that one recorded its end
-ENDING_WAIT_S = 30.0
 _EVENT_RE = re.compile(r"^(\d{3}) \((\d+)\.\d+\.\d+\) ")
 _RETURN_RE = re.compile(r"\(return value (-?\d+)\)")
 

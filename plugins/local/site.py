@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -79,7 +78,6 @@ class LocalSite(Site):
 
     def _detach(self, run_dir: Path, lock: RunLock) -> None:
         """Start the engine as a detached process that inherits the run folder's lock from us."""
-        assert lock.fd is not None
         cmd = [sys.executable, "-m", "iceprod_dag.plugins.local", str(run_dir), "--lock-fd", str(lock.fd)]
         opts = self._engine_options()
         for flag, key in (
@@ -91,22 +89,11 @@ class LocalSite(Site):
             if opts[key]:
                 cmd += [flag, str(opts[key])]
         log = run_dir / "local.out"
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-                cwd=run_dir,
-                pass_fds=(lock.fd,),
-            )
-        lock.set_holder(proc.pid)
-        lock.hand_over()
+        pid = lock.start_holder(cmd, log)
         # the run is live from now on, not from when the engine gets going: a status or watch in between must
         # not read the previous run's end
-        update_run_info(run_dir, pid=proc.pid, exit_code=None, halted=False)
-        logger.info("started the local engine for %s as pid %d (output in %s)", run_dir, proc.pid, log)
+        update_run_info(run_dir, pid=pid, exit_code=None, halted=False)
+        logger.info("started the local engine for %s as pid %d (output in %s)", run_dir, pid, log)
         return None
 
     def status(self, run_dir: Path) -> RunStatus:

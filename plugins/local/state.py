@@ -24,7 +24,7 @@ from typing import Any
 from iceprod_dag.common import names
 from iceprod_dag.common.states import FailureCategory, NodeStatus
 from iceprod_dag.dagman.engine.executor import Exit, Launch
-from iceprod_dag.dagman.engine.nodestate import RunView
+from iceprod_dag.dagman.engine.nodestate import NodeState, RunView
 from iceprod_dag.dagman.engine.recorder import Recorder
 from iceprod_dag.dagman.eventlog import EventLogWriter, Usage
 from iceprod_dag.dagman.jobstate import JobstateLogWriter, read_jobstate
@@ -35,6 +35,8 @@ from iceprod_dag.stats import classads
 logger = logging.getLogger(__name__)
 
 
+#: the engine's node states are DAGMan's, by name
+_NODE_STATUS = {state: NodeStatus[state.name] for state in NodeState}
 #: StatusDetails of a node whose job runs (DAGMan's word; "idle" would be a job waiting in a queue)
 RUNNING_DETAILS = "not_idle"
 
@@ -45,7 +47,7 @@ def status_report(engine: RunView, interval: float) -> DagStatusReport:
     nodes = []
     submitted = NodeStatus.SUBMITTED
     for name, run in engine.runs.items():
-        status = NodeStatus[run.state.name]
+        status = _NODE_STATUS[run.state]
         running = status is submitted
         nodes.append(NodeEntry(name, status, RUNNING_DETAILS if running else "", run.retries, int(running)))
     if not engine.finished:

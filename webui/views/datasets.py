@@ -32,6 +32,10 @@ STATE_ORDER = [
 ]
 
 
+#: dataset states after which nothing changes by itself: the page stops updating itself
+ENDED = [s.value for s in JobState if s.finished]
+
+
 @bp.get("/")
 @login_required
 def index() -> Any:
@@ -77,6 +81,7 @@ def show(pk: int) -> Any:
         states=STATE_ORDER,
         plots=plots,
         failures=failures,
+        ended=ENDED,
         shown=SHOWN,
         jobs=jobs,
         cursor=cursor,

@@ -32,7 +32,7 @@ from iceprod_dag.dagman.engine.executor import Executor, Exit, JobBuilder, Launc
 from iceprod_dag.dagman.engine.knobs import Knobs, read_knobs
 from iceprod_dag.dagman.engine.nodestate import PRE_FAILED_RETURN, DagStatus, JobEnd, NodeRun, NodeState
 from iceprod_dag.dagman.engine.recorder import Recorder
-from iceprod_dag.dagman.engine.scripts import ScriptSlots, script_launch
+from iceprod_dag.dagman.engine.scripts import ScriptSlots, dag_macros, script_launch
 from iceprod_dag.dagman.model import Dag, Script
 from iceprod_dag.dagman.rescue import write_rescue
 
@@ -291,7 +291,7 @@ class DagEngine:
         if not self._slots.take(script.kind):
             self._slots.park(script.kind, run)  # DAGMAN_MAX_PRE_SCRIPTS / MAX_POST_SCRIPTS
             return
-        launch = script_launch(self.dag, run, script, self._dag_macros)
+        launch = script_launch(self.dag, run, script, lambda command: dag_macros(self, command))
         self._by_key[launch.key] = run
         if script.kind == "PRE":
             run.state = NodeState.PRERUN
@@ -300,32 +300,6 @@ class DagEngine:
             run.state = NodeState.POSTRUN
             self.recorder.post_started(run.node, run.cluster)
         self.executor.start(launch)
-
-    def _dag_macros(self, command: str) -> dict[str, str]:
-        """The DAG-wide script macros, counted now (DAGMan's values when the script starts)."""
-        values = {
-            "NODE_COUNT": str(len(self.runs)),
-            "QUEUED_COUNT": str(self.running_jobs),
-            "DONE_COUNT": str(self.done_count),
-            "FAILED_COUNT": str(len(self.failed)),
-            "DAGID": str(self.dag_cluster),
-            "DAG_STATUS": str(int(self.status)),
-        }
-        if "$FUTILE_COUNT" in command:  # a walk over the failed nodes' descendants: only when asked
-            values["FUTILE_COUNT"] = str(self._futile_count())
-        return values
-
-    def _futile_count(self) -> int:
-        """Nodes that can never run because an ancestor failed for good."""
-        seen: set[str] = set()
-        todo = [c for name in self.failed for c in self.runs[name].node.children]
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            todo.extend(self.runs[name].node.children)
-        return sum(1 for name in seen if self.runs[name].state is not NodeState.DONE)
 
     def _next_script(self, kind: str) -> None:
         """A script ended: start the one waiting for its slot, if any (PRE scripts wait out a halt)."""

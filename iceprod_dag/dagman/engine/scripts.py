@@ -12,9 +12,10 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from iceprod_dag.dagman.engine.executor import Launch
-from iceprod_dag.dagman.engine.nodestate import JobEnd, NodeRun
+from iceprod_dag.dagman.engine.nodestate import DagStatus, JobEnd, NodeRun, NodeState
 from iceprod_dag.dagman.model import Dag, Script
 
 #: every script macro DAGMan documents; a name ends where a letter, digit or _ would continue it
@@ -61,6 +62,51 @@ def node_macros(run: NodeRun, kind: str) -> dict[str, str]:
             EXIT_CODE_COUNTS=f"{run.job_rc}:1" if ran else "",
         )
     return values
+
+
+class CountsView(Protocol):
+    """What the DAG-wide macros count (DagEngine provides it)."""
+
+    @property
+    def runs(self) -> Mapping[str, NodeRun]: ...
+    @property
+    def running_jobs(self) -> int: ...
+    @property
+    def done_count(self) -> int: ...
+    @property
+    def failed(self) -> list[str]: ...
+    @property
+    def dag_cluster(self) -> int: ...
+    @property
+    def status(self) -> DagStatus: ...
+
+
+def dag_macros(view: CountsView, command: str) -> dict[str, str]:
+    """The DAG-wide script macros, counted now (DAGMan's values when the script starts)."""
+    values = {
+        "NODE_COUNT": str(len(view.runs)),
+        "QUEUED_COUNT": str(view.running_jobs),
+        "DONE_COUNT": str(view.done_count),
+        "FAILED_COUNT": str(len(view.failed)),
+        "DAGID": str(view.dag_cluster),
+        "DAG_STATUS": str(int(view.status)),
+    }
+    if "$FUTILE_COUNT" in command:  # a walk over the failed nodes' descendants: only when asked
+        values["FUTILE_COUNT"] = str(futile_count(view.runs, view.failed))
+    return values
+
+
+def futile_count(runs: Mapping[str, NodeRun], failed: list[str]) -> int:
+    """Nodes that can never run because an ancestor failed for good."""
+    seen: set[str] = set()
+    todo = [c for name in failed for c in runs[name].node.children]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(runs[name].node.children)
+    return sum(1 for name in seen if runs[name].state is not NodeState.DONE)
 
 
 def script_launch(

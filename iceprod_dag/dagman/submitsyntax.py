@@ -15,11 +15,16 @@ import classad2
 log = logging.getLogger(__name__)
 
 
-def resolve_executable(executable: str, submit_dir: Path) -> str:
+def resolve_executable(executable: str, submit_dir: Path | str) -> str:
     """condor_submit's executable: relative to the submit file's folder; a bare name missing there is on PATH."""
     if os.path.isabs(executable):
         return executable
-    path = str(submit_dir / executable)
+    return _in_folder(executable, str(submit_dir))
+
+
+@functools.lru_cache(maxsize=1024)  # one stat per folder and name, not one per node
+def _in_folder(executable: str, folder: str) -> str:
+    path = os.path.join(folder, executable)
     if not os.path.exists(path) and "/" not in executable:
         return executable  # like transfer_executable = false: the worker's PATH finds it
     return path

@@ -75,7 +75,9 @@ def node_request(
     node = dag.nodes[name]
     subdir = run_dir / node.directory if node.directory else run_dir
     try:
-        desc = read_node_submit(subdir / node.submit_file, node, attempt, dag_status, failed_count)
+        desc = read_node_submit(
+            os.path.join(subdir, node.submit_file), node, attempt, dag_status, failed_count
+        )
     except DagSyntaxError as exc:
         raise ConfigError(f"node {name}: {exc}", path=exc.path) from None
     return job_request(
@@ -104,6 +106,12 @@ def job_request(
         asked_s = parse_duration_s(walltime.strip('"')) if walltime else _DEFAULT_WALLTIME_S
     except ValueError as exc:
         raise ConfigError(f"node {node}: {exc}", path=str(desc.path)) from None
+    if argv[0].endswith(".pyz"):  # only the pilot knows --memory-mb, --walltime, --disk and --site
+        argv += ["--memory-mb", str(memory_mb)] if memory_mb else []
+        argv += ["--walltime", f"{walltime_s}s"] if walltime_s else []
+        argv += ["--disk", f"{disk_mb}MB"] if disk_mb else []
+        if site and "--site" not in argv:
+            argv += ["--site", site]
     disk_kb = desc.request_disk_kb
     req = JobRequest(
         node=node,
@@ -119,13 +127,6 @@ def job_request(
         stdout=_in_initialdir(desc, desc.output),
         stderr=_in_initialdir(desc, desc.error),
     )
-    if argv[0].endswith(".pyz"):  # only the pilot knows --memory-mb, --walltime, --disk and --site
-        extra = ["--memory-mb", str(memory_mb)] if memory_mb else []
-        extra += ["--walltime", f"{walltime_s}s"] if walltime_s else []
-        extra += ["--disk", f"{disk_mb}MB"] if disk_mb else []
-        if site and "--site" not in argv:
-            extra += ["--site", site]
-        req = dataclasses.replace(req, argv=(*req.argv, *extra))
     return req
 
 

@@ -27,6 +27,7 @@ class BatchJobBuilder:
         #: the DAG's ($(DAG_STATUS), $(FAILED_COUNT)) when a node is submitted; the watcher wires it to the engine
         self.dag_state: Callable[[], tuple[int, int]] = lambda: (0, 0)
         self._learned: dict[str, dict[str, int]] = {}  # node -> request field -> what a kill taught
+        self._cwd: dict[str | None, str] = {}  # node DIR -> where its jobs run
 
     def __call__(self, node: Node, attempt: int) -> Launch:
         learned = self._learned.setdefault(node.name, {})
@@ -45,11 +46,14 @@ class BatchJobBuilder:
             walltime_s=learned.get("walltime_s"),
             disk_mb=learned.get("disk_mb"),
         )
-        cwd = (self.dag.directory / node.directory).resolve() if node.directory else self.run_dir
+        cwd = self._cwd.get(node.directory)
+        if cwd is None:
+            where = (self.dag.directory / node.directory).resolve() if node.directory else self.run_dir
+            cwd = self._cwd[node.directory] = str(where)
         info: dict[str, object] = {"request": req, "Cmd": req.argv[0], "Args": " ".join(req.argv[1:])}
         if node.directory:
-            info["cwd"] = str(cwd)
-        return Launch(argv=list(req.argv), cwd=str(cwd), cpus=req.cpus, memory_mb=req.memory_mb, info=info)
+            info["cwd"] = cwd
+        return Launch(argv=list(req.argv), cwd=cwd, cpus=req.cpus, memory_mb=req.memory_mb, info=info)
 
     def _learn(self, node: str, attempt: int) -> dict[str, int]:
         """What an attempt killed over a limit asks its successor for (its record's next_memory_mb, ...):

@@ -3,7 +3,9 @@
 The lock belongs to the open file, not to a pid, so it ends with its holder however that dies (``kill -9``
 included) and never goes stale. A site that starts its runner in the background takes the lock first and
 hands the open file to the child (``pass_fds``), so a second submit is refused from the moment the first one
-is accepted. The file holds the holder's pid, for the refusal's message.
+is accepted. The file holds the holder's pid, for the refusal's message; a site that will hand the lock over
+leaves it empty until its runner has a pid, and a refused submit waits for that pid rather than naming the
+short-lived submitting process.
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ class RunLock:
         lock.set_holder(os.getpid())
         return lock
 
-    def acquire(self, wait_s: float = 0.0) -> RunLock:
+    def acquire(self, wait_s: float = 0.0, handing_over: bool = False) -> RunLock:
         """Take the lock, or raise RunLockedError naming the holder's pid. wait_s: how long to wait for a
-        holder that is on its way out (its run has ended)."""
+        holder that is on its way out (its run has ended). handing_over: the caller will pass the lock to a
+        runner it starts (start_holder), so the file names no holder until that runner's pid is known."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + wait_s
         while True:
@@ -54,7 +57,7 @@ class RunLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    pid = _read_pid(fd)
+                    pid = _holder_pid(fd)
                     os.close(fd)
                     who = f"process {pid}" if pid else "another process"
                     raise RunLockedError(
@@ -64,15 +67,21 @@ class RunLock:
                     ) from None
                 time.sleep(RETRY_S)
         self.fd = fd
-        self.set_holder(os.getpid())
+        if handing_over:
+            os.ftruncate(fd, 0)
+        else:
+            self.set_holder(os.getpid())
         return self
 
     def set_holder(self, pid: int) -> None:
         """Record the pid that runs the folder (a parent records its child's)."""
         if self.fd is None:
             raise RuntimeError("the run lock is not held")
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{pid}\n".encode(), 0)
+        # write, then cut: a reader never sees an empty file here (that means "handing over"), and a longer
+        # earlier pid's tail is past the first line it reads
+        record = f"{pid}\n".encode()
+        os.pwrite(self.fd, record, 0)
+        os.ftruncate(self.fd, len(record))
 
     def hand_over(self) -> None:
         """Close this process's copy after passing the open file to a child: the child keeps the lock."""
@@ -116,5 +125,23 @@ class RunLock:
 
 
 def _read_pid(fd: int) -> int | None:
-    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    lines = os.pread(fd, 64, 0).decode(errors="replace").splitlines()
+    text = lines[0].strip() if lines else ""
     return int(text) if text.isdigit() else None
+
+
+def _holder_pid(fd: int) -> int | None:
+    """The holder's pid; while a holder hands the lock to the runner it starts, wait for the runner's pid (for
+    as long as the lock stays held, at most ENDING_WAIT_S)."""
+    deadline = time.monotonic() + ENDING_WAIT_S
+    while True:
+        pid = _read_pid(fd)
+        if pid is not None or time.monotonic() >= deadline:
+            return pid
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            time.sleep(RETRY_S)
+            continue
+        fcntl.flock(fd, fcntl.LOCK_UN)  # the holder let go without naming a runner: nobody to name
+        return None

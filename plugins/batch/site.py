@@ -49,7 +49,8 @@ class BatchSite(Site, BatchSystem):
         # the watcher runs the folder and holds its lock (the detached one inherits our open lock file), so a
         # second submit is refused; a watcher that has recorded the run's end gets a moment to exit
         before = st.load(run_dir)
-        with RunLock(run_dir).acquire(wait_s=ENDING_WAIT_S if before and before.finished else 0.0) as lock:
+        wait_s = ENDING_WAIT_S if before and before.finished else 0.0
+        with RunLock(run_dir).acquire(wait_s=wait_s, handing_over=not wait) as lock:
             watcher = Watcher(self, run_dir)
             watcher.prepare()
             if wait:

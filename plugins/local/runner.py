@@ -124,11 +124,12 @@ def collect_records(run_dir: Path, db_url: str | None, db: Any = None) -> int:
     return result.inserted
 
 
-def lock_run(run_dir: Path) -> RunLock:
+def lock_run(run_dir: Path, handing_over: bool = False) -> RunLock:
     """Take the run folder's lock (RunLockedError if another process runs it). An engine that has recorded
-    its end (run.json has its exit status) is given a moment to exit: a resume follows it at once."""
+    its end (run.json has its exit status) is given a moment to exit: a resume follows it at once.
+    handing_over: the lock goes to a detached engine (RunLock.acquire)."""
     ended = read_run_info(run_dir).get("exit_code") is not None
-    return RunLock(run_dir).acquire(wait_s=ENDING_WAIT_S if ended else 0.0)
+    return RunLock(run_dir).acquire(wait_s=ENDING_WAIT_S if ended else 0.0, handing_over=handing_over)
 
 
 def run_dag(

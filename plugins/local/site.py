@@ -46,7 +46,7 @@ class LocalSite(Site):
         run_dir = Path(run_dir).resolve()
         if not self.options.get("dag_file"):
             _dag_file(run_dir)
-        lock = lock_run(run_dir)
+        lock = lock_run(run_dir, handing_over=not wait)
         try:
             # the options later controls (suspend, resume, retry) rebuild the site with, as other sites keep them
             kept = {

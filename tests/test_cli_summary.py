@@ -22,7 +22,7 @@ tasks:
     depends: [make]
     command: "test $(job) -lt 9"
 """
-PROGRESS = re.compile(r"^nodes \d+/2[45] done, \d+ running, \d+ failed \| \d+\.\d jobs/s \| \d+s$", re.M)
+PROGRESS = re.compile(r"^nodes \d+/25 done, \d+ running, \d+ failed \| \d+\.\d jobs/s \| \d+s$", re.M)
 
 
 def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -65,8 +65,8 @@ def test_failed_submit_ends_with_a_summary_and_watch_shows_the_same(tmp_path: Pa
     assert "DAG finished with exit status 1" in out
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ")}
     assert rows["make"] == ["12", "0", "0"] and rows["use"] == ["9", "3", "0"]
-    # natural order; the FINAL node (failed because the DAG did, if the site lists it) comes last
-    assert re.search(r"^failed nodes \((3|4)\): use_9, use_10, use_11(, FINAL)?$", out, re.M), out
+    # natural order; the FINAL node comes last, failed because the DAG did, as DAGMan reports it
+    assert "failed nodes (4): use_9, use_10, use_11, FINAL" in out
     assert f"why: iceprod-dag dag why {run} use_9" in out
 
     watch = cli("watch", str(run), home=tmp_path)

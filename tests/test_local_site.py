@@ -88,7 +88,8 @@ def test_detached_run_can_be_followed_and_cancelled(tmp_path: Path) -> None:
     site.cancel(run)
     status = site.status(run)
     assert status.finished and status.exit_code == 2  # DAGMan's exit when removed; a resubmit resumes it
-    assert status.counts() == {"cancelled": 2, "pending": 6}  # the killed jobs; nothing shows as running
+    # the killed jobs; nothing shows as running; 6 nodes and FINAL never started
+    assert status.counts() == {"cancelled": 2, "pending": 7}
     assert (run / "dataset.dag.rescue001").exists()
 
 

@@ -295,7 +295,7 @@ def test_remove_then_resubmit_a_local_run_from_the_command_line(tmp_path: Path) 
     assert removed.returncode == 0, removed.stderr
     status = cli_status(run)
     assert status["finished"] and status["exit_code"] == 2 and not status["halted"]
-    assert status["nodes"] == {"a_0": "cancelled", "b_0": "pending", "c_0": "pending"}
+    assert status["nodes"] == {"a_0": "cancelled", "b_0": "pending", "c_0": "pending", "FINAL": "pending"}
     text = cli("status", str(run)).stdout
     assert "running" not in text and "exit status 2" in text and "None" not in text
 
@@ -309,7 +309,7 @@ def test_remove_then_resubmit_a_local_run_from_the_command_line(tmp_path: Path) 
     again = cli("resubmit", "--wait", str(run))
     assert again.returncode == 0, again.stdout + again.stderr
     assert started(run) == ["a_0", "a_0", "b_0", "c_0"]  # the killed a_0 ran again; nothing else twice
-    assert cli_status(run)["nodes"] == {"a_0": "done", "b_0": "done", "c_0": "done"}
+    assert cli_status(run)["nodes"] == {"a_0": "done", "b_0": "done", "c_0": "done", "FINAL": "done"}
 
 
 def test_resubmit_a_failed_local_run_takes_the_web_uis_path(tmp_path: Path) -> None:
@@ -317,7 +317,8 @@ def test_resubmit_a_failed_local_run_takes_the_web_uis_path(tmp_path: Path) -> N
     run = compile_chain(tmp_path, a="echo a", b=f"test -e {flag}")
     site = load_site("local", {"db": f"sqlite:///{tmp_path / 'stats.sqlite'}", "quiet": True})
     assert site.submit(run, wait=True) != 0
-    assert cli_status(run)["nodes"] == {"a_0": "done", "b_0": "failed", "c_0": "cancelled"}
+    # the FINAL node fails with the DAG, as DAGMan reports it
+    assert cli_status(run)["nodes"] == {"a_0": "done", "b_0": "failed", "c_0": "cancelled", "FINAL": "failed"}
     flag.touch()
     again = cli("resubmit", "--wait", str(run))
     assert again.returncode == 0, again.stdout + again.stderr
@@ -335,14 +336,16 @@ def test_a_suspended_local_run_reports_halted_not_failed(tmp_path: Path) -> None
     opened.touch()  # a_0 ends; with the halt file, b_0 does not start and the DAG ends halted
     wait_for("the halted engine ending", lambda: site.status(run).finished, run)
     status = cli_status(run)
-    assert status["halted"] and status["nodes"] == {"a_0": "done", "b_0": "pending", "c_0": "pending"}
+    # the FINAL node ran with DAG_STATUS 6 but runs again at the resume: pending, not failed
+    nodes = {"a_0": "done", "b_0": "pending", "c_0": "pending", "FINAL": "pending"}
+    assert status["halted"] and status["nodes"] == nodes
     text = cli("status", str(run)).stdout
     assert "failed" not in text and "FINAL" not in text and "suspended" in text, text
     again = cli("suspend", str(run))  # it has ended (halted): nothing runs to suspend
     assert again.returncode == 2 and "has ended" in again.stderr
     assert cli("resume", str(run)).stdout.strip() == f"{run}: resubmitted"
     wait_for("the resumed run succeeding", lambda: run_json(run).get("exit_code") == 0, run)
-    assert cli_status(run)["nodes"] == {"a_0": "done", "b_0": "done", "c_0": "done"}
+    assert cli_status(run)["nodes"] == {"a_0": "done", "b_0": "done", "c_0": "done", "FINAL": "done"}
 
 
 @pytest.mark.parametrize(

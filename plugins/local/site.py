@@ -97,8 +97,9 @@ class LocalSite(Site):
         return None
 
     def status(self, run_dir: Path) -> RunStatus:
-        """The engine's node status file, read with the one codec; the FINAL node (bookkeeping, not work) is
-        left out, as the condor site leaves it out. An engine that ended without an exit status was stopped
+        """The engine's node status file, read with the one codec. The FINAL node is a node as DAGMan reports
+        it (counted, and failed when the DAG failed), except in a halted run: it runs again at the resume, so
+        it is pending, not failed. An engine that ended without an exit status was stopped
         (remove, SIGTERM) or died: the DAG reports DAGMan's removed exit, and the jobs the file still shows as
         running were killed with it."""
         run_dir = Path(run_dir)
@@ -109,12 +110,14 @@ class LocalSite(Site):
         finished = exit_code is not None or not _alive(info.get("pid"))
         if finished and exit_code is None:
             exit_code = DAG_REMOVED_EXIT  # a resubmit resumes it from its rescue DAG and event log
+        halted = finished and bool(info.get("halted"))
         finals = set(info.get("final_nodes") or ())
         nodes: dict[str, JobState] = {}
         reasons: dict[str, str] = {}
         if status_path.exists():
             for entry in read_node_status(status_path).nodes:
-                if entry.node in finals:
+                if halted and entry.node in finals:
+                    nodes[entry.node] = JobState.PENDING
                     continue
                 state = entry.job_state
                 if finished and not state.finished and state is not JobState.PENDING:
@@ -123,7 +126,6 @@ class LocalSite(Site):
                 elif entry.details and state in (JobState.FAILED, JobState.CANCELLED, JobState.HELD):
                     reasons[entry.node] = entry.details
                 nodes[entry.node] = state
-        halted = finished and bool(info.get("halted"))
         return RunStatus(nodes=nodes, finished=finished, exit_code=exit_code, reasons=reasons, halted=halted)
 
     def cancel(self, run_dir: Path) -> None:

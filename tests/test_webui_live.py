@@ -1,12 +1,14 @@
 """The dataset page of a run that is going on updates itself, in a real headless Chromium against a real
 `iceprod-dag serve`, while a real local run of slow jobs goes on (submitted from the CLI with the same default
-data home): counts, bars and state change from pending to done without a reload, and polling stops once the
+data home): counts, bars and state change from pending to running (host set) to done without a reload, and polling stops once the
 dataset is done. Screenshots go to tests/artifacts/ (git-ignored)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -110,7 +112,16 @@ def test_dataset_page_follows_a_local_run_without_reloading(home: dict[str, str]
             assert "done 6" not in before, "the run ended before the page could watch it"
             assert page.inner_text("#ds-state") == "running"
             page.evaluate("window.notReloaded = true")
+            # the naps show as running (on this host) while they run, on the page, the API and the job list
+            page.wait_for_selector("#job-totals:has-text('running')", timeout=30_000)
             shot(page, "running")
+            pk = int(re.search(r"/datasets/(\d+)", page.url).group(1))  # type: ignore[union-attr]
+            api = page.request.get(f"{home['URL']}api/datasets/{pk}").json()
+            assert "running" in json.dumps(api["tasks"]), api
+            running = page.request.get(f"{home['URL']}api/jobs?dataset={pk}&state=running").json()["jobs"]
+            assert running and all(j["host"] == socket.gethostname() for j in running), running
+            listing = page.request.get(f"{home['URL']}jobs?state=running").text()
+            assert all(j["node"] in listing for j in running), listing
 
             # selectors, not wait_for_function: the Content-Security-Policy forbids the eval it polls with
             page.wait_for_selector("#live[data-updated]", state="attached", timeout=30_000)
@@ -127,4 +138,4 @@ def test_dataset_page_follows_a_local_run_without_reloading(home: dict[str, str]
         finally:
             browser.close()
     status = subprocess.run(cli("status", str(run)), env=home, capture_output=True, text=True)
-    assert "done: 6" in status.stdout
+    assert "done: 7" in status.stdout  # the 6 jobs and the FINAL node, as DAGMan counts them

@@ -38,6 +38,7 @@ __all__ = [
     "ingest_records",
     "load_record",
     "record_attempt_started",
+    "record_attempts_started",
     "record_hash",
     "register_dataset",
     "set_dataset_state",
@@ -272,32 +273,51 @@ def record_attempt_started(
             if existing.record_hash is not None:
                 raise StaleUpdateError(f"{node}: attempt {attempt} already finished; it cannot start again")
             return
-        conn.execute(
-            insert(Attempt).values(
-                job_pk=job["id"],
-                dataset_pk=pk,
-                task=job["task"],
-                attempt=attempt,
-                state=JobState.RUNNING.value,
-                started_at=now,
-                host=host,
-                site=site,
-                updated_at=time.time(),
-            )
-        )
-        conn.execute(
-            update(Job)
-            .where(Job.id == job["id"])
-            .values(
-                state=JobState.RUNNING.value,
-                attempts=job["attempts"] + 1,
-                last_attempt=attempt,
-                updated_at=now,
-                host=host,
-                site=site,
-            )
-        )
-        conn.execute(update(Dataset).where(Dataset.id == pk).values(updated_at=time.time()))
+        _start_attempts(conn, pk, [(job, attempt, host, now)], site)
+
+
+def record_attempts_started(
+    engine: Engine,
+    *,
+    run_dir: str | Path,
+    site: str,
+    started: Sequence[tuple[str, int, str | None, float]],
+    dataset: str | None = None,
+) -> None:
+    """Record (node, attempt, host, started_at) attempts as running, in one transaction (an engine's round);
+    attempts the database already has, or that an attempt after them superseded, are skipped."""
+    if not started:
+        return
+    create = {"name": dataset} if dataset else {}
+    with writer(engine).begin() as conn:
+        pk = _dataset_pk(conn, site, _abs(run_dir), create)
+        jobs = _jobs(conn, pk, {node: (None, None) for node, _, _, _ in started})
+        fresh = [(jobs[n], a, h, t) for n, a, h, t in started if jobs[n]["last_attempt"] < a]
+        _start_attempts(conn, pk, fresh, site)
+
+
+def _start_attempts(
+    conn: Connection, pk: int, items: Sequence[tuple[dict[str, Any], int, str | None, float]], site: str
+) -> None:
+    """Insert running attempts and mark their jobs running on host since their start."""
+    if not items:
+        return
+    now = time.time()
+    running = JobState.RUNNING.value
+    rows = [
+        {"job_pk": job["id"], "dataset_pk": pk, "task": job["task"], "attempt": attempt, "state": running,
+         "started_at": at, "host": host, "site": site, "updated_at": now}
+        for job, attempt, host, at in items
+    ]  # fmt: skip
+    conn.execute(insert(Attempt), rows)
+    jobs = [
+        {"b_id": job["id"], "b_attempts": job["attempts"] + 1, "b_attempt": attempt, "b_at": at, "b_host": host}
+        for job, attempt, host, at in items
+    ]  # fmt: skip
+    values = {"state": running, "attempts": bindparam("b_attempts"), "last_attempt": bindparam("b_attempt"),
+              "updated_at": bindparam("b_at"), "host": bindparam("b_host"), "site": site}  # fmt: skip
+    conn.execute(update(Job).where(Job.id == bindparam("b_id")).values(**values), jobs)
+    conn.execute(update(Dataset).where(Dataset.id == pk).values(updated_at=now))
 
 
 def ingest_records(

@@ -5,7 +5,8 @@
 - the jobstate log (JOBSTATE_LOG lines) and the node status file (rewritten at most every few seconds);
 - one job ClassAd per finished attempt in ``history/`` (``condor_history -long``), one stats record per
   attempt in ``stats/`` (the pilot writes its own; hand-written jobs get one made from ``wait4``);
-- the attempts in the stats database, in one transaction per scheduling round: durable once a round ends.
+- the attempts in the stats database, in one transaction per scheduling round: durable once a round ends;
+  an attempt shows as running (host, start) from the round it starts in, so pages show it going on.
 
 Files are flushed every round (so ``kill -9`` loses nothing written); resume reads them back (resume.py).
 """
@@ -91,6 +92,7 @@ class RunRecorder(Recorder):
         self._last_status = 0.0
         self._pending_records: list[dict[str, Any]] = []
         self._pending_ads: list[tuple[str, int, str]] = []
+        self._pending_started: list[tuple[str, int, str | None, float]] = []
         self.host = socket.gethostname()
         self.owner = getpass.getuser()
         (run_dir / names.HISTORY_DIR).mkdir(exist_ok=True)
@@ -116,6 +118,7 @@ class RunRecorder(Recorder):
         self.events.execute(cluster, 0, slot=f"slot1@{self.host}", props=props, when=now)
         self.jobstate.submit(node.name, cluster)
         self.jobstate.job_event(node.name, "EXECUTE", cluster)
+        self._pending_started.append((node.name, attempt, self.host, now))
 
     def job_finished(self, node: Node, attempt: int, cluster: int, launch: Launch, ex: Exit) -> None:
         record = self.records.pop(launch.key, None)
@@ -161,7 +164,8 @@ class RunRecorder(Recorder):
         now = time.time()
         # one transaction per round, but rounds of one job each would make the DB the bottleneck: commit
         # when the batch is big or old enough. Stats records are on disk already; resume re-ingests them.
-        if force or len(self._pending_records) >= self.batch_max or now - self._last_commit >= self.batch_s:
+        pending = len(self._pending_records) + len(self._pending_started)
+        if force or pending >= self.batch_max or now - self._last_commit >= self.batch_s:
             self.commit()
             self._last_commit = now
         if force or now - self._last_status >= self.status_interval:
@@ -172,15 +176,23 @@ class RunRecorder(Recorder):
             self.on_round()
 
     def commit(self) -> None:
-        if not self._pending_records:
+        if not self._pending_records and not self._pending_started:
             return
-        records, ads = self._pending_records, self._pending_ads
-        self._pending_records, self._pending_ads = [], []
+        records, ads, started = self._pending_records, self._pending_ads, self._pending_started
+        self._pending_records, self._pending_ads, self._pending_started = [], [], []
         self.recorded += len(records)
         if self.db is None:
             return
-        from iceprod_dag.stats.ingest import ingest_job_ads, ingest_records
+        from iceprod_dag.stats.ingest import ingest_job_ads, ingest_records, record_attempts_started
 
+        # attempts that also ended in this batch need no running row: their records say it all
+        ended = {(r.get("node"), r.get("attempt")) for r in records}
+        started = [s for s in started if (s[0], s[1]) not in ended]
+        record_attempts_started(
+            self.db, run_dir=self.run_dir, site=self.site, started=started, dataset=self.dag.path.stem
+        )
+        if not records:
+            return
         ingest_records(self.db, records, run_dir=self.run_dir, site=self.site, on_stale="skip")
         name = records[0].get("dataset")
         ingest_job_ads(self.db, ads, run_dir=self.run_dir, site=self.site, dataset=name, on_stale="skip")

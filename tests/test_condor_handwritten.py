@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select
 
-from iceprod_dag.stats.models import Job, JobAd
+from iceprod_dag.stats.models import Dataset, Job, JobAd
 
 pytestmark = pytest.mark.condor
 
@@ -70,3 +70,5 @@ def test_hand_written_dag_submit_watch_status(
     assert set(ads) == {("A", 0), ("B", 0), ("B", 1), ("C", 0), ("D", 0)}
     assert ads[("B", 0)]["ExitCode"] == 3 and ads[("B", 1)]["ExitCode"] == 0
     assert all(attrs["DAGNodeName"] == node for (node, _), attrs in ads.items())
+    with engine.connect() as conn:  # watch saw DAGMan end: the dataset does not stay `submitted`
+        assert conn.execute(select(Dataset.state)).scalars().all() == ["done"]

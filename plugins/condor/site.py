@@ -19,7 +19,7 @@ import htcondor2
 
 from iceprod_dag.common import names
 from iceprod_dag.common.exceptions import ActionRefusedError, RunNotFoundError, SiteError
-from iceprod_dag.common.states import JobState
+from iceprod_dag.common.states import DAG_REMOVED_EXIT, JobState
 from iceprod_dag.plugins.condor import prepare, translate
 from iceprod_dag.plugins.condor.follow import DagFollower, rescue_done_nodes
 from iceprod_dag.plugins.condor.schedd import locate_schedd
@@ -235,6 +235,21 @@ class CondorSite(Site):
                 raise SiteError(f"{run_dir}: the DAG did not end within {timeout:.0f} s")
             time.sleep(self.poll_interval)
 
+    def _record_end(self, run_dir: Path, status: RunStatus) -> None:
+        """The dataset's state in the stats database once DAGMan has ended (it stays `submitted` otherwise)."""
+        from iceprod_dag.stats.ingest import set_dataset_state
+
+        if status.halted:
+            state = "suspended"
+        elif status.exit_code == DAG_REMOVED_EXIT:
+            state = "cancelled"
+        else:
+            state = "done" if status.exit_code == 0 else "failed"
+        try:
+            set_dataset_state(self._engine(), run_dir=Path(run_dir).resolve(), site=self.name, state=state)
+        except Exception as exc:  # the run has ended either way; a stats problem must not hide that
+            log.warning("could not record the end of %s in the stats database: %s", run_dir, exc)
+
     # ------------------------------------------------------------ control
     def _act(self, run_dir: Path, action: htcondor2.JobAction, whole_dag: bool) -> None:
         info = self.run_info(Path(run_dir).resolve())
@@ -342,6 +357,9 @@ class CondorSite(Site):
                 break
             time.sleep(1.0)
             new += collect_run(*args, state, incremental_history=incremental)
+        status = self.status(run_dir)
+        if status.finished:
+            self._record_end(run_dir, status)
         return new
 
     def _safe_collect(self, run_dir: Path) -> None:

@@ -90,7 +90,8 @@ def test_inside_the_allowance_survives(pilot_spec):
     # ~35 MB of a 40 MB request: under the request and far under request × 1.25
     rec = run_attempt(pilot_spec(modules=hog(25, 0.5), requirements={"memory_mb": 60}), 0)
     assert rec["failure"] is None, rec["error"]
-    assert rec["samples"] > 2 and 20 < rec["peak_memory_mb"] < 75
+    # the peak is the kernel's (rusage or cgroup), so it does not depend on how many samples a loaded machine took
+    assert 20 < rec["peak_memory_mb"] < 75
 
 
 def test_memory_override_from_a_retry(pilot_spec):

@@ -11,9 +11,9 @@ environment and quantities follows condor_submit's rules (iceprod_dag.dagman.sub
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,8 +23,6 @@ from iceprod_dag.common.exceptions import DagSyntaxError
 from iceprod_dag.dagman.model import Node
 from iceprod_dag.dagman.parser import read_text
 from iceprod_dag.dagman.submitsyntax import parse_environment, request_quantity, split_arguments
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -159,6 +157,7 @@ class SubmitTemplate:
         self.path = path
         self.text = read_text(path, "submit file")
         self._sub = self._parse(self.text)
+        self._lock = threading.Lock()
         qargs = (self._sub.getQArgs() or "").strip()
         if qargs and not qargs.isdigit():
             raise DagSyntaxError(f"queue {qargs!r} is not supported (only 'queue' or 'queue N')", str(path))
@@ -242,8 +241,12 @@ class SubmitTemplate:
             return _describe(
                 self.path, {k.lower(): self._expand(sub, k) for k in sub.keys()}, self.queue_count
             )
+        with self._lock:  # the one Submit object is lent to one node at a time
+            return self._describe_plain(pre, post, refs)
+
+    def _describe_plain(self, pre: dict[str, str], post: dict[str, str], refs: set[str]) -> SubmitDescription:
+        sub, raw = self._sub, self._raw
         # only what the file refers to can change an expansion: setting the rest would be wasted work
-        sub = self._sub
         todo = [(k, v) for k, v in pre.items() if k in refs and k not in raw and k not in post]
         todo += [(k, v) for k, v in post.items() if k in refs or k in raw]
         for name, value in todo:

@@ -31,8 +31,6 @@ CASES = corpus.case_names()
 
 # Where the local engine disagrees with the recorded DAGMan, and why (each a strict xfail).
 KNOWN: dict[str, str] = {
-    "final_fails": "DAGMan writes a rescue DAG (DONE A) when only the FINAL node fails; the engine writes none",
-    "abort_return_zero": "DAGMan writes no rescue DAG when ABORT-DAG-ON ... RETURN 0 ends the DAG; the engine does",
     "macros_not_whole_word": "DAGMan 23.9 expands a script macro only as a whole argument (ret=$RETURN stays); "
     "the engine expands it inside words",
 }

@@ -56,6 +56,8 @@ def materialize(case: str, dest: Path, uid: int | None = None) -> Path:
             if p.is_file() and p.name != "truth.json":
                 shutil.copy2(p, run)
     (run / DAG).write_text(dag_text(case))
+    (run / "steps.log").touch()
+    os.chmod(run / "steps.log", 0o666)  # scripts (the engine's user) and jobs (a batch user) both append
     for name in SHARED:
         shutil.copy2(HERE / name, run)
     if uid is not None:

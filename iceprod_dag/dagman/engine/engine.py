@@ -494,6 +494,9 @@ class DagEngine:
     def write_rescue(self) -> None:
         """DAGMan's rescue DAG, when the run ended with nodes undone (failed, halted, stopped)."""
         undone = [n for n, r in self.runs.items() if r.state is not NodeState.DONE and not r.node.final]
-        if undone:
+        if self.status is DagStatus.ABORT and self.exit_code == 0:
+            undone = []  # DAGMan: ABORT-DAG-ON ... RETURN 0 ends the DAG as a success, with no rescue DAG
+        final_failed = self._final is not None and self._final.state is NodeState.ERROR
+        if undone or final_failed:  # DAGMan writes one when only the FINAL node failed too
             retries = {n: r.retries for n, r in self.runs.items()}
             write_rescue(self.dag, self.done_nodes(), self.failed, retries_used=retries)

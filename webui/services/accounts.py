@@ -27,6 +27,7 @@ from iceprod_dag.stats.accounts import (
     User,
     record_token_use,
 )
+from iceprod_dag.stats.db import writer
 from iceprod_dag.stats.models import Dataset
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def add_user(engine: Engine, name: str, role: str = "user", password: str | None
     _check_role(role)
     if not name or len(name) > 255 or any(c.isspace() for c in name):
         raise IceprodDagError(f"user name must be 1-255 characters without spaces, got {name!r}")
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:  # BEGIN IMMEDIATE: read-then-write never meets a stale snapshot
         if conn.scalar(select(User.id).where(User.name == name)) is not None:
             raise IceprodDagError(f"user {name!r} already exists")
         pw = generate_password_hash(password, method=PASSWORD_METHOD) if password else None
@@ -77,7 +78,7 @@ def add_user(engine: Engine, name: str, role: str = "user", password: str | None
 
 def _update_user(engine: Engine, name: str, **values: Any) -> None:
     """Change a user and end every login session of theirs (a new session generation)."""
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:  # BEGIN IMMEDIATE: read-then-write never meets a stale snapshot
         done = conn.execute(
             update(User).where(User.name == name).values(session_gen=User.session_gen + 1, **values)
         )
@@ -158,7 +159,7 @@ def create_token(
         raise IceprodDagError("a pilot token needs the dataset it may report for")
     text = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = time.time()
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:  # BEGIN IMMEDIATE: read-then-write never meets a stale snapshot
         user_id = conn.scalar(select(User.id).where(User.name == user))
         if user_id is None:
             raise IceprodDagError(f"no user named {user!r}")
@@ -200,7 +201,7 @@ def list_tokens(engine: Engine, user_id: int | None = None) -> list[dict[str, An
 
 def revoke_token(engine: Engine, token_id: int, by: Principal | None = None) -> None:
     """Revoke a token; a non-admin may revoke only their own."""
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:  # BEGIN IMMEDIATE: read-then-write never meets a stale snapshot
         owner = conn.scalar(select(ApiToken.user_id).where(ApiToken.id == token_id))
         if owner is None:
             raise IceprodDagError(f"no token with id {token_id}")
@@ -303,7 +304,7 @@ def can_read(principal: Principal, owner: str | None, private: bool, dataset_pk:
 
 
 def set_private(engine: Engine, dataset_pk: int, private: bool, priority: int | None = None) -> None:
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:  # BEGIN IMMEDIATE: read-then-write never meets a stale snapshot
         found = conn.execute(select(DatasetAccess).where(DatasetAccess.dataset_pk == dataset_pk)).first()
         if found is None:
             conn.execute(
